@@ -1,0 +1,986 @@
+/*
+ * store -- LMDB environment, transactions, the write path and gets.
+ *
+ * The write path for one write, inside its own nested transaction:
+ * schema validation and defaults, before-hooks (which may change the record
+ * or write more), validation again, refs, unique indexes, then record +
+ * index entries + feed entry.  Group commit wraps many of those in one
+ * outer transaction and one fsync (design.md, "Threading and the write path").
+ */
+#include "store_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "codec.h"
+
+#define DEFAULT_MAP_SIZE ((size_t)64 << 20)
+#define DEFAULT_MAP_MAX ((size_t)16 << 30)
+#define DEFAULT_FEED_AGE_MS ((int64_t)7 * 24 * 3600 * 1000)
+
+static const char META_SEQ[] = "last_seq";
+static const char META_IDCLOCK[] = "id_clock";
+static const char META_FEEDBYTES[] = "feed_bytes";
+
+const char *crm_op_name(crm_op op)
+{
+    switch (op) {
+    case CRM_OP_CREATE:
+        return "create";
+    case CRM_OP_UPDATE:
+        return "update";
+    case CRM_OP_DELETE:
+        return "delete";
+    }
+    return "?";
+}
+
+void crm_store_opts_default(crm_store_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->map_size = DEFAULT_MAP_SIZE;
+    o->map_max = DEFAULT_MAP_MAX;
+    o->feed_max_age_ms = DEFAULT_FEED_AGE_MS;
+}
+
+static int64_t real_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t crm_store_now(const crm_store *s)
+{
+    return s->o.clock_ms ? s->o.clock_ms(s->o.clock_ud) : real_clock();
+}
+
+const crm_schema *crm_store_schema(const crm_store *s) { return s->schema; }
+uint64_t crm_store_last_seq(const crm_store *s) { return s->last_seq; }
+size_t crm_store_map_size(const crm_store *s) { return s->map_size; }
+crm_store *crm_txn_store(crm_txn *t) { return t->s; }
+
+const crm_coll_rt *crm_store_coll(const crm_store *s, const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < s->ncolls; i++)
+        if (strcmp(s->colls[i].c->name, name) == 0)
+            return &s->colls[i];
+    return NULL;
+}
+
+static int is_fatal_mdb(int mrc)
+{
+    return mrc == MDB_MAP_FULL || mrc == MDB_TXN_FULL || mrc == MDB_BAD_TXN ||
+           mrc == MDB_PAGE_FULL || mrc == MDB_CURSOR_FULL || mrc == ENOSPC || mrc == EIO ||
+           mrc == ENOMEM || mrc == MDB_CORRUPTED || mrc == MDB_PANIC;
+}
+
+int crm_store_mdb_err(crm_txn *t, int mrc, crm_err *err, const char *what)
+{
+    if (t && is_fatal_mdb(mrc)) {
+        crm_txn *top = t;
+        while (top->parent)
+            top = top->parent;
+        if (!top->fatal || mrc == MDB_MAP_FULL)
+            top->fatal = mrc;
+        t->fatal = mrc;
+    }
+    if (mrc == MDB_MAP_FULL || mrc == ENOSPC)
+        return crm_err_set(err, CRM_UNAVAILABLE, "store is full (%s)", what);
+    if (is_fatal_mdb(mrc))
+        return crm_err_set(err, CRM_UNAVAILABLE, "%s: %s", what, mdb_strerror(mrc));
+    return crm_err_set(err, CRM_INTERNAL, "%s: %s", what, mdb_strerror(mrc));
+}
+
+/* ---- open / close ---- */
+
+static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t *out)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int mrc = mdb_get(txn, dbi, &k, &v);
+    *out = 0;
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc)
+        return mrc;
+    if (v.mv_size == 8)
+        *out = crm_be64_get(v.mv_data);
+    return 0;
+}
+
+static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t val)
+{
+    uint8_t b[8];
+    MDB_val k = {strlen(key), (void *)key}, v = {8, b};
+    crm_be64_put(b, val);
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static void store_free(crm_store *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->ncolls; i++) {
+        free(s->colls[i].idx);
+        free(s->colls[i].idx_fields);
+    }
+    free(s->colls);
+    if (s->env)
+        mdb_env_close(s->env);
+    free(s);
+}
+
+int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_opts *opts,
+                   crm_store **out, crm_err *err)
+{
+    crm_store *s = calloc(1, sizeof *s);
+    MDB_txn *txn = NULL;
+    int mrc, rc = CRM_OK, dead = 0;
+    size_t ndbs;
+    MDB_envinfo info;
+
+    *out = NULL;
+    if (!s)
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    if (opts)
+        s->o = *opts;
+    else
+        crm_store_opts_default(&s->o);
+    if (!s->o.map_size)
+        s->o.map_size = DEFAULT_MAP_SIZE;
+    if (!s->o.map_max)
+        s->o.map_max = DEFAULT_MAP_MAX;
+    if (s->o.map_max < s->o.map_size)
+        s->o.map_max = s->o.map_size;
+    s->schema = schema;
+    atomic_init(&s->readers, 0);
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        rc = crm_err_set(err, CRM_UNAVAILABLE, "data folder %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    ndbs = 4;
+    for (size_t i = 0; i < schema->ncolls; i++)
+        ndbs += 1 + schema->colls[i].nindexes;
+    if ((mrc = mdb_env_create(&s->env)) || (mrc = mdb_env_set_maxdbs(s->env, (MDB_dbi)ndbs + 64)) ||
+        (mrc = mdb_env_set_maxreaders(s->env, 512)) ||
+        (mrc = mdb_env_set_mapsize(s->env, s->o.map_size))) {
+        rc = crm_err_set(err, CRM_UNAVAILABLE, "lmdb: %s", mdb_strerror(mrc));
+        goto fail;
+    }
+    /* MDB_NOTLS: read txns belong to the caller, not the thread.  Never
+     * MDB_WRITEMAP (reliability-plan.md: ENOSPC becomes SIGBUS). */
+    if ((mrc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->o.no_sync ? MDB_NOSYNC : 0), 0600))) {
+        rc = crm_err_set(err, CRM_UNAVAILABLE, "cannot open store in %s: %s", dir,
+                         mdb_strerror(mrc));
+        goto fail;
+    }
+    /* Reader slots left by killed processes would pin old pages forever. */
+    mdb_reader_check(s->env, &dead);
+    if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->o.map_size)
+        s->map_size = info.me_mapsize; /* a bigger map from an earlier run */
+    else
+        s->map_size = s->o.map_size;
+
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+        goto mdb_fail;
+    if ((mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
+        (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &s->feed)))
+        goto mdb_fail;
+    s->colls = calloc(schema->ncolls ? schema->ncolls : 1, sizeof *s->colls);
+    if (!s->colls) {
+        rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < schema->ncolls; i++) {
+        const crm_collection *c = &schema->colls[i];
+        crm_coll_rt *rt = &s->colls[s->ncolls++];
+        char name[160];
+        rt->c = c;
+        snprintf(name, sizeof name, "c:%s", c->name);
+        if ((mrc = mdb_dbi_open(txn, name, MDB_CREATE, &rt->dbi)))
+            goto mdb_fail;
+        rt->idx = calloc(c->nindexes ? c->nindexes : 1, sizeof *rt->idx);
+        rt->idx_fields = calloc(c->nindexes ? c->nindexes : 1, sizeof *rt->idx_fields);
+        if (!rt->idx || !rt->idx_fields) {
+            rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+            goto fail;
+        }
+        for (size_t f = 0; f < c->nfields; f++) {
+            const crm_field *fd = &c->fields[f];
+            MDB_stat st;
+            int existed;
+            if (fd->slot < 0)
+                continue;
+            snprintf(name, sizeof name, "i:%s:%s", c->name, fd->name);
+            existed = mdb_dbi_open(txn, name, 0, &rt->idx[fd->slot]) == 0;
+            if (!existed && (mrc = mdb_dbi_open(txn, name, MDB_CREATE, &rt->idx[fd->slot])))
+                goto mdb_fail;
+            rt->idx_fields[fd->slot] = fd;
+            /* An index declared after records exist: build it now. */
+            if (!existed && mdb_stat(txn, rt->dbi, &st) == 0 && st.ms_entries > 0) {
+                MDB_cursor *cur;
+                MDB_val k, v;
+                if ((mrc = mdb_cursor_open(txn, rt->dbi, &cur)))
+                    goto mdb_fail;
+                for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+                     mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                    crm_value *rec = crm_mp_decode_trusted(v.mv_data, v.mv_size);
+                    uint8_t key[CRM_KEY_MAX + CRM_ID_MAX];
+                    size_t kl;
+                    MDB_val ik, iv = {k.mv_size, k.mv_data};
+                    if (!rec)
+                        continue;
+                    kl = crm_key_encode(crm_map_get(rec, fd->name), crm_keykind_of(fd->type), key);
+                    crm_value_free(rec);
+                    if (k.mv_size > CRM_ID_MAX)
+                        continue;
+                    memcpy(key + kl, k.mv_data, k.mv_size);
+                    ik.mv_size = kl + k.mv_size;
+                    ik.mv_data = key;
+                    if ((mrc = mdb_put(txn, rt->idx[fd->slot], &ik, &iv, 0)))
+                        break;
+                }
+                mdb_cursor_close(cur);
+                if (mrc && mrc != MDB_NOTFOUND)
+                    goto mdb_fail;
+            }
+        }
+    }
+    if ((mrc = meta_get_u64(txn, s->meta, META_SEQ, &s->last_seq)) ||
+        (mrc = meta_get_u64(txn, s->meta, META_IDCLOCK, &s->id_clock)) ||
+        (mrc = meta_get_u64(txn, s->meta, META_FEEDBYTES, &s->feed_bytes)))
+        goto mdb_fail;
+    if ((mrc = mdb_txn_commit(txn))) {
+        txn = NULL;
+        goto mdb_fail;
+    }
+    *out = s;
+    return CRM_OK;
+
+mdb_fail:
+    rc = crm_err_set(err, CRM_UNAVAILABLE, "cannot open store in %s: %s", dir, mdb_strerror(mrc));
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    store_free(s);
+    return rc;
+}
+
+void crm_store_close(crm_store *s)
+{
+    store_free(s);
+}
+
+void crm_store_set_before(crm_store *s, crm_before_fn fn, void *ud)
+{
+    s->before = fn;
+    s->before_ud = ud;
+}
+
+/* ---- transactions ---- */
+
+int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err)
+{
+    crm_txn *t = calloc(1, sizeof *t);
+    int mrc;
+    *out = NULL;
+    if (!t)
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    t->s = s;
+    atomic_fetch_add(&s->readers, 1);
+    mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+    if (mrc == MDB_MAP_RESIZED) { /* another process grew the map */
+        mdb_env_set_mapsize(s->env, 0);
+        mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+    }
+    if (mrc) {
+        atomic_fetch_sub(&s->readers, 1);
+        free(t);
+        return crm_err_set(err, CRM_UNAVAILABLE, "read transaction: %s", mdb_strerror(mrc));
+    }
+    *out = t;
+    return CRM_OK;
+}
+
+void crm_txn_end(crm_txn *t)
+{
+    if (!t)
+        return;
+    mdb_txn_abort(t->txn);
+    if (!t->write)
+        atomic_fetch_sub(&t->s->readers, 1);
+    free(t);
+}
+
+static int txn_child(crm_txn *parent, crm_txn *child, crm_err *err)
+{
+    int mrc;
+    *child = *parent;
+    child->parent = parent;
+    child->fatal = 0;
+    if ((mrc = mdb_txn_begin(parent->s->env, parent->txn, 0, &child->txn)))
+        return crm_store_mdb_err(parent, mrc, err, "nested transaction");
+    return CRM_OK;
+}
+
+static int txn_child_commit(crm_txn *child, crm_err *err)
+{
+    int mrc = mdb_txn_commit(child->txn);
+    crm_txn *p = child->parent;
+    if (mrc)
+        return crm_store_mdb_err(p, mrc, err, "nested commit");
+    p->seq = child->seq;
+    p->id_clock = child->id_clock;
+    p->feed_bytes = child->feed_bytes;
+    return CRM_OK;
+}
+
+/* ---- reads ---- */
+
+static int bad_coll(crm_err *err, const char *coll)
+{
+    return crm_err_set(err, CRM_BAD_REQUEST, "unknown collection \"%s\"", coll ? coll : "");
+}
+
+int crm_txn_get_raw(crm_txn *t, const char *coll, const char *id, const void **buf, size_t *len,
+                    crm_err *err)
+{
+    const crm_coll_rt *rt = crm_store_coll(t->s, coll);
+    MDB_val k, v;
+    int mrc;
+    if (!rt)
+        return bad_coll(err, coll);
+    if (!id || !crm_id_valid(id, strlen(id)))
+        return crm_err_set(err, CRM_NOT_FOUND, "%s/%.130s does not exist", coll, id ? id : "");
+    k.mv_size = strlen(id);
+    k.mv_data = (void *)id;
+    mrc = mdb_get(t->txn, rt->dbi, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return crm_err_set(err, CRM_NOT_FOUND, "%s/%s does not exist", coll, id);
+    if (mrc)
+        return crm_store_mdb_err(t, mrc, err, "get");
+    *buf = v.mv_data;
+    *len = v.mv_size;
+    return CRM_OK;
+}
+
+int crm_txn_get(crm_txn *t, const char *coll, const char *id, crm_value **out, crm_err *err)
+{
+    const void *buf;
+    size_t len;
+    int rc = crm_txn_get_raw(t, coll, id, &buf, &len, err);
+    *out = NULL;
+    if (rc != CRM_OK)
+        return rc;
+    if (!(*out = crm_mp_decode_trusted(buf, len)))
+        return crm_err_set(err, CRM_INTERNAL, "%s/%s: stored record does not decode", coll, id);
+    return CRM_OK;
+}
+
+int crm_txn_count(crm_txn *t, const char *coll, uint64_t *out, crm_err *err)
+{
+    const crm_coll_rt *rt = crm_store_coll(t->s, coll);
+    MDB_stat st;
+    int mrc;
+    if (!rt)
+        return bad_coll(err, coll);
+    if ((mrc = mdb_stat(t->txn, rt->dbi, &st)))
+        return crm_store_mdb_err(t, mrc, err, "stat");
+    *out = st.ms_entries;
+    return CRM_OK;
+}
+
+/* ---- the write path ---- */
+
+void crm_write_clear(crm_write *w)
+{
+    crm_value_free(w->details);
+    crm_value_free(w->result);
+    w->details = NULL;
+    w->result = NULL;
+    w->rc = CRM_OK;
+    w->seq = 0;
+    crm_err_clear(&w->err);
+}
+
+/* Index key of field fd's value in rec for record id. */
+static size_t index_key(const crm_field *fd, const crm_value *rec, const char *id, size_t idlen,
+                        uint8_t *key)
+{
+    size_t kl = crm_key_encode(rec ? crm_map_get(rec, fd->name) : NULL, crm_keykind_of(fd->type),
+                               key);
+    memcpy(key + kl, id, idlen);
+    return kl + idlen;
+}
+
+/* CONFLICT when another record holds value key vk in a unique index. */
+static int unique_check(crm_txn *t, const crm_coll_rt *rt, const crm_field *fd, const uint8_t *vk,
+                        size_t vkl, const crm_value *val, const char *id, crm_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k = {vkl, (void *)vk}, v;
+    int mrc, rc = CRM_OK;
+    if ((mrc = mdb_cursor_open(t->txn, rt->idx[fd->slot], &cur)))
+        return crm_store_mdb_err(t, mrc, err, "index cursor");
+    mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (mrc == 0 && k.mv_size >= vkl && memcmp(k.mv_data, vk, vkl) == 0) {
+        size_t idl = k.mv_size - vkl;
+        if (idl != strlen(id) || memcmp((char *)k.mv_data + vkl, id, idl) != 0) {
+            char shown[64] = "";
+            if (val && val->type == CRM_T_STR)
+                snprintf(shown, sizeof shown, " \"%.40s\"", val->u.str.s);
+            else if (val && val->type == CRM_T_INT)
+                snprintf(shown, sizeof shown, " %lld", (long long)val->u.i);
+            rc = crm_err_set(err, CRM_CONFLICT, "%s: %s%s is already used by %.*s", rt->c->name,
+                             fd->name, shown, (int)(idl > 130 ? 130 : idl),
+                             (char *)k.mv_data + vkl);
+            break;
+        }
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (rc == CRM_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = crm_store_mdb_err(t, mrc, err, "unique check");
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Moves index entries from old to new (either may be NULL). */
+static int index_update(crm_txn *t, const crm_coll_rt *rt, const crm_value *oldr,
+                        const crm_value *newr, const char *id, crm_err *err)
+{
+    size_t idlen = strlen(id);
+    for (size_t i = 0; i < rt->c->nindexes; i++) {
+        const crm_field *fd = rt->idx_fields[i];
+        uint8_t ok[CRM_KEY_MAX + CRM_ID_MAX], nk[CRM_KEY_MAX + CRM_ID_MAX];
+        size_t okl = 0, nkl = 0;
+        int mrc, rc;
+        if (oldr)
+            okl = index_key(fd, oldr, id, idlen, ok);
+        if (newr)
+            nkl = index_key(fd, newr, id, idlen, nk);
+        if (oldr && newr && okl == nkl && memcmp(ok, nk, okl) == 0)
+            continue;
+        if (oldr) {
+            MDB_val k = {okl, ok};
+            mrc = mdb_del(t->txn, rt->idx[i], &k, NULL);
+            if (mrc && mrc != MDB_NOTFOUND)
+                return crm_store_mdb_err(t, mrc, err, "index delete");
+        }
+        if (newr) {
+            MDB_val k = {nkl, nk}, v = {idlen, (void *)id};
+            const crm_value *val = crm_map_get(newr, fd->name);
+            if (fd->index == CRM_INDEX_UNIQUE && val &&
+                (rc = unique_check(t, rt, fd, nk, nkl - idlen, val, id, err)) != CRM_OK)
+                return rc;
+            if ((mrc = mdb_put(t->txn, rt->idx[i], &k, &v, 0)))
+                return crm_store_mdb_err(t, mrc, err, "index put");
+        }
+    }
+    return CRM_OK;
+}
+
+/* Every ref field whose value is new must name an existing record. */
+static int refs_check(crm_txn *t, const crm_coll_rt *rt, const crm_value *oldr,
+                      const crm_value *newr, crm_write *w)
+{
+    for (size_t i = 0; i < rt->c->nfields; i++) {
+        const crm_field *fd = &rt->c->fields[i];
+        const crm_value *v, *ov;
+        const crm_coll_rt *target;
+        MDB_val k, d;
+        int mrc;
+        if (fd->type != CRM_F_REF || !(v = crm_map_get(newr, fd->name)) || v->type != CRM_T_STR)
+            continue;
+        if (oldr && (ov = crm_map_get(oldr, fd->name)) && crm_value_equal(ov, v))
+            continue;
+        target = crm_store_coll(t->s, fd->ref_to);
+        k.mv_size = v->u.str.len;
+        k.mv_data = v->u.str.s;
+        mrc = (!target || !crm_id_valid(v->u.str.s, v->u.str.len))
+                  ? MDB_NOTFOUND
+                  : mdb_get(t->txn, target->dbi, &k, &d);
+        if (mrc == MDB_NOTFOUND) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "%s/%.130s does not exist", fd->ref_to, v->u.str.s);
+            crm_err_set(&w->err, CRM_VALIDATION, "%s: %s", fd->name, msg);
+            w->details = crm_value_map();
+            if (w->details) {
+                crm_value *fields = crm_value_map();
+                if (crm_map_set(w->details, "fields", fields) == 0)
+                    crm_map_set(fields, fd->name, crm_value_cstr(msg));
+            }
+            return CRM_VALIDATION;
+        }
+        if (mrc)
+            return crm_store_mdb_err(t, mrc, &w->err, "ref check");
+    }
+    return CRM_OK;
+}
+
+/* Sets the system fields the store owns. */
+static int set_system(crm_value *rec, const char *id, int64_t rev, int64_t created, int64_t updated)
+{
+    return crm_map_set(rec, "id", crm_value_cstr(id)) | crm_map_set(rec, "_rev", crm_value_int(rev)) |
+           crm_map_set(rec, "_created", crm_value_int(created)) |
+           crm_map_set(rec, "_updated", crm_value_int(updated));
+}
+
+static void strip_system(crm_value *rec)
+{
+    crm_map_del(rec, "id");
+    crm_map_del(rec, "_rev");
+    crm_map_del(rec, "_created");
+    crm_map_del(rec, "_updated");
+}
+
+static int validate(const crm_coll_rt *rt, crm_value *rec, int is_create, crm_write *w)
+{
+    crm_value_free(w->details);
+    w->details = NULL;
+    return crm_schema_validate(rt->c, rec, is_create, &w->details, &w->err);
+}
+
+static int run_before(crm_txn *t, const crm_coll_rt *rt, crm_write *w, const char *id,
+                      crm_value *rec, const crm_value *prev, int is_create)
+{
+    crm_change ch = {rt->c->name, w->op, id, rec, prev, t->depth};
+    int rc;
+    if (!t->s->before)
+        return CRM_OK;
+    t->depth++;
+    rc = t->s->before(t->s->before_ud, t, &ch, &w->err);
+    t->depth--;
+    if (rc != CRM_OK) {
+        if (w->err.code != rc)
+            w->err.code = rc;
+        return rc;
+    }
+    /* A hook may have broken the record: check it again. */
+    if (rec)
+        return validate(rt, rec, is_create, w);
+    return CRM_OK;
+}
+
+static int write_body(crm_txn *t, crm_write *w, uint8_t **enc_out)
+{
+    const crm_coll_rt *rt = crm_store_coll(t->s, w->coll);
+    crm_value *rec = NULL, *old = NULL;
+    char idbuf[CRM_ID_MAX + 1];
+    const char *id = w->id;
+    uint8_t *enc = NULL;
+    size_t enclen = 0;
+    int rc = CRM_OK, mrc;
+    int64_t rev = 1, prev_rev = 0, created = t->now;
+    MDB_val k, v;
+
+    *enc_out = NULL;
+    if (!rt)
+        return bad_coll(&w->err, w->coll);
+    if (t->depth > CRM_MAX_HOOK_DEPTH)
+        return crm_err_set(&w->err, CRM_SCRIPT_ERROR,
+                           "hooks that trigger hooks are cut off at depth %d", CRM_MAX_HOOK_DEPTH);
+
+    if (w->op == CRM_OP_CREATE) {
+        const crm_value *given;
+        if (!w->data || w->data->type != CRM_T_MAP)
+            return crm_err_set(&w->err, CRM_BAD_REQUEST, "record must be a map");
+        given = crm_map_get(w->data, "id");
+        if (!id && given) {
+            if (given->type != CRM_T_STR)
+                return crm_err_set(&w->err, CRM_BAD_REQUEST, "id must be a string");
+            id = given->u.str.s;
+        }
+        if (id) {
+            if (!crm_id_valid(id, strlen(id)))
+                return crm_err_set(&w->err, CRM_BAD_REQUEST,
+                                   "id must be 1-128 characters of A-Z a-z 0-9 _ . : @ -");
+        } else {
+            char digits[14];
+            t->id_clock = crm_id_clock_next(t->id_clock, t->now);
+            crm_id_format(t->id_clock, digits);
+            snprintf(idbuf, sizeof idbuf, "%s%s", rt->c->id_prefix, digits);
+            id = idbuf;
+        }
+        k.mv_size = strlen(id);
+        k.mv_data = (void *)id;
+        mrc = mdb_get(t->txn, rt->dbi, &k, &v);
+        if (mrc == 0)
+            return crm_err_set(&w->err, CRM_CONFLICT, "%s/%s already exists", rt->c->name, id);
+        if (mrc != MDB_NOTFOUND)
+            return crm_store_mdb_err(t, mrc, &w->err, "get");
+        if (!(rec = crm_value_dup(w->data)))
+            return crm_err_set(&w->err, CRM_INTERNAL, "out of memory");
+        strip_system(rec);
+        if ((rc = validate(rt, rec, 1, w)) != CRM_OK)
+            goto done;
+        if ((rc = run_before(t, rt, w, id, rec, NULL, 1)) != CRM_OK)
+            goto done;
+    } else {
+        if (!id)
+            return crm_err_set(&w->err, CRM_BAD_REQUEST, "id is required");
+        if ((rc = crm_txn_get(t, rt->c->name, id, &old, &w->err)) != CRM_OK)
+            return rc;
+        prev_rev = crm_map_int(old, "_rev", 0);
+        created = crm_map_int(old, "_created", t->now);
+        rev = prev_rev + 1;
+        if (w->if_rev && w->if_rev != prev_rev) {
+            rc = crm_err_set(&w->err, CRM_CONFLICT, "%s/%s is at rev %lld, not %lld", rt->c->name,
+                             id, (long long)prev_rev, (long long)w->if_rev);
+            goto done;
+        }
+        if (w->op == CRM_OP_UPDATE) {
+            const crm_value *patch = w->data;
+            if (!patch || patch->type != CRM_T_MAP) {
+                rc = crm_err_set(&w->err, CRM_BAD_REQUEST, "patch must be a map");
+                goto done;
+            }
+            if (!(rec = crm_value_dup(old))) {
+                rc = crm_err_set(&w->err, CRM_INTERNAL, "out of memory");
+                goto done;
+            }
+            for (size_t i = 0; i < patch->u.map.n; i++) {
+                const crm_kv *kv = &patch->u.map.kv[i];
+                if (strcmp(kv->key, "id") == 0) {
+                    if (kv->val->type != CRM_T_STR || strcmp(kv->val->u.str.s, id) != 0) {
+                        rc = crm_err_set(&w->err, CRM_BAD_REQUEST, "a record's id cannot change");
+                        goto done;
+                    }
+                    continue;
+                }
+                if (crm_is_system_field(kv->key))
+                    continue; /* clients echo _rev etc. back; the store owns them */
+                if (kv->val->type == CRM_T_NIL) {
+                    crm_map_del(rec, kv->key);
+                } else if (crm_map_set(rec, kv->key, crm_value_dup(kv->val)) != 0) {
+                    rc = crm_err_set(&w->err, CRM_INTERNAL, "out of memory");
+                    goto done;
+                }
+            }
+            strip_system(rec);
+            if ((rc = validate(rt, rec, 0, w)) != CRM_OK)
+                goto done;
+            if ((rc = run_before(t, rt, w, id, rec, old, 0)) != CRM_OK)
+                goto done;
+        } else if ((rc = run_before(t, rt, w, id, NULL, old, 0)) != CRM_OK) {
+            goto done;
+        }
+    }
+
+    k.mv_size = strlen(id);
+    k.mv_data = (void *)id;
+    if (rec) {
+        strip_system(rec); /* hooks do not set system fields */
+        if ((rc = refs_check(t, rt, old, rec, w)) != CRM_OK)
+            goto done;
+        if (set_system(rec, id, rev, created, t->now) != 0 || !(enc = crm_mp_encode(rec, &enclen))) {
+            rc = crm_err_set(&w->err, CRM_INTERNAL, "out of memory");
+            goto done;
+        }
+        if ((rc = index_update(t, rt, old, rec, id, &w->err)) != CRM_OK)
+            goto done;
+        v.mv_size = enclen;
+        v.mv_data = enc;
+        if ((mrc = mdb_put(t->txn, rt->dbi, &k, &v, 0))) {
+            rc = crm_store_mdb_err(t, mrc, &w->err, "put");
+            goto done;
+        }
+    } else {
+        if ((rc = index_update(t, rt, old, NULL, id, &w->err)) != CRM_OK)
+            goto done;
+        if ((mrc = mdb_del(t->txn, rt->dbi, &k, NULL))) {
+            rc = crm_store_mdb_err(t, mrc, &w->err, "delete");
+            goto done;
+        }
+    }
+    if ((rc = crm_feed_append(t, rt->c->name, w->op, id, rev, prev_rev, enc, enclen, &w->seq,
+                              &w->err)) != CRM_OK)
+        goto done;
+    if (rec) {
+        w->result = rec;
+        rec = NULL;
+    } else {
+        w->result = crm_value_map();
+        if (!w->result || crm_map_set(w->result, "id", crm_value_cstr(id)) != 0 ||
+            crm_map_set(w->result, "_rev", crm_value_int(rev)) != 0) {
+            rc = crm_err_set(&w->err, CRM_INTERNAL, "out of memory");
+            goto done;
+        }
+    }
+    *enc_out = enc;
+    enc = NULL;
+done:
+    crm_value_free(rec);
+    crm_value_free(old);
+    free(enc);
+    return rc;
+}
+
+int crm_txn_write(crm_txn *t, crm_write *w)
+{
+    crm_txn child;
+    uint8_t *enc = NULL;
+    int rc;
+
+    crm_write_clear(w);
+    if (!t->write)
+        return w->rc = crm_err_set(&w->err, CRM_INTERNAL, "write in a read transaction");
+    if ((rc = txn_child(t, &child, &w->err)) != CRM_OK)
+        return w->rc = rc;
+    rc = write_body(&child, w, &enc);
+    free(enc);
+    if (rc == CRM_OK)
+        rc = txn_child_commit(&child, &w->err);
+    else
+        mdb_txn_abort(child.txn);
+    if (child.fatal && !t->fatal)
+        t->fatal = child.fatal;
+    if (rc != CRM_OK) {
+        crm_value *details = w->details;
+        w->details = NULL;
+        crm_value_free(w->result);
+        w->result = NULL;
+        w->details = details;
+        w->rc = rc;
+        if (w->err.code != rc)
+            w->err.code = rc;
+    }
+    return rc;
+}
+
+/* Runs one unit in a nested transaction of top. */
+static void apply_unit(crm_txn *top, crm_unit *u)
+{
+    crm_txn child;
+    int rc;
+    u->rc = CRM_OK;
+    crm_err_clear(&u->err);
+    if (u->n == 1) { /* a single write needs no second level */
+        u->rc = crm_txn_write(top, &u->writes[0]);
+        if (u->rc != CRM_OK)
+            u->err = u->writes[0].err;
+        return;
+    }
+    if ((rc = txn_child(top, &child, &u->err)) != CRM_OK) {
+        u->rc = rc;
+        return;
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        crm_write *w = &u->writes[i];
+        if ((rc = crm_txn_write(&child, w)) != CRM_OK) {
+            u->rc = rc;
+            u->err = w->err;
+            if (u->n > 1) {
+                char m[sizeof u->err.msg];
+                snprintf(m, sizeof m, "op %zu: %s", i, w->err.msg);
+                memcpy(u->err.msg, m, sizeof m);
+            }
+            break;
+        }
+    }
+    if (u->rc == CRM_OK)
+        u->rc = txn_child_commit(&child, &u->err);
+    else
+        mdb_txn_abort(child.txn);
+    if (child.fatal && !top->fatal)
+        top->fatal = child.fatal;
+    if (u->rc != CRM_OK) /* all or nothing: no write of a failed unit stays */
+        for (size_t i = 0; i < u->n; i++) {
+            crm_value_free(u->writes[i].result);
+            u->writes[i].result = NULL;
+            u->writes[i].seq = 0;
+        }
+}
+
+static void fail_all(crm_unit *units, size_t n, int rc, const crm_err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < units[i].n; j++) {
+            crm_write_clear(&units[i].writes[j]);
+            units[i].writes[j].rc = rc;
+            units[i].writes[j].err = *e;
+        }
+        units[i].rc = rc;
+        units[i].err = *e;
+    }
+}
+
+/* Doubles the map (up to map_max) when no reader pins it.  0 = grown. */
+static int grow_map(crm_store *s)
+{
+    size_t next = s->map_size * 2;
+    if (s->map_size >= s->o.map_max || atomic_load(&s->readers) > 0)
+        return -1;
+    if (next > s->o.map_max)
+        next = s->o.map_max;
+    if (mdb_env_set_mapsize(s->env, next) != 0)
+        return -1;
+    s->map_size = next;
+    return 0;
+}
+
+int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
+{
+    crm_txn top;
+    int mrc, rc = CRM_OK;
+
+    for (int attempt = 0;; attempt++) {
+        memset(&top, 0, sizeof top);
+        top.s = s;
+        top.write = 1;
+        top.now = crm_store_now(s);
+        top.seq = s->last_seq;
+        top.id_clock = s->id_clock;
+        top.feed_bytes = s->feed_bytes;
+        mrc = mdb_txn_begin(s->env, NULL, 0, &top.txn);
+        if (mrc == MDB_MAP_RESIZED) {
+            mdb_env_set_mapsize(s->env, 0);
+            mrc = mdb_txn_begin(s->env, NULL, 0, &top.txn);
+        }
+        if (mrc) {
+            crm_err e;
+            crm_store_mdb_err(NULL, mrc, &e, "write transaction");
+            e.code = CRM_UNAVAILABLE;
+            fail_all(units, n, CRM_UNAVAILABLE, &e);
+            return crm_err_set(err, CRM_UNAVAILABLE, "%s", e.msg);
+        }
+        for (size_t i = 0; i < n && !top.fatal; i++)
+            apply_unit(&top, &units[i]);
+        if (!top.fatal) {
+            crm_err e;
+            if (crm_feed_trim(&top, &e) != CRM_OK && !top.fatal)
+                top.fatal = MDB_BAD_TXN;
+        }
+        if (!top.fatal) {
+            if ((mrc = meta_put_u64(top.txn, s->meta, META_SEQ, top.seq)) ||
+                (mrc = meta_put_u64(top.txn, s->meta, META_IDCLOCK, top.id_clock)) ||
+                (mrc = meta_put_u64(top.txn, s->meta, META_FEEDBYTES, top.feed_bytes)))
+                top.fatal = mrc;
+        }
+        if (!top.fatal) {
+            mrc = mdb_txn_commit(top.txn); /* the one fsync of the batch */
+            top.txn = NULL;
+            if (mrc == 0) {
+                s->last_seq = top.seq;
+                s->id_clock = top.id_clock;
+                s->feed_bytes = top.feed_bytes;
+                return CRM_OK;
+            }
+            top.fatal = mrc;
+        } else {
+            mdb_txn_abort(top.txn);
+            top.txn = NULL;
+        }
+        if (top.fatal == MDB_MAP_FULL && attempt < 8 && grow_map(s) == 0) {
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < units[i].n; j++)
+                    crm_write_clear(&units[i].writes[j]);
+            continue;
+        }
+        {
+            crm_err e;
+            if (top.fatal == MDB_MAP_FULL)
+                crm_err_set(&e, CRM_UNAVAILABLE,
+                            "store is full: the map is at its ceiling of %zu MiB%s",
+                            s->o.map_max >> 20,
+                            atomic_load(&s->readers) > 0 ? " or a reader holds it" : "");
+            else
+                crm_err_set(&e, CRM_UNAVAILABLE, "commit failed: %s", mdb_strerror(top.fatal));
+            fail_all(units, n, CRM_UNAVAILABLE, &e);
+            rc = crm_err_set(err, CRM_UNAVAILABLE, "%s", e.msg);
+        }
+        return rc;
+    }
+}
+
+int crm_store_write1(crm_store *s, crm_write *w)
+{
+    crm_unit u = {w, 1, 0, {0, ""}};
+    crm_err e;
+    if (crm_store_apply(s, &u, 1, &e) != CRM_OK)
+        return w->rc;
+    return u.rc;
+}
+
+/* ---- verification ---- */
+
+static int verify_coll(crm_txn *t, const crm_coll_rt *rt, crm_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    MDB_stat st;
+    uint64_t nrec = 0;
+    int mrc, rc = CRM_OK;
+
+    if ((mrc = mdb_cursor_open(t->txn, rt->dbi, &cur)))
+        return crm_store_mdb_err(t, mrc, err, "verify cursor");
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == CRM_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        crm_value *rec = crm_mp_decode_trusted(v.mv_data, v.mv_size);
+        const char *rid;
+        nrec++;
+        if (!rec) {
+            rc = crm_err_set(err, CRM_INTERNAL, "%s/%.*s does not decode", rt->c->name,
+                             (int)k.mv_size, (char *)k.mv_data);
+            break;
+        }
+        rid = crm_map_str(rec, "id", "");
+        if (strlen(rid) != k.mv_size || memcmp(rid, k.mv_data, k.mv_size) != 0)
+            rc = crm_err_set(err, CRM_INTERNAL, "%s/%.*s holds id \"%s\"", rt->c->name,
+                             (int)k.mv_size, (char *)k.mv_data, rid);
+        for (size_t i = 0; rc == CRM_OK && i < rt->c->nindexes; i++) {
+            uint8_t key[CRM_KEY_MAX + CRM_ID_MAX];
+            MDB_val ik, iv;
+            ik.mv_size = index_key(rt->idx_fields[i], rec, rid, strlen(rid), key);
+            ik.mv_data = key;
+            if (mdb_get(t->txn, rt->idx[i], &ik, &iv) != 0)
+                rc = crm_err_set(err, CRM_INTERNAL, "%s/%s: index %s has no entry for it",
+                                 rt->c->name, rid, rt->idx_fields[i]->name);
+        }
+        crm_value_free(rec);
+    }
+    mdb_cursor_close(cur);
+    if (rc != CRM_OK)
+        return rc;
+    for (size_t i = 0; i < rt->c->nindexes; i++) {
+        if ((mrc = mdb_stat(t->txn, rt->idx[i], &st)))
+            return crm_store_mdb_err(t, mrc, err, "verify stat");
+        if (st.ms_entries != nrec)
+            return crm_err_set(err, CRM_INTERNAL, "%s: index %s has %llu entries for %llu records",
+                               rt->c->name, rt->idx_fields[i]->name,
+                               (unsigned long long)st.ms_entries, (unsigned long long)nrec);
+    }
+    return CRM_OK;
+}
+
+int crm_store_verify(crm_store *s, crm_err *err)
+{
+    crm_txn *t;
+    MDB_stat st;
+    uint64_t first, last;
+    int rc = crm_store_begin_read(s, &t, err);
+    if (rc != CRM_OK)
+        return rc;
+    for (size_t i = 0; i < s->ncolls && rc == CRM_OK; i++)
+        rc = verify_coll(t, &s->colls[i], err);
+    if (rc == CRM_OK && (rc = crm_feed_bounds(t, &first, &last, err)) == CRM_OK &&
+        mdb_stat(t->txn, s->feed, &st) == 0) {
+        uint64_t expect = last ? last - first + 1 : 0;
+        if (st.ms_entries != expect)
+            rc = crm_err_set(err, CRM_INTERNAL, "feed holds %llu entries between %llu and %llu",
+                             (unsigned long long)st.ms_entries, (unsigned long long)first,
+                             (unsigned long long)last);
+        else if (last && last != s->last_seq)
+            rc = crm_err_set(err, CRM_INTERNAL, "feed ends at %llu but meta says %llu",
+                             (unsigned long long)last, (unsigned long long)s->last_seq);
+    }
+    crm_txn_end(t);
+    return rc;
+}

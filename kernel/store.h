@@ -1,0 +1,223 @@
+/*
+ * store -- the LMDB record store: records, secondary indexes, the change
+ * feed, group commit, queries and aggregates.
+ *
+ * Owns the LMDB environment.  One database per collection (id -> msgpack
+ * record), one per indexed field ("value key ‖ id" -> id), "feed" (seq ->
+ * change) and "meta" (counters).  Every write goes through crm_store_apply
+ * (group commit: one LMDB write transaction per batch, one nested
+ * transaction per unit so a failing unit leaves the others intact, one
+ * commit = one fsync).  The record, its index entries and its feed entry are
+ * written in the same transaction, so they are durable together or not at all.
+ *
+ * Threads: one thread writes (the event loop).  Read transactions may be
+ * used from any thread (MDB_NOTLS), one thread at a time each.
+ * Never: MDB_WRITEMAP (a full disk would kill the process with SIGBUS).
+ */
+#ifndef CRM_STORE_H
+#define CRM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "schema.h"
+#include "value.h"
+
+typedef struct crm_store crm_store;
+typedef struct crm_txn crm_txn;
+
+typedef struct crm_store_opts {
+    size_t map_size;            /* initial map size; default 64 MiB */
+    size_t map_max;             /* auto-grow ceiling; default 16 GiB */
+    int64_t feed_max_age_ms;    /* retention by age; default 7 days; 0 = keep forever */
+    uint64_t feed_max_bytes;    /* retention by size; default 0 = no size cap */
+    int no_sync;                /* MDB_NOSYNC: tests and benchmarks only */
+    /* The clock for _created/_updated, ids and feed ages; NULL = real time.
+     * Lets tests make time pass. */
+    int64_t (*clock_ms)(void *ud);
+    void *clock_ud;
+} crm_store_opts;
+
+/* Fills o with the defaults above. */
+void crm_store_opts_default(crm_store_opts *o);
+
+/* Opens (creating when needed) the store in dir for the collections of
+ * schema, which must outlive the store (borrowed).  Clears reader slots left
+ * by killed processes.  opts may be NULL (defaults).  Errors: UNAVAILABLE
+ * (cannot open or create), INTERNAL. */
+int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_opts *opts,
+                   crm_store **out, crm_err *err);
+/* Closes the store; every transaction must have ended. */
+void crm_store_close(crm_store *s);
+
+const crm_schema *crm_store_schema(const crm_store *s);
+/* Last committed seq (0 when the feed has never had a change). */
+uint64_t crm_store_last_seq(const crm_store *s);
+/* Current map size in bytes (grows on demand). */
+size_t crm_store_map_size(const crm_store *s);
+/* Now, on the store's clock (ms since the epoch). */
+int64_t crm_store_now(const crm_store *s);
+
+/* ---- writes ---- */
+
+typedef enum crm_op { CRM_OP_CREATE = 1, CRM_OP_UPDATE = 2, CRM_OP_DELETE = 3 } crm_op;
+const char *crm_op_name(crm_op op); /* "create", "update", "delete" */
+
+typedef struct crm_write {
+    /* request: borrowed, valid through crm_store_apply */
+    crm_op op;
+    const char *coll;
+    const char *id;         /* create: optional (server makes one); else required */
+    const crm_value *data;  /* create: the record; update: the patch (nil removes a field) */
+    int64_t if_rev;         /* update/delete: CONFLICT unless the record is at this rev; 0 = any */
+    /* result: filled by the store; release with crm_write_clear */
+    int rc;
+    crm_err err;
+    crm_value *details;     /* VALIDATION: {"fields": {...}}, else NULL */
+    crm_value *result;      /* create/update: stored record; delete: {id, _rev} */
+    uint64_t seq;           /* feed seq of this change */
+} crm_write;
+
+/* Frees a write's results (not its request) and resets them. */
+void crm_write_clear(crm_write *w);
+
+/* An all-or-nothing group: one request, or the ops of a `tx`. */
+typedef struct crm_unit {
+    crm_write *writes;      /* borrowed */
+    size_t n;
+    int rc;                 /* CRM_OK, or the first failing write's code */
+    crm_err err;            /* that write's message */
+} crm_unit;
+
+/* Applies units in one LMDB write transaction with one commit.  Each unit
+ * runs in its own nested transaction: when one of its writes fails, none of
+ * the unit's writes stay (their results are cleared, unit rc/err say why)
+ * and the other units go on.  Returns CRM_OK when the batch committed (then
+ * every unit with rc == CRM_OK is durable, unless opts.no_sync), or
+ * UNAVAILABLE when it could not (disk full, map at its ceiling, I/O error):
+ * then no unit is applied and every unit's rc says so.  A full map is grown
+ * (doubling, up to map_max) and the batch retried when no read transaction is
+ * open in this process.
+ * Write errors: BAD_REQUEST (unknown collection, bad id), NOT_FOUND,
+ * CONFLICT (if_rev mismatch, unique index, id taken), VALIDATION (schema;
+ * a ref to a missing record), REJECTED (a before-hook), UNAVAILABLE. */
+int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err);
+
+/* Convenience: one unit of one write, committed alone. */
+int crm_store_write1(crm_store *s, crm_write *w);
+
+/* ---- before-hooks ---- */
+
+/* What a before-hook sees.  record is the validated record about to be
+ * stored (create/update; NULL for delete) and may be changed in place; it is
+ * validated again afterwards.  prev is the stored record (update/delete) or
+ * NULL.  Borrowed: valid during the call. */
+typedef struct crm_change {
+    const char *coll;
+    crm_op op;
+    const char *id;
+    crm_value *record;
+    const crm_value *prev;
+    int depth;              /* 0 for a client write, +1 per hook write below it */
+} crm_change;
+
+/* Called for every write inside its nested transaction t; it may read and
+ * write through t (crm_txn_write): those writes belong to the same unit.
+ * Return CRM_OK to go on, or an error code with err filled (REJECTED for a
+ * refusal) to fail the write. */
+typedef int (*crm_before_fn)(void *ud, crm_txn *t, crm_change *ch, crm_err *err);
+void crm_store_set_before(crm_store *s, crm_before_fn fn, void *ud);
+
+/* Hook writes nest at most this deep (SCRIPT_ERROR past it). */
+#define CRM_MAX_HOOK_DEPTH 16
+
+/* Performs one write inside a write transaction t (a hook's transaction), in
+ * a nested transaction of its own so a failure leaves t as it was.  Fills w's
+ * results like crm_store_apply; returns w->rc. */
+int crm_txn_write(crm_txn *t, crm_write *w);
+
+/* ---- reads ---- */
+
+/* A read transaction: a consistent snapshot until crm_txn_end. */
+int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err);
+/* Ends a read transaction (a write transaction is ended by apply). */
+void crm_txn_end(crm_txn *t);
+crm_store *crm_txn_store(crm_txn *t);
+
+/* The record; caller owns *out.  NOT_FOUND when absent ("contacts/c_9 does
+ * not exist"), BAD_REQUEST for an unknown collection. */
+int crm_txn_get(crm_txn *t, const char *coll, const char *id, crm_value **out, crm_err *err);
+/* The stored msgpack bytes, borrowed: valid until the txn ends or its next
+ * write (lmdb.h's MDB_val rule). */
+int crm_txn_get_raw(crm_txn *t, const char *coll, const char *id, const void **buf,
+                    size_t *len, crm_err *err);
+/* Number of records in a collection. */
+int crm_txn_count(crm_txn *t, const char *coll, uint64_t *out, crm_err *err);
+
+/* Checks that every index of every collection agrees with the records (one
+ * entry per record per index, each under the record's current value) and that
+ * the feed has no gap between its oldest and newest entry.  For tests, the
+ * crash test and operators; reads everything.  CRM_OK or INTERNAL naming the
+ * first disagreement. */
+int crm_store_verify(crm_store *s, crm_err *err);
+
+/* ---- queries (query.c) ---- */
+
+typedef struct crm_query {
+    const char *coll;
+    const crm_value *where;   /* NULL or a map: field -> value | {op: value} */
+    const char *order_by;     /* NULL = id; "-field" = descending */
+    size_t limit;             /* 0 = default 100; more than 1000 is BAD_REQUEST */
+    const char *after;        /* cursor from a previous page, or NULL */
+} crm_query;
+
+#define CRM_QUERY_DEFAULT_LIMIT 100
+#define CRM_QUERY_MAX_LIMIT 1000
+
+/* Runs q.  *records is a new array of records (caller owns); *next is a new
+ * cursor string (caller frees) or NULL on the last page.  The cursor is the
+ * sort position of the last record, so paging stays correct (no repeats, no
+ * skips of records that stay put) while writes go on.  Errors: BAD_REQUEST
+ * (bad where / order_by / cursor / limit, unknown field in a strict
+ * collection). */
+int crm_txn_query(crm_txn *t, const crm_query *q, crm_value **records, char **next,
+                  crm_err *err);
+
+/* Aggregates over the records matching where: metrics are "count",
+ * "sum:F", "min:F", "max:F", "avg:F".  *groups is a new array of maps
+ * {"key": group value (nil without group_by), "count": n, "sum:F": ...}
+ * sorted by key.  Errors: BAD_REQUEST, TOO_LARGE (more than 100000 groups). */
+int crm_txn_aggregate(crm_txn *t, const char *coll, const crm_value *where,
+                      const char *group_by, const char *const *metrics, size_t nmetrics,
+                      crm_value **groups, crm_err *err);
+
+/* Checks a where map against a collection without running it.  Also used by
+ * subscriptions. */
+int crm_where_check(const crm_collection *c, const crm_value *where, crm_err *err);
+/* True when rec matches where (which passed crm_where_check). */
+int crm_where_match(const crm_collection *c, const crm_value *where, const crm_value *rec);
+
+/* ---- change feed (feed.c) ---- */
+
+typedef struct crm_feed_entry {
+    uint64_t seq;
+    int64_t ts;               /* commit-batch time, ms */
+    const char *coll;
+    crm_op op;
+    const char *id;
+    int64_t rev, prev_rev;    /* prev_rev 0 on create */
+    const crm_value *record;  /* the record after; NULL for delete */
+} crm_feed_entry;
+
+/* Calls fn for every retained entry with seq > since, in order, at most max
+ * (0 = all); fn returns non-zero to stop.  Entries are borrowed during the
+ * call.  CONFLICT (details resync) when since is older than the oldest
+ * retained entry; *last_out (may be NULL) gets the last seq visited. */
+int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
+                  int (*fn)(void *ud, const crm_feed_entry *e), void *ud, uint64_t *last_out,
+                  crm_err *err);
+/* Oldest retained seq (0 when empty) and last seq in this snapshot. */
+int crm_feed_bounds(crm_txn *t, uint64_t *first, uint64_t *last, crm_err *err);
+
+#endif

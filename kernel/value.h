@@ -1,0 +1,114 @@
+/*
+ * value -- the one internal value every part of crmd speaks: JSON and
+ * msgpack decode into it, schemas validate it, the store encodes it.
+ *
+ * A crm_value is a small tree: nil, bool, int (int64), num (finite double),
+ * str (bytes + length, always NUL-terminated, valid UTF-8 when it came from
+ * outside), arr, map.  Map keys are strings; maps keep insertion order and
+ * never hold a key twice.
+ *
+ * Ownership: every constructor returns a new tree the caller owns (free it
+ * with crm_value_free), or NULL when memory runs out.  Containers take
+ * ownership of the values put into them, also when the call fails (the value
+ * is then freed), so a chain of builds never leaks on OOM.
+ */
+#ifndef CRM_VALUE_H
+#define CRM_VALUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum crm_type {
+    CRM_T_NIL = 0,
+    CRM_T_BOOL,
+    CRM_T_INT,
+    CRM_T_NUM,
+    CRM_T_STR,
+    CRM_T_ARR,
+    CRM_T_MAP
+} crm_type;
+
+typedef struct crm_value crm_value;
+
+typedef struct crm_kv {
+    char *key; /* owned, NUL-terminated */
+    size_t klen;
+    crm_value *val; /* owned */
+} crm_kv;
+
+struct crm_value {
+    crm_type type;
+    union {
+        int b;
+        int64_t i;
+        double n;
+        struct {
+            char *s; /* owned, NUL-terminated */
+            size_t len;
+        } str;
+        struct {
+            crm_value **items; /* owned */
+            size_t n, cap;
+        } arr;
+        struct {
+            crm_kv *kv; /* owned */
+            size_t n, cap;
+        } map;
+    } u;
+};
+
+/* ---- constructors: caller owns the result; NULL on OOM ---- */
+crm_value *crm_value_nil(void);
+crm_value *crm_value_bool(int b);
+crm_value *crm_value_int(int64_t i);
+crm_value *crm_value_num(double n);
+crm_value *crm_value_str(const char *s, size_t len); /* copies s */
+crm_value *crm_value_cstr(const char *s);            /* copies s */
+crm_value *crm_value_arr(void);
+crm_value *crm_value_map(void);
+
+/* Frees v and everything below it; NULL is fine. */
+void crm_value_free(crm_value *v);
+
+/* Deep copy; caller owns it; NULL on OOM (or when v is NULL). */
+crm_value *crm_value_dup(const crm_value *v);
+
+/* ---- arrays ---- */
+/* Appends item (ownership passes to arr even on failure). 0 ok, -1 OOM. */
+int crm_arr_push(crm_value *arr, crm_value *item);
+
+/* ---- maps ---- */
+/* Borrowed pointer to the value under key, or NULL when absent. */
+crm_value *crm_map_get(const crm_value *map, const char *key);
+crm_value *crm_map_getn(const crm_value *map, const char *key, size_t klen);
+/* Sets key to val, replacing (and freeing) an old value; val is owned by
+ * the map afterwards, also on failure. 0 ok, -1 OOM. */
+int crm_map_set(crm_value *map, const char *key, crm_value *val);
+int crm_map_setn(crm_value *map, const char *key, size_t klen, crm_value *val);
+/* Removes key (freeing its value). Returns 1 if it was there, 0 if not. */
+int crm_map_del(crm_value *map, const char *key);
+/* Removes key and hands its value to the caller (NULL when absent). */
+crm_value *crm_map_take(crm_value *map, const char *key);
+
+/* Convenience readers: the typed value under key, or the fallback. */
+const char *crm_map_str(const crm_value *map, const char *key, const char *fallback);
+int64_t crm_map_int(const crm_value *map, const char *key, int64_t fallback);
+
+/* ---- comparison ----
+ * A total order used for sorting and equality: nil < bool < numbers < str <
+ * arr < map.  int and num compare by numeric value (an int64 beyond 2^53
+ * still compares exactly against another int).  Strings compare bytewise. */
+int crm_value_cmp(const crm_value *a, const crm_value *b);
+int crm_value_equal(const crm_value *a, const crm_value *b);
+/* True for int and num. */
+int crm_value_is_number(const crm_value *v);
+/* The numeric value of an int or num as a double (0 for others). */
+double crm_value_as_double(const crm_value *v);
+
+/* Name of a type, for error messages: "string", "int", ... */
+const char *crm_type_name(crm_type t);
+
+/* Checks that s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+int crm_utf8_valid(const char *s, size_t len);
+
+#endif
