@@ -148,8 +148,13 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
         *last_out = since;
     if ((rc = crm_feed_bounds(t, &first, &last, err)) != CRM_OK)
         return rc;
-    /* since == first-1 is fine: nothing between since and first is missing. */
-    if (since < last && first > 0 && since + 1 < first)
+    /* since == first-1 is fine: nothing between since and first is missing;
+     * since == 0 means "everything retained" (spec). */
+    if (since > crm_store_last_seq(t->s) && since > last)
+        return crm_err_set(err, CRM_CONFLICT,
+                           "seq %llu is ahead of this store (last is %llu): resync",
+                           (unsigned long long)since, (unsigned long long)last);
+    if (since > 0 && since < last && first > 0 && since + 1 < first)
         return crm_err_set(err, CRM_CONFLICT,
                            "seq %llu is older than the feed retains (oldest is %llu): resync",
                            (unsigned long long)since, (unsigned long long)first);

@@ -99,7 +99,8 @@ static const char *check_scalar(const crm_field *f, crm_ftype t, crm_value *v, c
         if (v->type == CRM_T_NUM) {
             double d = v->u.n;
             if (d != floor(d) || d < -9.2e18 || d > 9.2e18)
-                return t == CRM_F_INT ? "must be an integer" : "must be an integer (ms)";
+                return t == CRM_F_INT ? "must be an integer"
+                                      : "must be an integer (milliseconds since the epoch)";
             v->type = CRM_T_INT;
             v->u.i = (int64_t)d;
         }
@@ -630,7 +631,8 @@ int crm_schema_load_dir(const char *dir, crm_schema **out, crm_err *err)
         }
         nnames++;
     }
-    qsort(names, nnames, sizeof *names, cmp_names);
+    if (nnames) /* qsort(NULL, 0, ...) is undefined */
+        qsort(names, nnames, sizeof *names, cmp_names);
     docs = calloc(nnames ? nnames : 1, sizeof *docs);
     if (!docs) {
         rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
@@ -668,6 +670,21 @@ int crm_schema_load_dir(const char *dir, crm_schema **out, crm_err *err)
                                  "%s: declares collection \"%s\"; the file must be named %s.json",
                                  path, tmp.name, tmp.name);
             }
+            /* refs to unknown collections, here so the message names this file */
+            for (size_t f = 0; rc == CRM_OK && f < tmp.nfields; f++) {
+                const char *to = tmp.fields[f].ref_to;
+                char want[NAME_MAX_LEN + 8];
+                int found = 0;
+                if (!to)
+                    continue;
+                snprintf(want, sizeof want, "%s.json", to);
+                for (size_t j = 0; j < nnames && !found; j++)
+                    found = strcmp(names[j], want) == 0 && strcmp(want, "roles.json") != 0;
+                if (!found)
+                    rc = crm_err_set(err, CRM_BAD_REQUEST,
+                                     "%s: field %s: \"to\" names unknown collection \"%s\"", path,
+                                     tmp.fields[f].name, to);
+            }
         } else {
             crm_err_set(err, rc, "%s: %s", path, e.msg);
         }
@@ -681,9 +698,19 @@ int crm_schema_load_dir(const char *dir, crm_schema **out, crm_err *err)
     }
     {
         crm_err e;
-        rc = crm_schema_from_values((const crm_value *const *)docs, ndocs, roles, out, &e);
-        if (rc != CRM_OK)
+        rc = crm_schema_from_values((const crm_value *const *)docs, ndocs, NULL, out, &e);
+        if (rc != CRM_OK) {
             crm_err_set(err, rc, "%s: %s", dir, e.msg);
+        } else if (roles) { /* checked here so the message names roles.json */
+            if ((rc = crm_roles_check(roles, *out, &e)) != CRM_OK)
+                crm_err_set(err, rc, "%s/roles.json: %s", dir, e.msg);
+            else if (!((*out)->roles = crm_value_dup(crm_map_get(roles, "roles"))))
+                rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+            if (rc != CRM_OK) {
+                crm_schema_free(*out);
+                *out = NULL;
+            }
+        }
     }
 done:
     if (d)

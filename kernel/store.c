@@ -779,7 +779,7 @@ static void apply_unit(crm_txn *top, crm_unit *u)
             u->err = w->err;
             if (u->n > 1) {
                 char m[sizeof u->err.msg];
-                snprintf(m, sizeof m, "op %zu: %s", i, w->err.msg);
+                snprintf(m, sizeof m, "op %zu: %.200s", i, w->err.msg);
                 memcpy(u->err.msg, m, sizeof m);
             }
             break;

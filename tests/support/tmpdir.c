@@ -1,5 +1,4 @@
 /* tmpdir -- temporary folders for tests that use a real LMDB. */
-#define _GNU_SOURCE
 #include "tmpdir.h"
 
 #include <ftw.h>

@@ -577,45 +577,73 @@ static int count_lines(const char *msg, void *ctx)
     return 0;
 }
 
+/* LMDB resets its reader table when the first process opens an environment,
+ * so a stale slot only survives while another live process holds the
+ * environment open (a running crmd, say).  Child "holder" keeps it open and
+ * reports the reader table; child "reader" takes a read txn and is killed;
+ * then our open must clear the dead slot. */
 static void stale_readers_are_cleared_at_open(void **state)
 {
-    int lines = 0;
     fixture *f = *state;
-    int pipefd[2];
+    int to_holder[2], from_holder[2], from_reader[2];
     char c;
-    pid_t pid;
-    MDB_env *env;
-    int dead = -1;
+    int lines;
+    pid_t holder, reader;
     crm_store_close(f->store);
     f->store = NULL;
-    assert_int_equal(pipe(pipefd), 0);
-    pid = fork();
-    if (pid == 0) {
+    assert_int_equal(pipe(to_holder), 0);
+    assert_int_equal(pipe(from_holder), 0);
+    assert_int_equal(pipe(from_reader), 0);
+    holder = fork();
+    if (holder == 0) {
+        MDB_env *env;
+        int mrc;
+        close(to_holder[1]); /* so closing ours ends the loop below */
+        if ((mrc = mdb_env_create(&env)) || (mrc = mdb_env_set_maxdbs(env, 64)) ||
+            (mrc = mdb_env_open(env, f->dir, MDB_NOTLS, 0600))) {
+            fprintf(stderr, "holder child: %s\n", mdb_strerror(mrc));
+            _exit(1);
+        }
+        (void)!write(from_holder[1], "o", 1);
+        while (read(to_holder[0], &c, 1) == 1) {
+            int n = 0;
+            mdb_reader_list(env, count_lines, &n);
+            (void)!write(from_holder[1], &n, sizeof n);
+        }
+        _exit(0);
+    }
+    assert_int_equal(read(from_holder[0], &c, 1), 1);
+    reader = fork();
+    if (reader == 0) {
         crm_store *s;
         crm_txn *t;
         crm_err err;
         if (crm_store_open(f->dir, f->schema, &f->opts, &s, &err) != CRM_OK ||
-            crm_store_begin_read(s, &t, &err) != CRM_OK)
+            crm_store_begin_read(s, &t, &err) != CRM_OK) {
+            fprintf(stderr, "reader child: %s\n", err.msg);
             _exit(1);
-        (void)!write(pipefd[1], "r", 1);
+        }
+        (void)!write(from_reader[1], "r", 1);
         pause(); /* killed while holding the read txn */
         _exit(0);
     }
-    assert_int_equal(read(pipefd[0], &c, 1), 1);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    close(pipefd[0]);
-    close(pipefd[1]);
-    /* before our open: the dead reader still holds a slot */
-    assert_int_equal(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 64);
-    assert_int_equal(mdb_env_open(env, f->dir, MDB_RDONLY | MDB_NOTLS, 0600), 0);
-    mdb_reader_list(env, count_lines, &lines);
-    assert_int_equal(lines, 2); /* the header and the dead reader */
-    open_store(f); /* clears it */
-    assert_int_equal(mdb_reader_check(env, &dead), 0);
-    assert_int_equal(dead, 0);
-    mdb_env_close(env);
+    assert_int_equal(read(from_reader[0], &c, 1), 1);
+    kill(reader, SIGKILL);
+    waitpid(reader, NULL, 0);
+    assert_int_equal(write(to_holder[1], "?", 1), 1);
+    assert_int_equal(read(from_holder[0], &lines, sizeof lines), sizeof lines);
+    assert_int_equal(lines, 2); /* a header line and the dead reader */
+    open_store(f);              /* clears it */
+    assert_int_equal(write(to_holder[1], "?", 1), 1);
+    assert_int_equal(read(from_holder[0], &lines, sizeof lines), sizeof lines);
+    assert_int_equal(lines, 1); /* "(no active readers)" */
+    close(to_holder[1]);
+    waitpid(holder, NULL, 0);
+    close(to_holder[0]);
+    close(from_holder[0]);
+    close(from_holder[1]);
+    close(from_reader[0]);
+    close(from_reader[1]);
 }
 
 int main(void)
