@@ -3,8 +3,10 @@
  *
  * Key: 8-byte big-endian seq.  Value: 8-byte big-endian commit time (so
  * retention reads no msgpack) followed by a msgpack map
- * {seq, ts, collection, op, id, rev, prev_rev, record?}; the record's bytes
- * are the very bytes stored in the collection, copied, not re-encoded.
+ * {seq, ts, collection, op, id, rev, prev_rev, record?, prev?}; record and
+ * prev are the very bytes stored in the collection, copied, not re-encoded.
+ * prev (the record before an update or delete) lets subscribers tell a
+ * record leaving their filter and lets after-hooks see ev.prev.
  * Entries are appended inside the write's own nested transaction, so an
  * aborted write never takes a seq and the feed has no gaps.
  */
@@ -26,8 +28,8 @@ static void pack_cstr(msgpack_packer *pk, const char *s)
 }
 
 int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int64_t rev,
-                    int64_t prev_rev, const uint8_t *rec_bytes, size_t rec_len, uint64_t *seq,
-                    crm_err *err)
+                    int64_t prev_rev, const uint8_t *rec_bytes, size_t rec_len,
+                    const uint8_t *prev_bytes, size_t prev_len, uint64_t *seq, crm_err *err)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -40,7 +42,7 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     crm_be64_put(hdr, (uint64_t)t->now);
     msgpack_sbuffer_write(&sb, (const char *)hdr, 8);
-    msgpack_pack_map(&pk, rec_bytes ? 8 : 7);
+    msgpack_pack_map(&pk, 7 + (rec_bytes != NULL) + (prev_bytes != NULL));
     pack_cstr(&pk, "seq");
     msgpack_pack_uint64(&pk, s);
     pack_cstr(&pk, "ts");
@@ -58,6 +60,10 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     if (rec_bytes) {
         pack_cstr(&pk, "record");
         msgpack_sbuffer_write(&sb, (const char *)rec_bytes, rec_len);
+    }
+    if (prev_bytes) {
+        pack_cstr(&pk, "prev");
+        msgpack_sbuffer_write(&sb, (const char *)prev_bytes, prev_len);
     }
     if (!sb.data) {
         msgpack_sbuffer_destroy(&sb);
@@ -185,6 +191,8 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
         e.prev_rev = crm_map_int(m, "prev_rev", 0);
         rec = crm_map_get(m, "record");
         e.record = rec && rec->type == CRM_T_MAP ? rec : NULL;
+        rec = crm_map_get(m, "prev");
+        e.prev = rec && rec->type == CRM_T_MAP ? rec : NULL;
         stop = fn(ud, &e);
         if (last_out)
             *last_out = e.seq;

@@ -575,8 +575,8 @@ static int write_body(crm_txn *t, crm_write *w, uint8_t **enc_out)
     crm_value *rec = NULL, *old = NULL;
     char idbuf[CRM_ID_MAX + 1];
     const char *id = w->id;
-    uint8_t *enc = NULL;
-    size_t enclen = 0;
+    uint8_t *enc = NULL, *prev_bytes = NULL;
+    size_t enclen = 0, prev_len = 0;
     int rc = CRM_OK, mrc;
     int64_t rev = 1, prev_rev = 0, created = t->now;
     MDB_val k, v;
@@ -626,8 +626,22 @@ static int write_body(crm_txn *t, crm_write *w, uint8_t **enc_out)
     } else {
         if (!id)
             return crm_err_set(&w->err, CRM_BAD_REQUEST, "id is required");
-        if ((rc = crm_txn_get(t, rt->c->name, id, &old, &w->err)) != CRM_OK)
-            return rc;
+        {
+            const void *raw;
+            size_t rawlen;
+            if ((rc = crm_txn_get_raw(t, rt->c->name, id, &raw, &rawlen, &w->err)) != CRM_OK)
+                return rc;
+            /* a copy: LMDB's bytes move with our first put (and the feed keeps them) */
+            if (!(prev_bytes = malloc(rawlen ? rawlen : 1)))
+                return crm_err_set(&w->err, CRM_INTERNAL, "out of memory");
+            memcpy(prev_bytes, raw, rawlen);
+            prev_len = rawlen;
+            if (!(old = crm_mp_decode_trusted(prev_bytes, prev_len))) {
+                free(prev_bytes);
+                return crm_err_set(&w->err, CRM_INTERNAL, "%s/%s: stored record does not decode",
+                                   rt->c->name, id);
+            }
+        }
         prev_rev = crm_map_int(old, "_rev", 0);
         created = crm_map_int(old, "_created", t->now);
         rev = prev_rev + 1;
@@ -700,8 +714,8 @@ static int write_body(crm_txn *t, crm_write *w, uint8_t **enc_out)
             goto done;
         }
     }
-    if ((rc = crm_feed_append(t, rt->c->name, w->op, id, rev, prev_rev, enc, enclen, &w->seq,
-                              &w->err)) != CRM_OK)
+    if ((rc = crm_feed_append(t, rt->c->name, w->op, id, rev, prev_rev, enc, enclen, prev_bytes,
+                              prev_len, &w->seq, &w->err)) != CRM_OK)
         goto done;
     if (rec) {
         w->result = rec;
@@ -720,6 +734,9 @@ done:
     crm_value_free(rec);
     crm_value_free(old);
     free(enc);
+    free(prev_bytes);
+    if (rc != CRM_OK)
+        w->seq = 0;
     return rc;
 }
 

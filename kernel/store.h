@@ -208,6 +208,7 @@ typedef struct crm_feed_entry {
     const char *id;
     int64_t rev, prev_rev;    /* prev_rev 0 on create */
     const crm_value *record;  /* the record after; NULL for delete */
+    const crm_value *prev;    /* the record before; NULL for create */
 } crm_feed_entry;
 
 /* Calls fn for every retained entry with seq > since, in order, at most max

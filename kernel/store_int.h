@@ -52,10 +52,10 @@ const crm_coll_rt *crm_store_coll(const crm_store *s, const char *name);
 int crm_store_mdb_err(crm_txn *t, int mrc, crm_err *err, const char *what);
 
 /* feed.c: appends one change inside t (write txn). rec_bytes is the record's
- * msgpack (NULL for delete). */
+ * msgpack (NULL for delete); prev_bytes the record before (NULL on create). */
 int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int64_t rev,
-                    int64_t prev_rev, const uint8_t *rec_bytes, size_t rec_len, uint64_t *seq,
-                    crm_err *err);
+                    int64_t prev_rev, const uint8_t *rec_bytes, size_t rec_len,
+                    const uint8_t *prev_bytes, size_t prev_len, uint64_t *seq, crm_err *err);
 /* feed.c: drops entries past retention; bounded work per call. */
 int crm_feed_trim(crm_txn *t, crm_err *err);
 
