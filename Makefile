@@ -8,7 +8,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
-               libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev lmdb-utils
+               libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils
 
 .PHONY: deps build build-asan run test test-fast bench soak clean
 

@@ -294,9 +294,15 @@ static void put_str(jbuf *b, const char *str, size_t len)
     jb_putc(b, '"');
 }
 
-/* Deeper than jansson will read back is refused rather than written. */
+/* depth: containers above v.  jansson reads values at most
+ * JSON_PARSER_MAX_DEPTH deep, a scalar counting as a level of its own, so
+ * anything deeper is refused here rather than written unreadable. */
 static void put_value(jbuf *b, const crm_value *v, int depth)
 {
+    if (depth >= JSON_PARSER_MAX_DEPTH) {
+        b->failed = 1;
+        return;
+    }
     switch (v->type) {
     case CRM_T_NIL:
         jb_put(b, "null", 4);
@@ -320,10 +326,6 @@ static void put_value(jbuf *b, const crm_value *v, int depth)
     case CRM_T_MAP:
         break;
     default:
-        b->failed = 1;
-        return;
-    }
-    if (depth >= JSON_PARSER_MAX_DEPTH) {
         b->failed = 1;
         return;
     }

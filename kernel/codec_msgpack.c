@@ -208,6 +208,7 @@ int crm_mp_check(const uint8_t *buf, size_t len, const crm_limits *lim, crm_err 
         mp_head h;
         size_t at = i;
         int kind = mp_read_head(buf + i, len - i, &h);
+        /* cppcheck-suppress uninitvar ; depth > 0 means entry depth-1 is set */
         int key = depth > 0 && is_map[depth - 1] && left[depth - 1] % 2 == 0;
         uint64_t items = 0;
 

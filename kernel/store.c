@@ -192,7 +192,8 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)))
         goto mdb_fail;
     if ((mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
-        (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &s->feed)))
+        (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &s->feed)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TOKENS, MDB_CREATE, &s->tokens)))
         goto mdb_fail;
     s->colls = calloc(schema->ncolls ? schema->ncolls : 1, sizeof *s->colls);
     if (!s->colls) {
@@ -1000,4 +1001,56 @@ int crm_store_verify(crm_store *s, crm_err *err)
     }
     crm_txn_end(t);
     return rc;
+}
+
+/* ---- auxiliary tables ---- */
+
+static int aux_dbi(crm_store *s, const char *table, MDB_dbi *dbi, crm_err *err)
+{
+    if (strcmp(table, CRM_AUX_TOKENS) == 0) {
+        *dbi = s->tokens;
+        return CRM_OK;
+    }
+    return crm_err_set(err, CRM_INTERNAL, "no table %s", table);
+}
+
+int crm_txn_aux_get(crm_txn *t, const char *table, const void *key, size_t klen,
+                    const void **val, size_t *vlen, crm_err *err)
+{
+    MDB_dbi dbi = 0;
+    MDB_val k = {klen, (void *)key}, v;
+    int mrc, rc = aux_dbi(t->s, table, &dbi, err);
+    if (rc != CRM_OK)
+        return rc;
+    mrc = mdb_get(t->txn, dbi, &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return crm_err_set(err, CRM_NOT_FOUND, "not found");
+    if (mrc)
+        return crm_store_mdb_err(t, mrc, err, "aux get");
+    *val = v.mv_data;
+    *vlen = v.mv_size;
+    return CRM_OK;
+}
+
+int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t klen,
+                      const void *val, size_t vlen, crm_err *err)
+{
+    MDB_dbi dbi = 0;
+    MDB_txn *txn;
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int mrc, rc = aux_dbi(s, table, &dbi, err);
+    if (rc != CRM_OK)
+        return rc;
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+        return crm_store_mdb_err(NULL, mrc, err, "aux write");
+    mrc = val ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        if (mrc == MDB_NOTFOUND)
+            return crm_err_set(err, CRM_NOT_FOUND, "not found");
+        return crm_store_mdb_err(NULL, mrc, err, "aux write");
+    }
+    if ((mrc = mdb_txn_commit(txn)))
+        return crm_store_mdb_err(NULL, mrc, err, "aux commit");
+    return CRM_OK;
 }

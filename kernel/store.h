@@ -162,6 +162,19 @@ int crm_txn_count(crm_txn *t, const char *coll, uint64_t *out, crm_err *err);
  * first disagreement. */
 int crm_store_verify(crm_store *s, crm_err *err);
 
+/* ---- auxiliary tables ----
+ * Small key-value tables beside the collections for kernel modules (tokens
+ * today).  Names: CRM_AUX_TOKENS.  Each put is its own durable commit (not
+ * part of a group): these are rare administrative writes, possibly from
+ * another process (crmd token create) while a server runs. */
+#define CRM_AUX_TOKENS "tokens"
+/* *val is borrowed (lmdb.h's rule).  NOT_FOUND when absent. */
+int crm_txn_aux_get(crm_txn *t, const char *table, const void *key, size_t klen,
+                    const void **val, size_t *vlen, crm_err *err);
+/* val NULL deletes (NOT_FOUND when absent). */
+int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t klen,
+                      const void *val, size_t vlen, crm_err *err);
+
 /* ---- queries (query.c) ---- */
 
 typedef struct crm_query {

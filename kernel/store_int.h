@@ -25,7 +25,7 @@ struct crm_store {
     crm_store_opts o;
     crm_coll_rt *colls;
     size_t ncolls;
-    MDB_dbi feed, meta;
+    MDB_dbi feed, meta, tokens;
     /* committed counters (the write txn carries its own working copies) */
     uint64_t last_seq, id_clock, feed_bytes;
     size_t map_size;

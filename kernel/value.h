@@ -90,14 +90,22 @@ int crm_map_del(crm_value *map, const char *key);
 /* Removes key and hands its value to the caller (NULL when absent). */
 crm_value *crm_map_take(crm_value *map, const char *key);
 
-/* Convenience readers: the typed value under key, or the fallback. */
+/* Convenience readers: the typed value under key, or the fallback.
+ * crm_map_int also takes a num that holds an integer exactly (5.0). */
 const char *crm_map_str(const crm_value *map, const char *key, const char *fallback);
 int64_t crm_map_int(const crm_value *map, const char *key, int64_t fallback);
 
 /* ---- comparison ----
  * A total order used for sorting and equality: nil < bool < numbers < str <
  * arr < map.  int and num compare by numeric value (an int64 beyond 2^53
- * still compares exactly against another int).  Strings compare bytewise. */
+ * still compares exactly against another int).  Strings compare bytewise.
+ * In detail: false < true; int against num is exact both ways (2^53 + 1 >
+ * 2^53 as a num); -0.0 equals 0; a NaN num (never decoded, but computable)
+ * sorts below every other number.  Arrays compare item by item, a prefix
+ * first.  Maps ignore key order (records with the same fields are equal
+ * however they arrived): by size, then pair by pair in bytewise key order.
+ * A NULL pointer (an absent field) compares as nil.  crm_value_equal is
+ * exactly crm_value_cmp() == 0. */
 int crm_value_cmp(const crm_value *a, const crm_value *b);
 int crm_value_equal(const crm_value *a, const crm_value *b);
 /* True for int and num. */
@@ -105,7 +113,8 @@ int crm_value_is_number(const crm_value *v);
 /* The numeric value of an int or num as a double (0 for others). */
 double crm_value_as_double(const crm_value *v);
 
-/* Name of a type, for error messages: "string", "int", ... */
+/* Name of a type, for error messages: "null", "bool", "int", "number",
+ * "string", "array", "map" (the schema's words); "unknown" otherwise. */
 const char *crm_type_name(crm_type t);
 
 /* Checks that s[0..len) is valid UTF-8 (no overlongs, no surrogates). */

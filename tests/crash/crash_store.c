@@ -63,7 +63,7 @@
 #define KILL_MIN_MS 20
 #define KILL_MAX_MS 150
 #define MAX_BATCH 64
-#define FEED_MAX_BYTES ((uint64_t)8 << 20)
+#define FEED_MAX_BYTES ((uint64_t)16 << 20) /* trims under the kills, far above one cycle (~2 MB) */
 
 static const char ITEMS_JSON[] =
     "{\"collection\": \"items\", \"strict\": true, \"fields\": {"
@@ -192,8 +192,7 @@ static void store_opts(crm_store_opts *o)
     o->feed_max_bytes = FEED_MAX_BYTES;
 }
 
-/* ---- the child: writes until killed ---- */
-
+/* What the parent knows between cycles; the child reads it through fork. */
 typedef struct run {
     uint64_t seed;
     char *data, *sdir;
@@ -208,9 +207,12 @@ typedef struct run {
     /* figures for the summary */
     uint64_t acked_total, committed_total, batches_total, max_seq, inflight_committed;
     uint64_t no_ack_cycles;
+    uint64_t feed_first;  /* oldest retained feed seq after the last cycle */
     int64_t reopen_ns_sum, reopen_ns_max;
     char msg[1024];       /* first failure */
 } run;
+
+/* ---- the child: writes until killed ---- */
 
 static void child_fail(uint32_t cycle, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void child_fail(uint32_t cycle, const char *fmt, ...)
@@ -568,6 +570,11 @@ static int verify_cycle(run *r, crm_store *s, uint32_t cycle, const crash_ack *a
         { fail(r, "crm_feed_read since %" PRIu64 ": %s", r->seq, err.msg); goto out; }
     if (w.failed)
         goto out;
+    {
+        uint64_t last;
+        if (crm_feed_bounds(t, &r->feed_first, &last, &err) != CRM_OK)
+            { fail(r, "crm_feed_bounds: %s", err.msg); goto out; }
+    }
     if (w.index != 0)
         { fail(r, "batch %" PRIu32 " is only partly in the feed (%" PRIu32 " of %" PRIu32
                   " creates, no counter update): a batch must commit whole", w.batch, w.index,
@@ -834,9 +841,9 @@ int main(void)
     printf("crash_store: PASS %" PRIu64 " cycles, %" PRIu64 " acked writes verified (%" PRIu64
            " committed writes in %" PRIu64 " batches; %" PRIu64 " kills left a committed batch "
            "not fully acked, %" PRIu64 " came before any ack), max seq %" PRIu64
-           ", reopen mean %.2f ms max %.2f ms, %.1f s\n",
+           " (feed retained from %" PRIu64 "), reopen mean %.2f ms max %.2f ms, %.1f s\n",
            cycles, r.acked_total, r.committed_total, r.batches_total, r.inflight_committed,
-           r.no_ack_cycles, r.max_seq,
+           r.no_ack_cycles, r.max_seq, r.feed_first,
            cycles ? (double)r.reopen_ns_sum / (double)cycles / 1e6 : 0.0,
            (double)r.reopen_ns_max / 1e6, (double)(now_ns() - t0) / 1e9);
     free(acks.p);

@@ -1,0 +1,457 @@
+/*
+ * net -- libwebsockets glue: the listening vhost, subprotocols, message
+ * reassembly, send queues (one lws_write per WRITEABLE, as lws asks), HTTP
+ * endpoints (/healthz, /metrics), the loop and orderly shutdown.
+ * Requests themselves are ops.c's business.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "net_int.h"
+
+int64_t crm_net_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void crm_net_opts_default(crm_net_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8420;
+    o->max_message = 1u << 20;
+    o->max_depth = 32;
+    o->max_message_preauth = 16u << 10;
+    o->auth_deadline_ms = 10000;
+    o->max_inflight = 1024;
+    o->max_subs = 64;
+    o->send_queue_max = 8u << 20;
+    o->rate_per_sec = 10000;
+}
+
+/* ---- send queue ---- */
+
+int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push)
+{
+    outmsg *m;
+    if (s->close_code && !s->close_drain)
+        return -1;
+    if (push && s->qbytes + len > s->net->o.send_queue_max)
+        return -1;
+    if (!(m = malloc(sizeof *m + LWS_PRE + len)))
+        return -1;
+    m->next = NULL;
+    m->len = len;
+    m->binary = s->msgpack;
+    memcpy(m->buf + LWS_PRE, buf, len);
+    if (s->qt)
+        s->qt->next = m;
+    else
+        s->qh = m;
+    s->qt = m;
+    s->qbytes += len;
+    lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
+int crm_sess_send_value(crm_sess *s, const crm_value *v, int push)
+{
+    size_t len = 0;
+    int rc;
+    if (s->msgpack) {
+        uint8_t *b = crm_mp_encode(v, &len);
+        if (!b)
+            return -1;
+        rc = crm_sess_send(s, b, len, push);
+        free(b);
+    } else {
+        char *b = crm_json_encode(v, &len);
+        if (!b)
+            return -1;
+        rc = crm_sess_send(s, b, len, push);
+        free(b);
+    }
+    return rc;
+}
+
+void crm_sess_close(crm_sess *s, int code, const char *why, int drain)
+{
+    if (s->close_code)
+        return;
+    s->close_code = code;
+    s->close_why = why;
+    s->close_drain = drain;
+    lws_callback_on_writable(s->wsi);
+}
+
+static void sess_free_queue(crm_sess *s)
+{
+    while (s->qh) {
+        outmsg *m = s->qh;
+        s->qh = m->next;
+        free(m);
+    }
+    s->qt = NULL;
+    s->qbytes = 0;
+}
+
+/* ---- HTTP ---- */
+
+static int http_reply(struct lws *wsi, int status, const char *type, const char *body, size_t len)
+{
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    unsigned char *out;
+    if (lws_add_http_common_headers(wsi, (unsigned)status, type, (lws_filepos_t)len, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    out = malloc(LWS_PRE + len + 1);
+    if (!out)
+        return -1;
+    memcpy(out + LWS_PRE, body, len);
+    if (lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) != (int)len) {
+        free(out);
+        return -1;
+    }
+    free(out);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* Appends printf output to a growing buffer. */
+typedef struct sbuf {
+    char *b;
+    size_t n, cap;
+} sbuf;
+
+static void sb_printf(sbuf *sb, const char *fmt, ...) CRM_PRINTF(2, 3);
+static void sb_printf(sbuf *sb, const char *fmt, ...)
+{
+    va_list ap;
+    int need;
+    for (;;) {
+        va_start(ap, fmt);
+        need = vsnprintf(sb->b ? sb->b + sb->n : NULL, sb->b ? sb->cap - sb->n : 0, fmt, ap);
+        va_end(ap);
+        if (need < 0)
+            return;
+        if (sb->b && sb->n + (size_t)need < sb->cap) {
+            sb->n += (size_t)need;
+            return;
+        }
+        size_t nc = sb->cap ? sb->cap * 2 : 4096;
+        while (nc < sb->n + (size_t)need + 1)
+            nc *= 2;
+        char *nb = realloc(sb->b, nc);
+        if (!nb)
+            return;
+        sb->b = nb;
+        sb->cap = nc;
+    }
+}
+
+const double crm_commit_bounds[12] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                         0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
+
+static void metrics_text(crm_net *n, sbuf *sb)
+{
+    sb_printf(sb, "# HELP crmd_connections Open WebSocket connections.\n# TYPE crmd_connections gauge\n"
+                  "crmd_connections %llu\n", (unsigned long long)n->conns_now);
+    sb_printf(sb, "# TYPE crmd_connections_total counter\ncrmd_connections_total %llu\n",
+              (unsigned long long)n->conns_total);
+    sb_printf(sb, "# HELP crmd_requests_total Requests by op and result code.\n"
+                  "# TYPE crmd_requests_total counter\n");
+    for (int o = 0; o < OPI_LAST; o++)
+        for (int c = 0; c < CRM_CODE_LAST; c++)
+            if (n->requests[o][c])
+                sb_printf(sb, "crmd_requests_total{op=\"%s\",code=\"%s\"} %llu\n", crm_op_names[o],
+                          crm_code_name(c), (unsigned long long)n->requests[o][c]);
+    sb_printf(sb, "# HELP crmd_commit_batch_size Writes per group commit.\n"
+                  "# TYPE crmd_commit_batch_size histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < 11; i++) {
+        cum += n->batch_hist[i];
+        sb_printf(sb, "crmd_commit_batch_size_bucket{le=\"%d\"} %llu\n", 1 << i, (unsigned long long)cum);
+    }
+    cum += n->batch_hist[11];
+    sb_printf(sb, "crmd_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    sb_printf(sb, "crmd_commit_batch_size_sum %llu\ncrmd_commit_batch_size_count %llu\n",
+              (unsigned long long)n->batch_writes, (unsigned long long)n->batches);
+    sb_printf(sb, "# HELP crmd_commit_seconds Group commit latency.\n"
+                  "# TYPE crmd_commit_seconds histogram\n");
+    cum = 0;
+    for (int i = 0; i < 12; i++) {
+        cum += n->commit_hist[i];
+        sb_printf(sb, "crmd_commit_seconds_bucket{le=\"%g\"} %llu\n", crm_commit_bounds[i], (unsigned long long)cum);
+    }
+    sb_printf(sb, "crmd_commit_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)n->batches);
+    sb_printf(sb, "crmd_commit_seconds_sum %.6f\ncrmd_commit_seconds_count %llu\n", n->commit_sum_s,
+              (unsigned long long)n->batches);
+    sb_printf(sb, "# TYPE crmd_feed_seq gauge\ncrmd_feed_seq %llu\n",
+              (unsigned long long)crm_store_last_seq(n->store));
+    sb_printf(sb, "# TYPE crmd_subscriptions gauge\ncrmd_subscriptions %llu\n",
+              (unsigned long long)n->subs_now);
+    sb_printf(sb, "# TYPE crmd_overflows_total counter\ncrmd_overflows_total %llu\n",
+              (unsigned long long)n->overflows);
+}
+
+static int on_http(struct lws *wsi, crm_net *n, const char *path)
+{
+    if (strcmp(path, "/healthz") == 0) {
+        char body[128];
+        int len = snprintf(body, sizeof body, "{\"ok\":true,\"seq\":%llu}",
+                           (unsigned long long)crm_store_last_seq(n->store));
+        return http_reply(wsi, 200, "application/json", body, (size_t)len);
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        sbuf sb = {0};
+        int rc;
+        metrics_text(n, &sb);
+        rc = sb.b ? http_reply(wsi, 200, "text/plain; version=0.0.4", sb.b, sb.n) : -1;
+        free(sb.b);
+        return rc;
+    }
+    return http_reply(wsi, 404, "application/json", "{\"ok\":false}", 12);
+}
+
+/* ---- the callback ---- */
+
+/* Browser pages from other origins are refused before the upgrade; clients
+ * that send no Origin (not browsers) are let through. */
+static int origin_allowed(struct lws *wsi, crm_net *n)
+{
+    char origin[256], host[256];
+    const char *o;
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+        return 1;
+    for (const char *const *a = n->o.origins; a && *a; a++)
+        if (strcmp(*a, origin) == 0)
+            return 1;
+    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
+        return 0;
+    o = strstr(origin, "://");
+    return o && strcmp(o + 3, host) == 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    crm_sess *s = user;
+    crm_net *n = lws_context_user(lws_get_context(wsi));
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[64];
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
+            return 1;
+        return origin_allowed(wsi, n) ? 0 : 1;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(s, 0, sizeof *s);
+        s->wsi = wsi;
+        s->net = n;
+        s->is_ws = 1;
+        s->msgpack = strcmp(lws_get_protocol(wsi)->name, "crm.v1.msgpack") == 0;
+        s->connected_ms = s->bucket_ms = crm_net_now_ms();
+        s->bucket = n->o.rate_per_sec;
+        s->next = n->sessions;
+        if (n->sessions)
+            n->sessions->prev = s;
+        n->sessions = s;
+        n->conns_now++;
+        n->conns_total++;
+        break;
+    case LWS_CALLBACK_RECEIVE: {
+        size_t limit = s->authed ? n->o.max_message : n->o.max_message_preauth;
+        if (s->close_code)
+            break;
+        if (!s->rx_overflow && s->rxlen + len > limit) {
+            s->rx_overflow = 1;
+            free(s->rx);
+            s->rx = NULL;
+            s->rxlen = 0;
+        }
+        if (s->rx_overflow) {
+            if (lws_is_final_fragment(wsi)) {
+                lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                                 (unsigned char *)"message too large", 17);
+                return -1;
+            }
+            break;
+        }
+        if (lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) && !s->rxlen) {
+            crm_ops_message(s, in, len); /* the common case: no copy */
+            break;
+        }
+        unsigned char *nb = realloc(s->rx, s->rxlen + len + 1);
+        if (!nb)
+            return -1;
+        s->rx = nb;
+        memcpy(s->rx + s->rxlen, in, len);
+        s->rxlen += len;
+        if (lws_is_final_fragment(wsi)) {
+            unsigned char *msg = s->rx;
+            size_t ml = s->rxlen;
+            s->rx = NULL;
+            s->rxlen = 0;
+            crm_ops_message(s, msg, ml);
+            free(msg);
+        }
+        break;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (s->close_code && (!s->close_drain || !s->qh)) {
+            const char *why = s->close_why ? s->close_why : "";
+            lws_close_reason(wsi, (enum lws_close_status)s->close_code, (unsigned char *)why,
+                             strlen(why));
+            return -1;
+        }
+        if (s->qh) {
+            outmsg *m = s->qh;
+            int w = lws_write(wsi, m->buf + LWS_PRE, m->len,
+                              m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+            if (w < (int)m->len)
+                return -1;
+            s->qh = m->next;
+            if (!s->qh)
+                s->qt = NULL;
+            s->qbytes -= m->len;
+            free(m);
+            if (s->qh || s->close_code)
+                lws_callback_on_writable(wsi);
+        }
+        break;
+    case LWS_CALLBACK_CLOSED:
+        if (!s->is_ws)
+            break;
+        crm_ops_forget(s);
+        sess_free_queue(s);
+        free(s->rx);
+        s->rx = NULL;
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            n->sessions = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        n->conns_now--;
+        s->is_ws = 0;
+        break;
+    case LWS_CALLBACK_HTTP:
+        return on_http(wsi, n, in ? (const char *)in : "/");
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* protocols[0] also serves plain HTTP and upgrades that name no
+ * subprotocol: those speak JSON (spec). */
+static const struct lws_protocols protocols[] = {
+    {"crm.v1.json", callback, sizeof(crm_sess), 0, 0, NULL, 0},
+    {"crm.v1.msgpack", callback, sizeof(crm_sess), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+/* ---- loop ---- */
+
+static void flush_cb(lws_sorted_usec_list_t *sul)
+{
+    crm_net *n = lws_container_of(sul, crm_net, flush_sul);
+    n->flush_scheduled = 0;
+    crm_ops_flush(n);
+}
+
+static void tick_cb(lws_sorted_usec_list_t *sul)
+{
+    crm_net *n = lws_container_of(sul, crm_net, tick_sul);
+    crm_ops_tick(n);
+    lws_sul_schedule(n->ctx, 0, &n->tick_sul, tick_cb, 250 * LWS_US_PER_MS);
+}
+
+/* Called by ops.c when the first write of a batch arrives: the flush runs
+ * once this loop turn has read everything that is ready. */
+void crm_net_schedule_flush(crm_net *n)
+{
+    if (n->flush_scheduled)
+        return;
+    n->flush_scheduled = 1;
+    lws_sul_schedule(n->ctx, 0, &n->flush_sul, flush_cb, 1);
+}
+
+int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opts *opts,
+                   crm_net **out, crm_err *err)
+{
+    struct lws_context_creation_info info;
+    crm_net *n = calloc(1, sizeof *n);
+    *out = NULL;
+    if (!n)
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    n->store = store;
+    n->schema = schema;
+    if (opts)
+        n->o = *opts;
+    else
+        crm_net_opts_default(&n->o);
+    n->pushed_seq = crm_store_last_seq(store);
+    lws_set_log_level(LLL_ERR, NULL);
+    memset(&info, 0, sizeof info);
+    info.port = n->o.port; /* 0: the kernel picks a free port */
+    info.iface = n->o.host;
+    info.protocols = protocols;
+    info.user = n;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.timeout_secs = 10;
+    info.max_http_header_pool = 256;
+    info.pt_serv_buf_size = 64 * 1024;
+    n->ctx = lws_create_context(&info);
+    if (!n->ctx) {
+        crm_err_set(err, CRM_UNAVAILABLE, "cannot listen on %s:%d", n->o.host, n->o.port);
+        free(n);
+        return CRM_UNAVAILABLE;
+    }
+    n->vh = lws_get_vhost_by_name(n->ctx, "default");
+    n->port = n->vh ? lws_get_vhost_listen_port(n->vh) : n->o.port;
+    lws_sul_schedule(n->ctx, 0, &n->tick_sul, tick_cb, 250 * LWS_US_PER_MS);
+    *out = n;
+    return CRM_OK;
+}
+
+int crm_net_port(const crm_net *n)
+{
+    return n->port;
+}
+
+void crm_net_wake(crm_net *n)
+{
+    lws_cancel_service(n->ctx);
+}
+
+int crm_net_run(crm_net *n, volatile int *stop)
+{
+    while (!*stop)
+        if (lws_service(n->ctx, 0) < 0)
+            break;
+    /* orderly stop: in-flight writes finish (acknowledged or failed), then
+     * every client is told 1001 once its queue has drained */
+    crm_ops_flush(n);
+    for (crm_sess *s = n->sessions; s; s = s->next)
+        crm_sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
+    int64_t until = crm_net_now_ms() + 2000;
+    while (n->sessions && crm_net_now_ms() < until)
+        lws_service(n->ctx, 0);
+    return CRM_OK;
+}
+
+void crm_net_destroy(crm_net *n)
+{
+    if (!n)
+        return;
+    lws_context_destroy(n->ctx);
+    for (size_t i = 0; i < n->nbatch; i++)
+        crm_value_free(n->batch[i].req);
+    free(n->batch);
+    free(n);
+}

@@ -1,0 +1,113 @@
+/*
+ * net_int -- structures shared by net.c (libwebsockets glue, sessions,
+ * send queues, HTTP) and ops.c (requests, the write batch, subscriptions).
+ * Nothing else includes this header.
+ */
+#ifndef CRM_NET_INT_H
+#define CRM_NET_INT_H
+
+#include <libwebsockets.h>
+
+#include "auth.h"
+#include "codec.h"
+#include "net.h"
+
+typedef struct outmsg {
+    struct outmsg *next;
+    size_t len;
+    int binary;
+    unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
+} outmsg;
+
+typedef struct crm_sub {
+    struct crm_sub *next;
+    int id;
+    char coll[72];
+    crm_value *where;   /* owned; NULL = every record */
+    uint64_t from_seq;  /* pushes start after this seq */
+} crm_sub;
+
+/* One per connection, allocated by lws (per_session_data_size), zeroed. */
+typedef struct crm_sess {
+    struct lws *wsi;
+    crm_net *net;
+    int is_ws, msgpack, authed;
+    char role[72];
+    char user[32];
+    uint8_t token_hash[CRM_TOKEN_HASH_LEN];
+    unsigned char *rx;  /* reassembly of a fragmented message */
+    size_t rxlen;
+    int rx_overflow;
+    outmsg *qh, *qt;
+    size_t qbytes;
+    int close_code;     /* when set: close (after the queue when close_drain) */
+    int close_drain;
+    const char *close_why;
+    crm_sub *subs;
+    int nsubs, next_sub;
+    int pending;        /* writes of this session in the current batch */
+    crm_value *deferred;/* requests held until this session's writes commit */
+    int64_t connected_ms, token_checked_ms;
+    double bucket;      /* rate limit tokens */
+    int64_t bucket_ms;
+    struct crm_sess *next, *prev;
+} crm_sess;
+
+typedef struct crm_item {
+    crm_sess *s;        /* NULL once the session closed */
+    crm_value *req;     /* owned: the request; writes borrow from it */
+    crm_write *writes;
+    size_t nw;
+    int is_tx;
+    int op;             /* metrics index */
+} crm_item;
+
+enum { OPI_AUTH, OPI_PING, OPI_SCHEMA, OPI_GET, OPI_CREATE, OPI_UPDATE, OPI_DELETE, OPI_TX,
+       OPI_QUERY, OPI_AGGREGATE, OPI_SUBSCRIBE, OPI_UNSUBSCRIBE, OPI_CALL, OPI_OTHER, OPI_LAST };
+
+struct crm_net {
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    crm_store *store;
+    const crm_schema *schema;
+    crm_net_opts o;
+    int port;
+    crm_sess *sessions;
+    crm_item *batch;
+    size_t nbatch, capbatch;
+    int flush_scheduled;
+    lws_sorted_usec_list_t flush_sul, tick_sul;
+    uint64_t pushed_seq;
+    /* metrics */
+    uint64_t conns_now, conns_total, subs_now, overflows;
+    uint64_t requests[OPI_LAST][CRM_CODE_LAST];
+    uint64_t batches, batch_writes, batch_hist[12], commit_hist[12];
+    double commit_sum_s;
+};
+
+extern const char *const crm_op_names[OPI_LAST];
+/* upper bounds (seconds) of the commit latency histogram buckets */
+extern const double crm_commit_bounds[12];
+void crm_net_schedule_flush(crm_net *n);
+
+/* ---- net.c ---- */
+/* Queues bytes for the session (copied).  push: a subscription event, which
+ * may overflow; returns -1 when the queue is past its limit. */
+int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push);
+/* Encodes v in the session's format and queues it; v stays the caller's. */
+int crm_sess_send_value(crm_sess *s, const crm_value *v, int push);
+/* Asks the loop to close the session: drain: after its queue. */
+void crm_sess_close(crm_sess *s, int code, const char *why, int drain);
+int64_t crm_net_now_ms(void);
+
+/* ---- ops.c ---- */
+/* A whole message arrived on s. */
+void crm_ops_message(crm_sess *s, const unsigned char *buf, size_t len);
+/* Applies the pending batch, acknowledges it, runs held requests, pushes. */
+void crm_ops_flush(crm_net *n);
+/* Session s is closing: drop its references. */
+void crm_ops_forget(crm_sess *s);
+/* Periodic: auth deadlines and revoked tokens. */
+void crm_ops_tick(crm_net *n);
+
+#endif
