@@ -1,0 +1,331 @@
+/* wsclient -- blocking RFC 6455 client and a crmd process runner (tests). */
+#include "wsclient.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "tmpdir.h"
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads exactly len bytes within timeout_ms. */
+static int read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+    char *p = buf;
+    while (len) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        int pr = poll(&pf, 1, timeout_ms);
+        ssize_t r;
+        if (pr <= 0)
+            return -1;
+        r = read(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+int ws_connect(ws_client *c, int port, const char *subprotocol, const char *origin, int *status)
+{
+    struct sockaddr_in sa = {0};
+    char req[1024], resp[4096];
+    size_t n = 0;
+    int one = 1;
+    c->msgpack = subprotocol && strcmp(subprotocol, "crm.v1.msgpack") == 0;
+    if (status)
+        *status = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (c->fd < 0)
+        return -1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        goto fail;
+    int len = snprintf(req, sizeof req,
+                       "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n%s%s%s%s%s%s\r\n",
+                       port, subprotocol ? "Sec-WebSocket-Protocol: " : "",
+                       subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "",
+                       origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
+    if (write_all(c->fd, req, (size_t)len) != 0)
+        goto fail;
+    /* read the response head byte by byte: the frames after it are ours */
+    while (n + 1 < sizeof resp) {
+        if (read_all(c->fd, resp + n, 1, 3000) != 0)
+            goto fail;
+        n++;
+        if (n >= 4 && memcmp(resp + n - 4, "\r\n\r\n", 4) == 0)
+            break;
+    }
+    resp[n] = 0;
+    if (status)
+        sscanf(resp, "HTTP/1.1 %d", status);
+    if (strncmp(resp, "HTTP/1.1 101", 12) != 0)
+        goto fail;
+    return 0;
+fail:
+    close(c->fd);
+    c->fd = -1;
+    return -1;
+}
+
+void ws_close(ws_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+int ws_send_frame(ws_client *c, int opcode, const void *buf, size_t len)
+{
+    uint8_t hdr[14], mask[4] = {0x12, 0x34, 0x56, 0x78};
+    size_t h = 0;
+    uint8_t *copy;
+    int rc;
+    hdr[h++] = (uint8_t)(0x80 | opcode);
+    if (len < 126) {
+        hdr[h++] = (uint8_t)(0x80 | len);
+    } else if (len < 65536) {
+        hdr[h++] = 0x80 | 126;
+        hdr[h++] = (uint8_t)(len >> 8);
+        hdr[h++] = (uint8_t)len;
+    } else {
+        hdr[h++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[h++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    memcpy(hdr + h, mask, 4);
+    h += 4;
+    if (!(copy = malloc(len ? len : 1)))
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        copy[i] = ((const uint8_t *)buf)[i] ^ mask[i & 3];
+    rc = write_all(c->fd, hdr, h) || write_all(c->fd, copy, len) ? -1 : 0;
+    free(copy);
+    return rc;
+}
+
+int ws_send_value(ws_client *c, const crm_value *v)
+{
+    size_t len;
+    int rc;
+    if (c->msgpack) {
+        uint8_t *b = crm_mp_encode(v, &len);
+        rc = b ? ws_send_frame(c, 2, b, len) : -1;
+        free(b);
+    } else {
+        char *b = crm_json_encode(v, &len);
+        rc = b ? ws_send_frame(c, 1, b, len) : -1;
+        free(b);
+    }
+    return rc;
+}
+
+int ws_send_json(ws_client *c, const char *json)
+{
+    crm_err err;
+    crm_value *v = crm_json_decode(json, strlen(json), NULL, &err);
+    int rc;
+    if (!v) {
+        fprintf(stderr, "ws_send_json: bad test JSON %s: %s\n", json, err.msg);
+        return -1;
+    }
+    rc = ws_send_value(c, v);
+    crm_value_free(v);
+    return rc;
+}
+
+crm_value *ws_recv(ws_client *c, int timeout_ms, int *close_code)
+{
+    uint8_t *msg = NULL;
+    size_t mlen = 0;
+    if (close_code)
+        *close_code = 0;
+    for (;;) {
+        uint8_t h[2], ext[8];
+        uint64_t len;
+        int op, fin;
+        uint8_t *nb;
+        if (read_all(c->fd, h, 2, timeout_ms) != 0)
+            goto fail;
+        fin = h[0] & 0x80;
+        op = h[0] & 0x0f;
+        len = h[1] & 0x7f;
+        if (len == 126) {
+            if (read_all(c->fd, ext, 2, timeout_ms))
+                goto fail;
+            len = (uint64_t)ext[0] << 8 | ext[1];
+        } else if (len == 127) {
+            if (read_all(c->fd, ext, 8, timeout_ms))
+                goto fail;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = len << 8 | ext[i];
+        }
+        if (len > (64u << 20))
+            goto fail;
+        if (!(nb = realloc(msg, mlen + len + 1)))
+            goto fail;
+        msg = nb;
+        if (len && read_all(c->fd, msg + mlen, len, timeout_ms))
+            goto fail;
+        if (op == 8) { /* close */
+            if (close_code && len >= 2)
+                *close_code = msg[mlen] << 8 | msg[mlen + 1];
+            goto fail;
+        }
+        if (op == 9 || op == 10) /* ping / pong: not part of a message */
+            continue;
+        mlen += len;
+        if (fin)
+            break;
+    }
+    {
+        crm_err err;
+        crm_limits lim = {64u << 20, 64};
+        crm_value *v = c->msgpack ? crm_mp_decode(msg, mlen, &lim, &err)
+                                  : crm_json_decode((char *)msg, mlen, &lim, &err);
+        if (!v)
+            fprintf(stderr, "ws_recv: undecodable message: %s\n", err.msg);
+        free(msg);
+        return v;
+    }
+fail:
+    free(msg);
+    return NULL;
+}
+
+crm_value *ws_reply(ws_client *c, long long ref, int timeout_ms, crm_value *pushes)
+{
+    for (;;) {
+        crm_value *v = ws_recv(c, timeout_ms, NULL);
+        const crm_value *r;
+        if (!v)
+            return NULL;
+        r = crm_map_get(v, "ref");
+        if (r && r->type == CRM_T_INT && r->u.i == ref)
+            return v;
+        if (pushes && crm_map_get(v, "event"))
+            crm_arr_push(pushes, v);
+        else
+            crm_value_free(v);
+    }
+}
+
+/* ---- running crmd ---- */
+
+int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data)
+{
+    int errpipe[2];
+    char line[2048];
+    size_t n = 0;
+    memset(p, 0, sizeof *p);
+    p->bin = strdup(bin);
+    p->schemas = strdup(schemas);
+    p->data = data ? strdup(data) : crm_tmpdir_make("e2e");
+    p->port = 0;
+    if (pipe(errpipe) != 0)
+        return -1;
+    p->pid = fork();
+    if (p->pid == 0) {
+        dup2(errpipe[1], 2);
+        close(errpipe[0]);
+        execl(bin, bin, "serve", "--data", p->data, "--schemas", schemas, "--listen",
+              "127.0.0.1:0", (char *)NULL);
+        _exit(127);
+    }
+    close(errpipe[1]);
+    /* the ready line carries the port: "listening on 127.0.0.1:PORT" */
+    while (n + 1 < sizeof line && read_all(errpipe[0], line + n, 1, 10000) == 0) {
+        if (line[n] == '\n') {
+            line[n] = 0;
+            char *at = strstr(line, "listening on 127.0.0.1:");
+            if (at) {
+                p->port = atoi(at + strlen("listening on 127.0.0.1:"));
+                break;
+            }
+            fprintf(stderr, "crmd: %s\n", line);
+            n = 0;
+            continue;
+        }
+        n++;
+    }
+    /* keep reading its log in the background so it never blocks on stderr */
+    if (fork() == 0) {
+        char buf[4096];
+        ssize_t r;
+        while ((r = read(errpipe[0], buf, sizeof buf)) > 0)
+            (void)!write(2, buf, (size_t)r);
+        _exit(0);
+    }
+    close(errpipe[0]);
+    return p->port > 0 ? 0 : -1;
+}
+
+int crmd_stop(crmd_proc *p)
+{
+    int st = -1;
+    if (p->pid > 0) {
+        kill(p->pid, SIGTERM);
+        if (waitpid(p->pid, &st, 0) != p->pid)
+            st = -1;
+        p->pid = 0;
+    }
+    free(p->bin);
+    free(p->schemas);
+    crm_tmpdir_remove(p->data);
+    p->bin = p->schemas = p->data = NULL;
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+char *crmd_token(const crmd_proc *p, const char *role)
+{
+    char cmd[4096], line[512], *last = NULL;
+    FILE *f;
+    snprintf(cmd, sizeof cmd, "'%s' token create --data '%s' --schemas '%s' --role '%s'", p->bin,
+             p->data, p->schemas, role);
+    if (!(f = popen(cmd, "r")))
+        return NULL;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        free(last);
+        last = strdup(line);
+    }
+    if (pclose(f) != 0) {
+        free(last);
+        return NULL;
+    }
+    return last;
+}

@@ -1,0 +1,52 @@
+/*
+ * wsclient -- a small blocking WebSocket client for tests (RFC 6455 over a
+ * plain TCP socket), and a helper that runs a real crmd on a free loopback
+ * port.  Written here rather than on libwebsockets so tests can also send
+ * frames a well-behaved library never would (hostile-input tests).
+ */
+#ifndef CRM_TEST_WSCLIENT_H
+#define CRM_TEST_WSCLIENT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "value.h"
+
+typedef struct ws_client {
+    int fd;
+    int msgpack;
+} ws_client;
+
+/* Connects to 127.0.0.1:port/ws offering subprotocol (NULL: none).
+ * Returns 0, or -1 (with the HTTP status in *status when one came). */
+int ws_connect(ws_client *c, int port, const char *subprotocol, const char *origin, int *status);
+void ws_close(ws_client *c);
+/* Sends one frame (opcode 1 text, 2 binary) with the given payload. */
+int ws_send_frame(ws_client *c, int opcode, const void *buf, size_t len);
+/* Encodes v in the client's format and sends it. */
+int ws_send_value(ws_client *c, const crm_value *v);
+/* Sends JSON text parsed into a value (then in the client's format). */
+int ws_send_json(ws_client *c, const char *json);
+/* Receives one whole message within timeout_ms.  Returns a decoded value the
+ * caller frees, or NULL on timeout/close (*close_code gets the close code
+ * when the server closed, else 0). */
+crm_value *ws_recv(ws_client *c, int timeout_ms, int *close_code);
+/* Receives until a reply with this integer ref arrives (pushes in between
+ * are appended to *pushes when non-NULL, else freed). */
+crm_value *ws_reply(ws_client *c, long long ref, int timeout_ms, crm_value *pushes);
+
+typedef struct crmd_proc {
+    pid_t pid;
+    int port;
+    char *data, *bin, *schemas;
+} crmd_proc;
+
+/* Starts `crmd serve` (bin) on a free port with data in a new temp folder
+ * (or data when given) and schemas; waits for its ready line. */
+int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data);
+/* SIGTERM, wait; returns the exit status (or -1). */
+int crmd_stop(crmd_proc *p);
+/* Runs `crmd token create --role role`; returns a malloc'd token. */
+char *crmd_token(const crmd_proc *p, const char *role);
+
+#endif
