@@ -64,10 +64,12 @@ int crm_token_create(crm_store *s, const crm_schema *schema, const char *role, c
 int crm_token_revoke(crm_store *s, const char *token, crm_err *err)
 {
     uint8_t hash[CRM_TOKEN_HASH_LEN];
+    int rc;
     crm_token_hash(token, strlen(token), hash);
-    if (crm_store_aux_put(s, CRM_AUX_TOKENS, hash, sizeof hash, NULL, 0, err) == CRM_NOT_FOUND)
+    rc = crm_store_aux_put(s, CRM_AUX_TOKENS, hash, sizeof hash, NULL, 0, err);
+    if (rc == CRM_NOT_FOUND)
         return crm_err_set(err, CRM_NOT_FOUND, "no such token");
-    return err && err->code ? err->code : CRM_OK;
+    return rc;
 }
 
 int crm_token_lookup(crm_txn *t, const uint8_t hash[CRM_TOKEN_HASH_LEN], char *role, size_t cap,
