@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "codec.h"
 #include "net.h"
 #include "schema.h"
 #include "store.h"
@@ -37,24 +38,19 @@ static void on_stop(int sig)
         crm_net_wake(the_net);
 }
 
-/* One JSON object per line on stderr (design: structured logs). */
+/* One JSON object per line on stderr (design: structured logs); the JSON
+ * codec does the escaping. */
 static void log_line(const char *level, const char *msg, const char *detail)
 {
-    char esc[1024];
-    size_t o = 0;
-    for (const char *p = detail ? detail : ""; *p && o + 7 < sizeof esc; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\') {
-            esc[o++] = '\\';
-            esc[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(esc + o, sizeof esc - o, "\\u%04x", c);
-        } else {
-            esc[o++] = (char)c;
-        }
-    }
-    esc[o] = '\0';
-    fprintf(stderr, "{\"level\":\"%s\",\"msg\":\"%s\",\"detail\":\"%s\"}\n", level, msg, esc);
+    crm_value *m = crm_value_map();
+    char *line = NULL;
+    if (m && crm_map_set(m, "level", crm_value_cstr(level)) == 0 &&
+        crm_map_set(m, "msg", crm_value_cstr(msg)) == 0 &&
+        crm_map_set(m, "detail", crm_value_cstr(detail ? detail : "")) == 0)
+        line = crm_json_encode(m, NULL);
+    fprintf(stderr, "%s\n", line ? line : "{\"level\":\"error\",\"msg\":\"out of memory\"}");
+    free(line);
+    crm_value_free(m);
 }
 
 static void usage(FILE *f)

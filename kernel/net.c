@@ -450,8 +450,12 @@ void crm_net_destroy(crm_net *n)
     if (!n)
         return;
     lws_context_destroy(n->ctx);
-    for (size_t i = 0; i < n->nbatch; i++)
+    for (size_t i = 0; i < n->nbatch; i++) { /* only when crm_net_run never flushed */
+        for (size_t j = 0; j < n->batch[i].nw; j++)
+            crm_write_clear(&n->batch[i].writes[j]);
+        free(n->batch[i].writes);
         crm_value_free(n->batch[i].req);
+    }
     free(n->batch);
     free(n);
 }

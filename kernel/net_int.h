@@ -24,6 +24,7 @@ typedef struct crm_sub {
     int id;
     char coll[72];
     crm_value *where;   /* owned; NULL = every record */
+    crm_filter *filter; /* where, compiled once; borrows where */
     uint64_t from_seq;  /* pushes start after this seq */
 } crm_sub;
 
@@ -99,6 +100,34 @@ int crm_sess_send_value(crm_sess *s, const crm_value *v, int push);
 /* Asks the loop to close the session: drain: after its queue. */
 void crm_sess_close(crm_sess *s, int code, const char *why, int drain);
 int64_t crm_net_now_ms(void);
+
+/* ---- ops.c: replies and argument checks, shared with subs.c ---- */
+/* Replies to req (its ref echoed); both take ownership of result / details. */
+void crm_reply_ok(crm_sess *s, const crm_value *req, int opi, crm_value *result);
+void crm_reply_err(crm_sess *s, const crm_value *req, int opi, int code, const char *msg,
+                   crm_value *details);
+void crm_reply_crm_err(crm_sess *s, const crm_value *req, int opi, const crm_err *err);
+/* Typed arguments of req: BAD_REQUEST when of the wrong type (or missing and
+ * required); *out borrowed from req, NULL when absent. */
+int crm_arg_str(const crm_value *req, const char *key, int required, const char **out, crm_err *err);
+int crm_arg_int(const crm_value *req, const char *key, int64_t min, int64_t max, int64_t *out,
+                int *present, crm_err *err);
+int crm_arg_map(const crm_value *req, const char *key, int required, const crm_value **out,
+                crm_err *err);
+/* The collection argument: known (NOT_FOUND) and granted perm (FORBIDDEN). */
+int crm_arg_coll(crm_sess *s, const crm_value *req, int perm, const char **coll, crm_err *err);
+/* FORBIDDEN when map m names a hidden field. */
+int crm_hidden_keys(const crm_value *hidden, const crm_value *m, const char *what, crm_err *err);
+/* A copy of rec without the hidden fields; caller owns it. */
+crm_value *crm_strip_copy(const crm_value *hidden, const crm_value *rec);
+
+/* ---- subs.c ---- */
+void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi);
+void crm_subs_unsubscribe(crm_sess *s, const crm_value *req, int opi);
+/* Pushes every change committed since the last call to the subscriptions. */
+void crm_subs_fanout(crm_net *n);
+/* Ends one subscription of s. */
+void crm_sub_remove(crm_sess *s, crm_sub *sub);
 
 /* ---- ops.c ---- */
 /* A whole message arrived on s. */

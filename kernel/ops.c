@@ -1,12 +1,10 @@
 /*
- * ops -- the wire contract's operations (spec/protocol.md): envelope
- * checks, permissions and hidden fields, the write batch and its
- * acknowledgements, reads, subscriptions and the push of committed changes.
+ * ops -- the wire contract's operations (spec/protocol.md): envelope and
+ * argument checks, permissions and hidden fields, the write batch and its
+ * acknowledgements, reads, auth.  Subscriptions live in subs.c.
  *
  * Ordering: a session's reads wait behind its own uncommitted writes, so a
- * pipelined create-then-get sees the create.  Subscriptions are registered
- * between commits on the one loop thread, so a snapshot or a since-replay
- * and the live pushes that follow meet exactly at the returned seq.
+ * pipelined create-then-get sees the create.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +18,6 @@ const char *const crm_op_names[OPI_LAST] = {
     "query", "aggregate", "subscribe", "unsubscribe", "call", "other"};
 
 #define MAX_TX_OPS 100
-#define SNAPSHOT_MAX 100000
 
 /* ---- replies ---- */
 
@@ -33,7 +30,7 @@ static crm_value *ref_copy(const crm_value *req)
 }
 
 /* Takes result. */
-static void reply_ok(crm_sess *s, const crm_value *req, int opi, crm_value *result)
+void crm_reply_ok(crm_sess *s, const crm_value *req, int opi, crm_value *result)
 {
     crm_value *m = crm_value_map();
     s->net->requests[opi][CRM_OK]++;
@@ -44,7 +41,7 @@ static void reply_ok(crm_sess *s, const crm_value *req, int opi, crm_value *resu
 }
 
 /* Takes details. */
-static void reply_err(crm_sess *s, const crm_value *req, int opi, int code, const char *msg,
+void crm_reply_err(crm_sess *s, const crm_value *req, int opi, int code, const char *msg,
                       crm_value *details)
 {
     crm_value *m = crm_value_map(), *e = crm_value_map();
@@ -66,15 +63,15 @@ static void reply_err(crm_sess *s, const crm_value *req, int opi, int code, cons
     crm_value_free(m);
 }
 
-static void reply_crm_err(crm_sess *s, const crm_value *req, int opi, const crm_err *err)
+void crm_reply_crm_err(crm_sess *s, const crm_value *req, int opi, const crm_err *err)
 {
-    reply_err(s, req, opi, err->code, err->msg, NULL);
+    crm_reply_err(s, req, opi, err->code, err->msg, NULL);
 }
 
 /* ---- arguments ---- */
 
 /* The string argument key: required or optional (*out NULL when absent). */
-static int arg_str(const crm_value *req, const char *key, int required, const char **out,
+int crm_arg_str(const crm_value *req, const char *key, int required, const char **out,
                    crm_err *err)
 {
     const crm_value *v = crm_map_get(req, key);
@@ -91,7 +88,7 @@ static int arg_str(const crm_value *req, const char *key, int required, const ch
     return CRM_OK;
 }
 
-static int arg_int(const crm_value *req, const char *key, int64_t min, int64_t max, int64_t *out,
+int crm_arg_int(const crm_value *req, const char *key, int64_t min, int64_t max, int64_t *out,
                    int *present, crm_err *err)
 {
     const crm_value *v = crm_map_get(req, key);
@@ -106,7 +103,7 @@ static int arg_int(const crm_value *req, const char *key, int64_t min, int64_t m
     return CRM_OK;
 }
 
-static int arg_map(const crm_value *req, const char *key, int required, const crm_value **out,
+int crm_arg_map(const crm_value *req, const char *key, int required, const crm_value **out,
                    crm_err *err)
 {
     const crm_value *v = crm_map_get(req, key);
@@ -123,9 +120,9 @@ static int arg_map(const crm_value *req, const char *key, int required, const cr
 }
 
 /* The collection argument, known and permitted. */
-static int arg_coll(crm_sess *s, const crm_value *req, int perm, const char **coll, crm_err *err)
+int crm_arg_coll(crm_sess *s, const crm_value *req, int perm, const char **coll, crm_err *err)
 {
-    int rc = arg_str(req, "collection", 1, coll, err);
+    int rc = crm_arg_str(req, "collection", 1, coll, err);
     if (rc != CRM_OK)
         return rc;
     if (!crm_schema_find(s->net->schema, *coll))
@@ -138,7 +135,7 @@ static int arg_coll(crm_sess *s, const crm_value *req, int perm, const char **co
 }
 
 /* FORBIDDEN when a map (where, record, patch) names a hidden field. */
-static int hidden_keys(const crm_value *hidden, const crm_value *m, const char *what, crm_err *err)
+int crm_hidden_keys(const crm_value *hidden, const crm_value *m, const char *what, crm_err *err)
 {
     for (size_t i = 0; hidden && m && m->type == CRM_T_MAP && i < m->u.map.n; i++)
         if (crm_role_hides(hidden, m->u.map.kv[i].key))
@@ -147,7 +144,7 @@ static int hidden_keys(const crm_value *hidden, const crm_value *m, const char *
     return CRM_OK;
 }
 
-static crm_value *strip_copy(const crm_value *hidden, const crm_value *rec)
+crm_value *crm_strip_copy(const crm_value *hidden, const crm_value *rec)
 {
     crm_value *c = crm_value_dup(rec);
     crm_role_strip(hidden, c);
@@ -183,25 +180,25 @@ static int prepare_write(crm_sess *s, const crm_value *r, const char *op, crm_wr
     int64_t if_rev = 0;
     int has, rc;
     memset(w, 0, sizeof *w);
-    if ((rc = arg_coll(s, r, CRM_PERM_WRITE, &coll, err)) != CRM_OK)
+    if ((rc = crm_arg_coll(s, r, CRM_PERM_WRITE, &coll, err)) != CRM_OK)
         return rc;
     const crm_value *hidden = crm_role_hidden(s->net->schema, s->role, coll);
     if (strcmp(op, "create") == 0) {
         w->op = CRM_OP_CREATE;
-        if ((rc = arg_map(r, "record", 1, &data, err)) != CRM_OK)
+        if ((rc = crm_arg_map(r, "record", 1, &data, err)) != CRM_OK)
             return rc;
-        if ((rc = arg_str(r, "id", 0, &id, err)) != CRM_OK)
+        if ((rc = crm_arg_str(r, "id", 0, &id, err)) != CRM_OK)
             return rc;
     } else {
         w->op = strcmp(op, "update") == 0 ? CRM_OP_UPDATE : CRM_OP_DELETE;
-        if ((rc = arg_str(r, "id", 1, &id, err)) != CRM_OK)
+        if ((rc = crm_arg_str(r, "id", 1, &id, err)) != CRM_OK)
             return rc;
-        if (w->op == CRM_OP_UPDATE && (rc = arg_map(r, "patch", 1, &data, err)) != CRM_OK)
+        if (w->op == CRM_OP_UPDATE && (rc = crm_arg_map(r, "patch", 1, &data, err)) != CRM_OK)
             return rc;
-        if ((rc = arg_int(r, "if_rev", 1, INT64_MAX, &if_rev, &has, err)) != CRM_OK)
+        if ((rc = crm_arg_int(r, "if_rev", 1, INT64_MAX, &if_rev, &has, err)) != CRM_OK)
             return rc;
     }
-    if ((rc = hidden_keys(hidden, data, "a write", err)) != CRM_OK)
+    if ((rc = crm_hidden_keys(hidden, data, "a write", err)) != CRM_OK)
         return rc;
     w->coll = coll;
     w->id = id;
@@ -220,14 +217,14 @@ static void op_write(crm_sess *s, crm_value *req, const char *op, int opi)
     if (is_tx) {
         const crm_value *ops = crm_map_get(req, "ops");
         if (!ops || ops->type != CRM_T_ARR || ops->u.arr.n == 0 || ops->u.arr.n > MAX_TX_OPS) {
-            reply_err(s, req, opi, CRM_BAD_REQUEST, "ops must be a list of 1 to 100 writes", NULL);
+            crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "ops must be a list of 1 to 100 writes", NULL);
             crm_value_free(req);
             return;
         }
         nw = ops->u.arr.n;
     }
     if (!(w = calloc(nw, sizeof *w))) {
-        reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
+        crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
         crm_value_free(req);
         return;
     }
@@ -241,7 +238,7 @@ static void op_write(crm_sess *s, crm_value *req, const char *op, int opi)
             if (strcmp(sub_op, "create") && strcmp(sub_op, "update") && strcmp(sub_op, "delete")) {
                 char m[96];
                 snprintf(m, sizeof m, "op %zu: must be a create, update or delete", i);
-                reply_err(s, req, opi, CRM_BAD_REQUEST, m, NULL);
+                crm_reply_err(s, req, opi, CRM_BAD_REQUEST, m, NULL);
                 free(w);
                 crm_value_free(req);
                 return;
@@ -253,14 +250,14 @@ static void op_write(crm_sess *s, crm_value *req, const char *op, int opi)
                 snprintf(m, sizeof m, "op %zu: %.200s", i, err.msg);
                 snprintf(err.msg, sizeof err.msg, "%s", m);
             }
-            reply_crm_err(s, req, opi, &err);
+            crm_reply_crm_err(s, req, opi, &err);
             free(w);
             crm_value_free(req);
             return;
         }
     }
     if (batch_add(s->net, s, req, w, nw, is_tx, opi) != 0) {
-        reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
+        crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
         free(w);
         crm_value_free(req);
     }
@@ -274,23 +271,23 @@ static void op_get(crm_sess *s, const crm_value *req, int opi)
     crm_err err;
     crm_txn *t;
     crm_value *rec;
-    if (arg_coll(s, req, CRM_PERM_READ, &coll, &err) != CRM_OK ||
-        arg_str(req, "id", 1, &id, &err) != CRM_OK) {
-        reply_crm_err(s, req, opi, &err);
+    if (crm_arg_coll(s, req, CRM_PERM_READ, &coll, &err) != CRM_OK ||
+        crm_arg_str(req, "id", 1, &id, &err) != CRM_OK) {
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     if (crm_store_begin_read(s->net->store, &t, &err) != CRM_OK) {
-        reply_crm_err(s, req, opi, &err);
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     if (crm_txn_get(t, coll, id, &rec, &err) != CRM_OK) {
         crm_txn_end(t);
-        reply_crm_err(s, req, opi, &err);
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     crm_txn_end(t);
     crm_role_strip(crm_role_hidden(s->net->schema, s->role, coll), rec);
-    reply_ok(s, req, opi, rec);
+    crm_reply_ok(s, req, opi, rec);
 }
 
 static void op_query(crm_sess *s, const crm_value *req, int opi)
@@ -303,27 +300,26 @@ static void op_query(crm_sess *s, const crm_value *req, int opi)
     crm_txn *t;
     crm_value *recs = NULL, *res;
     char *next = NULL;
-    if (arg_coll(s, req, CRM_PERM_READ, &coll, &err) != CRM_OK ||
-        arg_map(req, "where", 0, &where, &err) != CRM_OK ||
-        arg_str(req, "order_by", 0, &order_by, &err) != CRM_OK ||
-        arg_str(req, "after", 0, &after, &err) != CRM_OK ||
-        arg_int(req, "limit", 1, CRM_QUERY_MAX_LIMIT, &limit, &has, &err) != CRM_OK) {
-        reply_crm_err(s, req, opi, &err);
+    if (crm_arg_coll(s, req, CRM_PERM_READ, &coll, &err) != CRM_OK ||
+        crm_arg_map(req, "where", 0, &where, &err) != CRM_OK ||
+        crm_arg_str(req, "order_by", 0, &order_by, &err) != CRM_OK ||
+        crm_arg_str(req, "after", 0, &after, &err) != CRM_OK ||
+        crm_arg_int(req, "limit", 1, CRM_QUERY_MAX_LIMIT, &limit, &has, &err) != CRM_OK) {
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     hidden = crm_role_hidden(s->net->schema, s->role, coll);
-    if (hidden_keys(hidden, where, "where", &err) != CRM_OK ||
+    if (crm_hidden_keys(hidden, where, "where", &err) != CRM_OK ||
         (order_by && crm_role_hides(hidden, order_by[0] == '-' ? order_by + 1 : order_by) &&
          crm_err_set(&err, CRM_FORBIDDEN, "order_by may not name field %s", order_by))) {
-        reply_crm_err(s, req, opi, &err);
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     crm_query q = {coll, where, order_by, (size_t)limit, after};
     if (crm_store_begin_read(s->net->store, &t, &err) != CRM_OK ||
         crm_txn_query(t, &q, &recs, &next, &err) != CRM_OK) {
-        if (recs || next || err.code != CRM_UNAVAILABLE)
-            crm_txn_end(t);
-        reply_crm_err(s, req, opi, &err);
+        crm_txn_end(t); /* NULL when the read txn never began */
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     crm_txn_end(t);
@@ -333,7 +329,7 @@ static void op_query(crm_sess *s, const crm_value *req, int opi)
     crm_map_set(res, "records", recs);
     crm_map_set(res, "next", next ? crm_value_cstr(next) : crm_value_nil());
     free(next);
-    reply_ok(s, req, opi, res);
+    crm_reply_ok(s, req, opi, res);
 }
 
 static int metrics_args(const crm_value *req, const crm_value *hidden, const char **names,
@@ -368,11 +364,11 @@ static crm_value *run_aggregate(crm_sess *s, const char *coll, const crm_value *
     crm_txn *t;
     crm_value *groups = NULL, *res;
     const crm_value *hidden = crm_role_hidden(s->net->schema, s->role, coll);
-    if (arg_map(agg, "where", 0, &where, err) != CRM_OK ||
-        arg_str(agg, "group_by", 0, &group_by, err) != CRM_OK ||
+    if (crm_arg_map(agg, "where", 0, &where, err) != CRM_OK ||
+        crm_arg_str(agg, "group_by", 0, &group_by, err) != CRM_OK ||
         metrics_args(agg, hidden, names, &nm, err) != CRM_OK)
         return NULL;
-    if (hidden_keys(hidden, where, "where", err) != CRM_OK)
+    if (crm_hidden_keys(hidden, where, "where", err) != CRM_OK)
         return NULL;
     if (group_by && crm_role_hides(hidden, group_by)) {
         crm_err_set(err, CRM_FORBIDDEN, "group_by may not name field %s", group_by);
@@ -395,12 +391,12 @@ static void op_aggregate(crm_sess *s, const crm_value *req, int opi)
     const char *coll;
     crm_err err;
     crm_value *res;
-    if (arg_coll(s, req, CRM_PERM_READ, &coll, &err) != CRM_OK ||
+    if (crm_arg_coll(s, req, CRM_PERM_READ, &coll, &err) != CRM_OK ||
         !(res = run_aggregate(s, coll, req, &err))) {
-        reply_crm_err(s, req, opi, &err);
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
-    reply_ok(s, req, opi, res);
+    crm_reply_ok(s, req, opi, res);
 }
 
 static void op_schema(crm_sess *s, const crm_value *req, int opi)
@@ -408,273 +404,24 @@ static void op_schema(crm_sess *s, const crm_value *req, int opi)
     const char *coll;
     crm_err err;
     const crm_schema *sc = s->net->schema;
-    if (arg_str(req, "collection", 0, &coll, &err) != CRM_OK) {
-        reply_crm_err(s, req, opi, &err);
+    if (crm_arg_str(req, "collection", 0, &coll, &err) != CRM_OK) {
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     if (coll) {
         const crm_collection *c = crm_schema_find(sc, coll);
         if (!c || !crm_role_perms(sc, s->role, coll)) {
-            reply_err(s, req, opi, CRM_NOT_FOUND, "no such collection", NULL);
+            crm_reply_err(s, req, opi, CRM_NOT_FOUND, "no such collection", NULL);
             return;
         }
-        reply_ok(s, req, opi, crm_value_dup(c->source));
+        crm_reply_ok(s, req, opi, crm_value_dup(c->source));
         return;
     }
     crm_value *all = crm_value_map();
     for (size_t i = 0; i < sc->ncolls; i++)
         if (crm_role_perms(sc, s->role, sc->colls[i].name))
             crm_map_set(all, sc->colls[i].name, crm_value_dup(sc->colls[i].source));
-    reply_ok(s, req, opi, all);
-}
-
-/* ---- subscriptions ---- */
-
-typedef struct fanctx {
-    crm_net *n;
-    crm_sess *only;   /* replay for one subscription */
-    crm_sub *only_sub;
-} fanctx;
-
-static void sub_remove(crm_sess *s, crm_sub *sub)
-{
-    for (crm_sub **pp = &s->subs; *pp; pp = &(*pp)->next)
-        if (*pp == sub) {
-            *pp = sub->next;
-            break;
-        }
-    crm_value_free(sub->where);
-    free(sub);
-    s->nsubs--;
-    s->net->subs_now--;
-}
-
-/* Pushes entry e to sub if it concerns it.  Returns -1 when the
- * subscription overflowed and was ended. */
-static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e)
-{
-    const crm_collection *c = crm_schema_find(s->net->schema, e->coll);
-    int now = e->record && (!sub->where || crm_where_match(c, sub->where, e->record));
-    int before = e->prev && (!sub->where || crm_where_match(c, sub->where, e->prev));
-    const char *op;
-    crm_value *m;
-    int rc = 0;
-    if (e->seq <= sub->from_seq || strcmp(sub->coll, e->coll) != 0)
-        return 0;
-    switch (e->op) {
-    case CRM_OP_CREATE:
-        if (!now)
-            return 0;
-        op = "create";
-        break;
-    case CRM_OP_UPDATE:
-        if (now)
-            op = "update";
-        else if (before)
-            op = "leave";
-        else
-            return 0;
-        break;
-    default:
-        if (!before)
-            return 0;
-        op = "delete";
-        break;
-    }
-    m = crm_value_map();
-    crm_map_set(m, "event", crm_value_cstr("change"));
-    crm_map_set(m, "sub", crm_value_int(sub->id));
-    crm_map_set(m, "seq", crm_value_int((int64_t)e->seq));
-    crm_map_set(m, "collection", crm_value_cstr(e->coll));
-    crm_map_set(m, "op", crm_value_cstr(op));
-    crm_map_set(m, "id", crm_value_cstr(e->id));
-    if (now)
-        crm_map_set(m, "record", strip_copy(crm_role_hidden(s->net->schema, s->role, e->coll), e->record));
-    crm_map_set(m, "prev_rev", crm_value_int(e->prev_rev));
-    sub->from_seq = e->seq;
-    if (crm_sess_send_value(s, m, 1) != 0) {
-        /* past its send-queue limit: tell it (always queued) and end the subscription */
-        crm_value *o = crm_value_map();
-        crm_map_set(o, "event", crm_value_cstr("overflow"));
-        crm_map_set(o, "sub", crm_value_int(sub->id));
-        crm_map_set(o, "seq", crm_value_int((int64_t)e->seq - 1));
-        crm_sess_send_value(s, o, 0);
-        crm_value_free(o);
-        s->net->overflows++;
-        sub_remove(s, sub);
-        rc = -1;
-    }
-    crm_value_free(m);
-    return rc;
-}
-
-static int fan_entry(void *ud, const crm_feed_entry *e)
-{
-    fanctx *fc = ud;
-    if (fc->only) {
-        push_entry(fc->only, fc->only_sub, e);
-        return 0;
-    }
-    for (crm_sess *s = fc->n->sessions; s; s = s->next) {
-        crm_sub *sub = s->subs;
-        while (sub) {
-            crm_sub *next = sub->next;
-            push_entry(s, sub, e);
-            sub = next;
-        }
-    }
-    return 0;
-}
-
-static void fanout(crm_net *n)
-{
-    uint64_t last = crm_store_last_seq(n->store);
-    crm_txn *t;
-    crm_err err;
-    fanctx fc = {n, NULL, NULL};
-    if (last <= n->pushed_seq)
-        return;
-    if (n->subs_now == 0 || crm_store_begin_read(n->store, &t, &err) != CRM_OK) {
-        n->pushed_seq = last;
-        return;
-    }
-    crm_feed_read(t, n->pushed_seq, 0, fan_entry, &fc, NULL, &err);
-    crm_txn_end(t);
-    n->pushed_seq = last;
-}
-
-static void op_subscribe(crm_sess *s, const crm_value *req, int opi)
-{
-    const char *coll;
-    const crm_value *where, *hidden;
-    int64_t since = 0;
-    int has_since, rc;
-    crm_err err;
-    crm_txn *t = NULL;
-    crm_value *res, *snap = NULL;
-    const crm_value *snapshot = crm_map_get(req, "snapshot");
-    crm_sub *sub;
-    if (arg_coll(s, req, CRM_PERM_SUBSCRIBE | CRM_PERM_READ, &coll, &err) != CRM_OK ||
-        arg_map(req, "where", 0, &where, &err) != CRM_OK ||
-        arg_int(req, "since", 0, INT64_MAX, &since, &has_since, &err) != CRM_OK) {
-        reply_crm_err(s, req, opi, &err);
-        return;
-    }
-    if (snapshot && snapshot->type != CRM_T_BOOL && snapshot->type != CRM_T_NIL) {
-        reply_err(s, req, opi, CRM_BAD_REQUEST, "snapshot must be true or false", NULL);
-        return;
-    }
-    if (crm_map_get(req, "aggregate")) {
-        reply_err(s, req, opi, CRM_BAD_REQUEST, "aggregate subscriptions are not available yet", NULL);
-        return;
-    }
-    hidden = crm_role_hidden(s->net->schema, s->role, coll);
-    if (hidden_keys(hidden, where, "where", &err) != CRM_OK ||
-        (where && crm_where_check(crm_schema_find(s->net->schema, coll), where, &err) != CRM_OK)) {
-        reply_crm_err(s, req, opi, &err);
-        return;
-    }
-    if (s->nsubs >= s->net->o.max_subs) {
-        reply_err(s, req, opi, CRM_TOO_LARGE, "too many subscriptions on this connection", NULL);
-        return;
-    }
-    if (!(sub = calloc(1, sizeof *sub)) || (where && !(sub->where = crm_value_dup(where)))) {
-        free(sub);
-        reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
-        return;
-    }
-    snprintf(sub->coll, sizeof sub->coll, "%s", coll);
-    sub->id = ++s->next_sub;
-    sub->from_seq = crm_store_last_seq(s->net->store);
-    if ((rc = crm_store_begin_read(s->net->store, &t, &err)) != CRM_OK)
-        goto fail;
-    if (has_since) {
-        uint64_t first, last;
-        if ((rc = crm_feed_bounds(t, &first, &last, &err)) != CRM_OK)
-            goto fail;
-        if ((uint64_t)since > sub->from_seq || (since > 0 && first > 0 && (uint64_t)since + 1 < first)) {
-            crm_value *d = crm_value_map();
-            crm_map_set(d, "resync", crm_value_bool(1));
-            crm_txn_end(t);
-            reply_err(s, req, opi, CRM_CONFLICT, "since is outside what the feed retains: resync", d);
-            crm_value_free(sub->where);
-            free(sub);
-            return;
-        }
-    }
-    if (snapshot && snapshot->type == CRM_T_BOOL && snapshot->u.b) {
-        char *next = NULL;
-        snap = crm_value_arr();
-        do {
-            crm_value *page;
-            char *nx = NULL;
-            crm_query q = {coll, where, NULL, CRM_QUERY_MAX_LIMIT, next};
-            rc = crm_txn_query(t, &q, &page, &nx, &err);
-            free(next);
-            next = nx;
-            if (rc != CRM_OK)
-                goto fail;
-            for (size_t i = 0; i < page->u.arr.n; i++) {
-                crm_value *r = page->u.arr.items[i];
-                page->u.arr.items[i] = NULL;
-                crm_role_strip(hidden, r);
-                crm_arr_push(snap, r);
-            }
-            page->u.arr.n = 0;
-            crm_value_free(page);
-            if (snap->u.arr.n > SNAPSHOT_MAX) {
-                free(next);
-                rc = crm_err_set(&err, CRM_TOO_LARGE, "snapshot larger than %d records: narrow the where",
-                                 SNAPSHOT_MAX);
-                goto fail;
-            }
-        } while (next);
-    }
-    sub->next = s->subs;
-    s->subs = sub;
-    s->nsubs++;
-    s->net->subs_now++;
-    res = crm_value_map();
-    crm_map_set(res, "sub", crm_value_int(sub->id));
-    crm_map_set(res, "seq", crm_value_int(has_since ? since : (int64_t)sub->from_seq));
-    if (snap)
-        crm_map_set(res, "records", snap);
-    reply_ok(s, req, opi, res);
-    if (has_since) { /* replay, then live: no gap, no repeat (one thread) */
-        fanctx fc = {s->net, s, sub};
-        uint64_t upto = sub->from_seq;
-        sub->from_seq = (uint64_t)since;
-        crm_feed_read(t, (uint64_t)since, 0, fan_entry, &fc, NULL, &err);
-        /* the sub may have overflowed and gone; if not it is live from upto */
-        for (crm_sub *x = s->subs; x; x = x->next)
-            if (x == sub && sub->from_seq < upto)
-                sub->from_seq = upto;
-    }
-    crm_txn_end(t);
-    return;
-fail:
-    if (t)
-        crm_txn_end(t);
-    crm_value_free(snap);
-    crm_value_free(sub->where);
-    free(sub);
-    reply_crm_err(s, req, opi, &err);
-}
-
-static void op_unsubscribe(crm_sess *s, const crm_value *req, int opi)
-{
-    const crm_value *id = crm_map_get(req, "sub");
-    if (!id || id->type != CRM_T_INT) {
-        reply_err(s, req, opi, CRM_BAD_REQUEST, "sub must be an integer", NULL);
-        return;
-    }
-    for (crm_sub *sub = s->subs; sub; sub = sub->next)
-        if (sub->id == id->u.i) {
-            sub_remove(s, sub);
-            reply_ok(s, req, opi, crm_value_bool(1));
-            return;
-        }
-    reply_err(s, req, opi, CRM_NOT_FOUND, "no such subscription", NULL);
+    crm_reply_ok(s, req, opi, all);
 }
 
 /* ---- auth ---- */
@@ -686,19 +433,19 @@ static void op_auth(crm_sess *s, const crm_value *req, int opi)
     crm_txn *t;
     char role[72];
     crm_value *res;
-    if (arg_str(req, "token", 1, &token, &err) != CRM_OK) {
-        reply_crm_err(s, req, opi, &err);
+    if (crm_arg_str(req, "token", 1, &token, &err) != CRM_OK) {
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     crm_token_hash(token, strlen(token), s->token_hash);
     if (crm_store_begin_read(s->net->store, &t, &err) != CRM_OK) {
-        reply_crm_err(s, req, opi, &err);
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     if (crm_token_lookup(t, s->token_hash, role, sizeof role, &err) != CRM_OK) {
         crm_txn_end(t);
         s->authed = 0;
-        reply_crm_err(s, req, opi, &err);
+        crm_reply_crm_err(s, req, opi, &err);
         return;
     }
     crm_txn_end(t);
@@ -710,7 +457,7 @@ static void op_auth(crm_sess *s, const crm_value *req, int opi)
     res = crm_value_map();
     crm_map_set(res, "user", crm_value_cstr(s->user));
     crm_map_set(res, "role", crm_value_cstr(s->role));
-    reply_ok(s, req, opi, res);
+    crm_reply_ok(s, req, opi, res);
 }
 
 /* ---- dispatch ---- */
@@ -723,6 +470,34 @@ static int op_index(const char *op)
     return OPI_OTHER;
 }
 
+static void op_call(crm_sess *s, const crm_value *req, int opi)
+{
+    const char *method;
+    crm_err err;
+    if (crm_arg_str(req, "method", 1, &method, &err) != CRM_OK)
+        crm_reply_crm_err(s, req, opi, &err);
+    else if (!crm_role_may_call(s->net->schema, s->role, method))
+        crm_reply_err(s, req, opi, CRM_FORBIDDEN, "this role may not call that method", NULL);
+    else /* methods arrive with Lua (issue 4) and plugins (issue 5) */
+        crm_reply_err(s, req, opi, CRM_NOT_FOUND, "no such method", NULL);
+}
+
+/* The ops that answer at once (writes go to the batch instead). */
+static void (*const handlers[OPI_LAST])(crm_sess *, const crm_value *, int) = {
+    [OPI_GET] = op_get,
+    [OPI_QUERY] = op_query,
+    [OPI_AGGREGATE] = op_aggregate,
+    [OPI_SCHEMA] = op_schema,
+    [OPI_SUBSCRIBE] = crm_subs_subscribe,
+    [OPI_UNSUBSCRIBE] = crm_subs_unsubscribe,
+    [OPI_CALL] = op_call,
+};
+
+static int is_write_op(int opi)
+{
+    return opi == OPI_CREATE || opi == OPI_UPDATE || opi == OPI_DELETE || opi == OPI_TX;
+}
+
 /* Runs one decoded request; takes req. */
 static void dispatch(crm_sess *s, crm_value *req)
 {
@@ -731,15 +506,15 @@ static void dispatch(crm_sess *s, crm_value *req)
     const crm_value *ref = crm_map_get(req, "ref");
 
     if (ref && ref->type != CRM_T_INT && ref->type != CRM_T_STR) {
-        reply_err(s, req, opi, CRM_BAD_REQUEST, "ref must be an integer or a string", NULL);
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "ref must be an integer or a string", NULL);
         goto done;
     }
     if (!op) {
-        reply_err(s, req, opi, CRM_BAD_REQUEST, "op is required", NULL);
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "op is required", NULL);
         goto done;
     }
     if (opi == OPI_PING) {
-        reply_ok(s, req, opi, crm_value_cstr("pong"));
+        crm_reply_ok(s, req, opi, crm_value_cstr("pong"));
         goto done;
     }
     if (opi == OPI_AUTH) {
@@ -747,49 +522,17 @@ static void dispatch(crm_sess *s, crm_value *req)
         goto done;
     }
     if (!s->authed) {
-        reply_err(s, req, opi, CRM_UNAUTHENTICATED, "authenticate first (op auth)", NULL);
+        crm_reply_err(s, req, opi, CRM_UNAUTHENTICATED, "authenticate first (op auth)", NULL);
         goto done;
     }
-    switch (opi) {
-    case OPI_CREATE:
-    case OPI_UPDATE:
-    case OPI_DELETE:
-    case OPI_TX:
+    if (is_write_op(opi)) {
         op_write(s, req, op, opi);
         return; /* req now belongs to the batch */
-    case OPI_GET:
-        op_get(s, req, opi);
-        break;
-    case OPI_QUERY:
-        op_query(s, req, opi);
-        break;
-    case OPI_AGGREGATE:
-        op_aggregate(s, req, opi);
-        break;
-    case OPI_SCHEMA:
-        op_schema(s, req, opi);
-        break;
-    case OPI_SUBSCRIBE:
-        op_subscribe(s, req, opi);
-        break;
-    case OPI_UNSUBSCRIBE:
-        op_unsubscribe(s, req, opi);
-        break;
-    case OPI_CALL: {
-        const char *method;
-        crm_err err;
-        if (arg_str(req, "method", 1, &method, &err) != CRM_OK)
-            reply_crm_err(s, req, opi, &err);
-        else if (!crm_role_may_call(s->net->schema, s->role, method))
-            reply_err(s, req, opi, CRM_FORBIDDEN, "this role may not call that method", NULL);
-        else
-            reply_err(s, req, opi, CRM_NOT_FOUND, "no such method", NULL);
-        break;
     }
-    default:
-        reply_err(s, req, opi, CRM_BAD_REQUEST, "unknown op", NULL);
-        break;
-    }
+    if (opi == OPI_OTHER || !handlers[opi])
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "unknown op", NULL);
+    else
+        handlers[opi](s, req, opi);
 done:
     crm_value_free(req);
 }
@@ -825,25 +568,24 @@ void crm_ops_message(crm_sess *s, const unsigned char *buf, size_t len)
         return;
     }
     if (!rate_ok(s)) {
-        reply_err(s, req, OPI_OTHER, CRM_RATE_LIMITED, "too many requests per second", NULL);
+        crm_reply_err(s, req, OPI_OTHER, CRM_RATE_LIMITED, "too many requests per second", NULL);
         crm_value_free(req);
         return;
     }
     if (s->pending || (s->deferred && s->deferred->u.arr.n)) {
         /* writes of this session are waiting for their commit: keep order */
         if ((size_t)s->pending + (s->deferred ? s->deferred->u.arr.n : 0) >= (size_t)n->o.max_inflight) {
-            reply_err(s, req, OPI_OTHER, CRM_RATE_LIMITED, "too many requests in flight", NULL);
+            crm_reply_err(s, req, OPI_OTHER, CRM_RATE_LIMITED, "too many requests in flight", NULL);
             crm_value_free(req);
             return;
         }
         const char *op = crm_map_str(req, "op", "");
         int opi = op_index(op);
-        int is_write = opi == OPI_CREATE || opi == OPI_UPDATE || opi == OPI_DELETE || opi == OPI_TX;
-        if (!is_write || (s->deferred && s->deferred->u.arr.n)) {
+        if (!is_write_op(opi) || (s->deferred && s->deferred->u.arr.n)) {
             if (!s->deferred)
                 s->deferred = crm_value_arr();
             if (crm_arr_push(s->deferred, req) != 0)
-                reply_err(s, NULL, OPI_OTHER, CRM_INTERNAL, "out of memory", NULL);
+                crm_reply_err(s, NULL, OPI_OTHER, CRM_INTERNAL, "out of memory", NULL);
             return;
         }
     }
@@ -873,7 +615,7 @@ void crm_ops_flush(crm_net *n)
     size_t nwrites = 0;
 
     if (ni == 0) {
-        fanout(n);
+        crm_subs_fanout(n);
         return;
     }
     n->batch = NULL;
@@ -882,7 +624,7 @@ void crm_ops_flush(crm_net *n)
     if (!units) {
         for (size_t i = 0; i < ni; i++) {
             if (items[i].s) {
-                reply_err(items[i].s, items[i].req, items[i].op, CRM_UNAVAILABLE, "out of memory", NULL);
+                crm_reply_err(items[i].s, items[i].req, items[i].op, CRM_UNAVAILABLE, "out of memory", NULL);
                 items[i].s->pending--;
             }
             free(items[i].writes);
@@ -933,7 +675,7 @@ void crm_ops_flush(crm_net *n)
                     it->writes[0].result = NULL;
                     crm_role_strip(crm_role_hidden(n->schema, s->role, it->writes[0].coll), res);
                 }
-                reply_ok(s, it->req, it->op, res);
+                crm_reply_ok(s, it->req, it->op, res);
             } else {
                 crm_value *details = NULL;
                 for (size_t j = 0; j < it->nw; j++)
@@ -942,7 +684,7 @@ void crm_ops_flush(crm_net *n)
                         it->writes[j].details = NULL;
                         break;
                     }
-                reply_err(s, it->req, it->op, units[i].rc, units[i].err.msg, details);
+                crm_reply_err(s, it->req, it->op, units[i].rc, units[i].err.msg, details);
             }
         }
         for (size_t j = 0; j < it->nw; j++)
@@ -952,7 +694,7 @@ void crm_ops_flush(crm_net *n)
     }
     free(units);
     free(items);
-    fanout(n);
+    crm_subs_fanout(n);
     for (crm_sess *s = n->sessions; s; s = s->next)
         run_deferred(s);
 }
@@ -964,7 +706,7 @@ void crm_ops_forget(crm_sess *s)
         if (n->batch[i].s == s)
             n->batch[i].s = NULL; /* its writes still commit; nobody to tell */
     while (s->subs)
-        sub_remove(s, s->subs);
+        crm_sub_remove(s, s->subs);
     crm_value_free(s->deferred);
     s->deferred = NULL;
     s->pending = 0;

@@ -40,10 +40,11 @@ typedef struct cond {
     const crm_value *val;
 } cond;
 
-typedef struct filter {
+struct crm_filter {
     cond c[MAX_CONDS];
     size_t n;
-} filter;
+};
+typedef struct crm_filter filter;
 
 /* ---- field typing ---- */
 
@@ -252,25 +253,30 @@ static int filter_match(const filter *f, const crm_value *rec)
     return 1;
 }
 
-int crm_where_check(const crm_collection *c, const crm_value *where, crm_err *err)
+int crm_filter_compile(const crm_collection *c, const crm_value *where, crm_filter **out,
+                       crm_err *err)
 {
     filter *f = malloc(sizeof *f);
     int rc;
+    *out = NULL;
     if (!f)
         return crm_err_set(err, CRM_INTERNAL, "out of memory");
-    rc = filter_compile(c, where, f, err);
-    free(f);
-    return rc;
+    if ((rc = filter_compile(c, where, f, err)) != CRM_OK) {
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return CRM_OK;
 }
 
-int crm_where_match(const crm_collection *c, const crm_value *where, const crm_value *rec)
+int crm_filter_match(const crm_filter *f, const crm_value *rec)
 {
-    filter *f = malloc(sizeof *f);
-    int m = 0;
-    if (f && filter_compile(c, where, f, NULL) == CRM_OK)
-        m = filter_match(f, rec);
+    return filter_match(f, rec);
+}
+
+void crm_filter_free(crm_filter *f)
+{
     free(f);
-    return m;
 }
 
 /* ---- ranges over index keys ---- */
@@ -956,9 +962,7 @@ static void acc_add(struct acc *a, const metric *m, const crm_value *v)
         return;
     if (m->kind == M_MIN || m->kind == M_MAX) {
         crm_value **slot = m->kind == M_MIN ? &a->min : &a->max;
-        if (*slot && !same_kind(*slot, v) && v->type != (*slot)->type) {
-            /* mixed kinds: keep the type order of crm_value_cmp */
-        }
+        /* mixed kinds follow crm_value_cmp's type order */
         if (!*slot || (m->kind == M_MIN ? crm_value_cmp(v, *slot) < 0 : crm_value_cmp(v, *slot) > 0)) {
             crm_value *d = crm_value_dup(v);
             if (d) {

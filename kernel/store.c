@@ -760,15 +760,10 @@ int crm_txn_write(crm_txn *t, crm_write *w)
         mdb_txn_abort(child.txn);
     if (child.fatal && !t->fatal)
         t->fatal = child.fatal;
-    if (rc != CRM_OK) {
-        crm_value *details = w->details;
-        w->details = NULL;
+    if (rc != CRM_OK) { /* keep the details (they say why), drop any result */
         crm_value_free(w->result);
         w->result = NULL;
-        w->details = details;
-        w->rc = rc;
-        if (w->err.code != rc)
-            w->err.code = rc;
+        w->rc = w->err.code = rc;
     }
     return rc;
 }
@@ -794,12 +789,8 @@ static void apply_unit(crm_txn *top, crm_unit *u)
         crm_write *w = &u->writes[i];
         if ((rc = crm_txn_write(&child, w)) != CRM_OK) {
             u->rc = rc;
-            u->err = w->err;
-            if (u->n > 1) {
-                char m[sizeof u->err.msg];
-                snprintf(m, sizeof m, "op %zu: %.200s", i, w->err.msg);
-                memcpy(u->err.msg, m, sizeof m);
-            }
+            u->err.code = rc; /* name the op of the tx that failed */
+            snprintf(u->err.msg, sizeof u->err.msg, "op %zu: %.200s", i, w->err.msg);
             break;
         }
     }

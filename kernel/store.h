@@ -205,11 +205,15 @@ int crm_txn_aggregate(crm_txn *t, const char *coll, const crm_value *where,
                       const char *group_by, const char *const *metrics, size_t nmetrics,
                       crm_value **groups, crm_err *err);
 
-/* Checks a where map against a collection without running it.  Also used by
- * subscriptions. */
-int crm_where_check(const crm_collection *c, const crm_value *where, crm_err *err);
-/* True when rec matches where (which passed crm_where_check). */
-int crm_where_match(const crm_collection *c, const crm_value *where, const crm_value *rec);
+/* A where compiled once for repeated matching (subscriptions match every
+ * committed change).  It borrows where, which must outlive it.  Errors as
+ * crm_txn_query's for a bad where (BAD_REQUEST). */
+typedef struct crm_filter crm_filter;
+int crm_filter_compile(const crm_collection *c, const crm_value *where, crm_filter **out,
+                       crm_err *err);
+/* True when rec matches (an empty where matches everything). */
+int crm_filter_match(const crm_filter *f, const crm_value *rec);
+void crm_filter_free(crm_filter *f);
 
 /* ---- change feed (feed.c) ---- */
 

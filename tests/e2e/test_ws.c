@@ -339,6 +339,10 @@ static void subscriptions_snapshot_live_leave_since(void **state)
     expect_code(r, "CONFLICT");
     assert_true(crm_map_get(crm_map_get(crm_map_get(r, "error"), "details"), "resync")->u.b);
     crm_value_free(r);
+    r = call(f, &f->c, NULL, "\"op\": \"subscribe\", \"collection\": \"tickets\", "
+             "\"where\": {\"priority\": {\"near\": 1}}}");
+    expect_code(r, "BAD_REQUEST");
+    crm_value_free(r);
     r = call(f, &f->c, NULL, "\"op\": \"unsubscribe\", \"sub\": %lld}", (long long)sub);
     assert_true(ok_result(r)->u.b);
     crm_value_free(r);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "testutil.h"
 #include "tmpdir.h"
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -155,14 +156,8 @@ int ws_send_value(ws_client *c, const crm_value *v)
 
 int ws_send_json(ws_client *c, const char *json)
 {
-    crm_err err;
-    crm_value *v = crm_json_decode(json, strlen(json), NULL, &err);
-    int rc;
-    if (!v) {
-        fprintf(stderr, "ws_send_json: bad test JSON %s: %s\n", json, err.msg);
-        return -1;
-    }
-    rc = ws_send_value(c, v);
+    crm_value *v = crm_test_json(json);
+    int rc = ws_send_value(c, v);
     crm_value_free(v);
     return rc;
 }

@@ -28,6 +28,7 @@
 #include <math.h>
 
 #include "codec.h"
+#include "testutil.h"
 
 /* ---- helpers ---- */
 
@@ -36,14 +37,7 @@
 
 static const crm_limits DEF = CRM_LIMITS_DEFAULT;
 
-static crm_value *J(const char *json)
-{
-    crm_err err;
-    crm_value *v = crm_json_decode(json, strlen(json), &DEF, &err);
-    if (!v)
-        fail_msg("bad test json %s: %s", json, err.msg);
-    return v;
-}
+#define J(json) crm_test_json(json)
 
 static void assert_has(const char *haystack, const char *needle)
 {

@@ -26,6 +26,7 @@
 #include "codec.h"
 #include "schema.h"
 #include "store.h"
+#include "testutil.h"
 #include "tmpdir.h"
 
 static const char *const NOTES =
@@ -115,14 +116,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static crm_value *J(const char *json)
-{
-    crm_err err;
-    crm_value *v = crm_json_decode(json, strlen(json), &CRM_LIMITS_DEFAULT, &err);
-    if (!v)
-        fail_msg("bad test json %s: %s", json, err.msg);
-    return v;
-}
+#define J(json) crm_test_json(json)
 
 /* ---- batches: units of writes with owned request data ---- */
 

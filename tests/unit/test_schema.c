@@ -26,20 +26,14 @@
 
 #include "codec.h"
 #include "schema.h"
+#include "testutil.h"
 #include "tmpdir.h"
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static crm_value *J(const char *json)
-{
-    crm_err err;
-    crm_value *v = crm_json_decode(json, strlen(json), &CRM_LIMITS_DEFAULT, &err);
-    if (!v)
-        fail_msg("bad test json %s: %s", json, err.msg);
-    return v;
-}
+#define J(json) crm_test_json(json)
 
 static void assert_has(const char *haystack, const char *needle)
 {

@@ -21,6 +21,7 @@
 #include "codec.h"
 #include "schema.h"
 #include "store.h"
+#include "testutil.h"
 #include "tmpdir.h"
 
 static const char *const COMPANIES =
@@ -91,15 +92,7 @@ static int teardown(void **state)
     return 0;
 }
 
-static crm_value *J(const char *json)
-{
-    crm_err err;
-    crm_value *v = crm_json_decode(json, strlen(json), &CRM_LIMITS_DEFAULT, &err);
-    if (!v)
-        fprintf(stderr, "bad test json %s: %s\n", json, err.msg);
-    assert_non_null(v);
-    return v;
-}
+#define J(json) crm_test_json(json)
 
 /* One write, committed alone; returns its rc; *result (may be NULL) gets the result. */
 static int write1(fixture *f, crm_op op, const char *coll, const char *id, const char *json,

@@ -1,0 +1,272 @@
+/*
+ * subs -- record subscriptions: registering them (where, snapshot, since
+ * replay) and pushing committed changes from the feed to them.
+ *
+ * Subscriptions are registered between commits on the one loop thread, so a
+ * snapshot or a since-replay and the live pushes that follow meet exactly at
+ * the returned seq: nothing missed, nothing sent twice.  A change that makes
+ * a record stop matching a where is pushed as "leave" (the feed keeps prev).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net_int.h"
+
+#define SNAPSHOT_MAX 100000
+
+typedef struct fanctx {
+    crm_net *n;
+    crm_sess *only;   /* replay for one subscription */
+    crm_sub *only_sub;
+} fanctx;
+
+static void sub_free(crm_sub *sub)
+{
+    crm_filter_free(sub->filter);
+    crm_value_free(sub->where);
+    free(sub);
+}
+
+void crm_sub_remove(crm_sess *s, crm_sub *sub)
+{
+    for (crm_sub **pp = &s->subs; *pp; pp = &(*pp)->next)
+        if (*pp == sub) {
+            *pp = sub->next;
+            break;
+        }
+    sub_free(sub);
+    s->nsubs--;
+    s->net->subs_now--;
+}
+
+/* Pushes entry e to sub if it concerns it.  Returns -1 when the
+ * subscription overflowed and was ended. */
+static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e)
+{
+    int now = e->record && crm_filter_match(sub->filter, e->record);
+    int before = e->prev && crm_filter_match(sub->filter, e->prev);
+    const char *op;
+    crm_value *m;
+    int rc = 0;
+    if (e->seq <= sub->from_seq || strcmp(sub->coll, e->coll) != 0)
+        return 0;
+    switch (e->op) {
+    case CRM_OP_CREATE:
+        if (!now)
+            return 0;
+        op = "create";
+        break;
+    case CRM_OP_UPDATE:
+        if (now)
+            op = "update";
+        else if (before)
+            op = "leave";
+        else
+            return 0;
+        break;
+    default:
+        if (!before)
+            return 0;
+        op = "delete";
+        break;
+    }
+    m = crm_value_map();
+    crm_map_set(m, "event", crm_value_cstr("change"));
+    crm_map_set(m, "sub", crm_value_int(sub->id));
+    crm_map_set(m, "seq", crm_value_int((int64_t)e->seq));
+    crm_map_set(m, "collection", crm_value_cstr(e->coll));
+    crm_map_set(m, "op", crm_value_cstr(op));
+    crm_map_set(m, "id", crm_value_cstr(e->id));
+    if (now)
+        crm_map_set(m, "record", crm_strip_copy(crm_role_hidden(s->net->schema, s->role, e->coll), e->record));
+    crm_map_set(m, "prev_rev", crm_value_int(e->prev_rev));
+    sub->from_seq = e->seq;
+    if (crm_sess_send_value(s, m, 1) != 0) {
+        /* past its send-queue limit: tell it (always queued) and end the subscription */
+        crm_value *o = crm_value_map();
+        crm_map_set(o, "event", crm_value_cstr("overflow"));
+        crm_map_set(o, "sub", crm_value_int(sub->id));
+        crm_map_set(o, "seq", crm_value_int((int64_t)e->seq - 1));
+        crm_sess_send_value(s, o, 0);
+        crm_value_free(o);
+        s->net->overflows++;
+        crm_sub_remove(s, sub);
+        rc = -1;
+    }
+    crm_value_free(m);
+    return rc;
+}
+
+static int fan_entry(void *ud, const crm_feed_entry *e)
+{
+    fanctx *fc = ud;
+    if (fc->only) {
+        push_entry(fc->only, fc->only_sub, e);
+        return 0;
+    }
+    for (crm_sess *s = fc->n->sessions; s; s = s->next) {
+        crm_sub *sub = s->subs;
+        while (sub) {
+            crm_sub *next = sub->next;
+            push_entry(s, sub, e);
+            sub = next;
+        }
+    }
+    return 0;
+}
+
+void crm_subs_fanout(crm_net *n)
+{
+    uint64_t last = crm_store_last_seq(n->store);
+    crm_txn *t;
+    crm_err err;
+    fanctx fc = {n, NULL, NULL};
+    if (last <= n->pushed_seq)
+        return;
+    if (n->subs_now == 0 || crm_store_begin_read(n->store, &t, &err) != CRM_OK) {
+        n->pushed_seq = last;
+        return;
+    }
+    crm_feed_read(t, n->pushed_seq, 0, fan_entry, &fc, NULL, &err);
+    crm_txn_end(t);
+    n->pushed_seq = last;
+}
+
+void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
+{
+    const char *coll;
+    const crm_value *where, *hidden;
+    int64_t since = 0;
+    int has_since, rc;
+    crm_err err;
+    crm_txn *t = NULL;
+    crm_value *res, *snap = NULL;
+    const crm_value *snapshot = crm_map_get(req, "snapshot");
+    crm_sub *sub;
+    if (crm_arg_coll(s, req, CRM_PERM_SUBSCRIBE | CRM_PERM_READ, &coll, &err) != CRM_OK ||
+        crm_arg_map(req, "where", 0, &where, &err) != CRM_OK ||
+        crm_arg_int(req, "since", 0, INT64_MAX, &since, &has_since, &err) != CRM_OK) {
+        crm_reply_crm_err(s, req, opi, &err);
+        return;
+    }
+    if (snapshot && snapshot->type != CRM_T_BOOL && snapshot->type != CRM_T_NIL) {
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "snapshot must be true or false", NULL);
+        return;
+    }
+    if (crm_map_get(req, "aggregate")) {
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "aggregate subscriptions are not available yet", NULL);
+        return;
+    }
+    hidden = crm_role_hidden(s->net->schema, s->role, coll);
+    if (crm_hidden_keys(hidden, where, "where", &err) != CRM_OK) {
+        crm_reply_crm_err(s, req, opi, &err);
+        return;
+    }
+    if (s->nsubs >= s->net->o.max_subs) {
+        crm_reply_err(s, req, opi, CRM_TOO_LARGE, "too many subscriptions on this connection", NULL);
+        return;
+    }
+    if (!(sub = calloc(1, sizeof *sub)) || (where && !(sub->where = crm_value_dup(where)))) {
+        free(sub);
+        crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    if (crm_filter_compile(crm_schema_find(s->net->schema, coll), sub->where, &sub->filter, &err) !=
+        CRM_OK) {
+        sub_free(sub);
+        crm_reply_crm_err(s, req, opi, &err);
+        return;
+    }
+    snprintf(sub->coll, sizeof sub->coll, "%s", coll);
+    sub->id = ++s->next_sub;
+    sub->from_seq = crm_store_last_seq(s->net->store);
+    if ((rc = crm_store_begin_read(s->net->store, &t, &err)) != CRM_OK)
+        goto fail;
+    if (has_since) {
+        uint64_t first, last;
+        if ((rc = crm_feed_bounds(t, &first, &last, &err)) != CRM_OK)
+            goto fail;
+        if ((uint64_t)since > sub->from_seq || (since > 0 && first > 0 && (uint64_t)since + 1 < first)) {
+            crm_value *d = crm_value_map();
+            crm_map_set(d, "resync", crm_value_bool(1));
+            crm_txn_end(t);
+            crm_reply_err(s, req, opi, CRM_CONFLICT, "since is outside what the feed retains: resync", d);
+            sub_free(sub);
+            return;
+        }
+    }
+    if (snapshot && snapshot->type == CRM_T_BOOL && snapshot->u.b) {
+        char *next = NULL;
+        snap = crm_value_arr();
+        do {
+            crm_value *page;
+            char *nx = NULL;
+            crm_query q = {coll, where, NULL, CRM_QUERY_MAX_LIMIT, next};
+            rc = crm_txn_query(t, &q, &page, &nx, &err);
+            free(next);
+            next = nx;
+            if (rc != CRM_OK)
+                goto fail;
+            for (size_t i = 0; i < page->u.arr.n; i++) {
+                crm_value *r = page->u.arr.items[i];
+                page->u.arr.items[i] = NULL;
+                crm_role_strip(hidden, r);
+                crm_arr_push(snap, r);
+            }
+            page->u.arr.n = 0;
+            crm_value_free(page);
+            if (snap->u.arr.n > SNAPSHOT_MAX) {
+                free(next);
+                rc = crm_err_set(&err, CRM_TOO_LARGE, "snapshot larger than %d records: narrow the where",
+                                 SNAPSHOT_MAX);
+                goto fail;
+            }
+        } while (next);
+    }
+    sub->next = s->subs;
+    s->subs = sub;
+    s->nsubs++;
+    s->net->subs_now++;
+    res = crm_value_map();
+    crm_map_set(res, "sub", crm_value_int(sub->id));
+    crm_map_set(res, "seq", crm_value_int(has_since ? since : (int64_t)sub->from_seq));
+    if (snap)
+        crm_map_set(res, "records", snap);
+    crm_reply_ok(s, req, opi, res);
+    if (has_since) { /* replay, then live: no gap, no repeat (one thread) */
+        fanctx fc = {s->net, s, sub};
+        uint64_t upto = sub->from_seq;
+        sub->from_seq = (uint64_t)since;
+        crm_feed_read(t, (uint64_t)since, 0, fan_entry, &fc, NULL, &err);
+        /* the sub may have overflowed and gone; if not it is live from upto */
+        for (crm_sub *x = s->subs; x; x = x->next)
+            if (x == sub && sub->from_seq < upto)
+                sub->from_seq = upto;
+    }
+    crm_txn_end(t);
+    return;
+fail:
+    if (t)
+        crm_txn_end(t);
+    crm_value_free(snap);
+    sub_free(sub);
+    crm_reply_crm_err(s, req, opi, &err);
+}
+
+void crm_subs_unsubscribe(crm_sess *s, const crm_value *req, int opi)
+{
+    const crm_value *id = crm_map_get(req, "sub");
+    if (!id || id->type != CRM_T_INT) {
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "sub must be an integer", NULL);
+        return;
+    }
+    for (crm_sub *sub = s->subs; sub; sub = sub->next)
+        if (sub->id == id->u.i) {
+            crm_sub_remove(s, sub);
+            crm_reply_ok(s, req, opi, crm_value_bool(1));
+            return;
+        }
+    crm_reply_err(s, req, opi, CRM_NOT_FOUND, "no such subscription", NULL);
+}
+
