@@ -24,12 +24,23 @@
 
 #define CRMD_VERSION "0.1.0"
 
+#define MAX_ORIGINS 16
+
 typedef struct crmd_args {
-    const char *data, *schemas, *scripts, *plugins, *listen;
+    const char *data, *schemas, *scripts, *plugins, *listen, *web;
+    crm_net_opts net;                      /* limits; defaults from crm_net_opts_default */
+    const char *origins[MAX_ORIGINS + 1];  /* NULL-terminated */
 } crmd_args;
 
 static volatile int stop_signal;
 static crm_net *the_net;
+
+/* SIGHUP reloads scripts; until the Lua host lands (issue 4) there is
+ * nothing to reload, and the signal must not kill the server. */
+static void on_hup(int sig)
+{
+    (void)sig;
+}
 
 static void on_stop(int sig)
 {
@@ -57,12 +68,30 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: crmd serve [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
-            "                  [--listen HOST:PORT]\n"
+            "                  [--listen HOST:PORT] [--web DIR] [--origin URL]...\n"
+            "                  [--max-message BYTES] [--max-depth N] [--auth-deadline-ms MS]\n"
+            "                  [--rate PER_SEC] [--max-subs N] [--max-inflight N]\n"
+            "                  [--send-queue BYTES]\n"
             "       crmd token create [--data DIR] [--schemas DIR] --role ROLE\n"
             "       crmd token revoke [--data DIR] [--schemas DIR] TOKEN\n"
             "       crmd version\n"
             "defaults: --data ./data --schemas ./schemas --scripts ./scripts\n"
-            "          --plugins ./plugins --listen 127.0.0.1:8420\n");
+            "          --plugins ./plugins --listen 127.0.0.1:8420 --web ./web\n"
+            "          --max-message 1048576 --max-depth 32 --auth-deadline-ms 10000\n"
+            "          --rate 10000 --max-subs 64 --max-inflight 1024 --send-queue 8388608\n"
+            "          (--origin: browser origins allowed besides the server's own host)\n");
+}
+
+/* A whole number in [min, max], or -1 after a message. */
+static long long num_arg(const char *flag, const char *v, long long min, long long max)
+{
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || x < min || x > max) {
+        fprintf(stderr, "crmd: --%s must be a whole number from %lld to %lld\n", flag, min, max);
+        return -1;
+    }
+    return x;
 }
 
 static int parse_serve(int argc, char **argv, crmd_args *a)
@@ -70,26 +99,53 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
     static const struct option opts[] = {
         {"data", required_argument, 0, 'd'},    {"schemas", required_argument, 0, 's'},
         {"scripts", required_argument, 0, 'l'}, {"plugins", required_argument, 0, 'p'},
-        {"listen", required_argument, 0, 'L'},  {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    int c;
+        {"listen", required_argument, 0, 'L'},  {"web", required_argument, 0, 'w'},
+        {"origin", required_argument, 0, 'o'},  {"max-message", required_argument, 0, 'M'},
+        {"max-depth", required_argument, 0, 'D'}, {"auth-deadline-ms", required_argument, 0, 'A'},
+        {"rate", required_argument, 0, 'R'},    {"max-subs", required_argument, 0, 'S'},
+        {"max-inflight", required_argument, 0, 'I'}, {"send-queue", required_argument, 0, 'Q'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    int c, norigins = 0;
+    long long x = 0;
+    memset(a, 0, sizeof *a);
     a->data = "./data";
     a->schemas = "./schemas";
     a->scripts = "./scripts";
     a->plugins = "./plugins";
     a->listen = "127.0.0.1:8420";
+    a->web = "./web";
+    crm_net_opts_default(&a->net);
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        const char *name = NULL;
         switch (c) {
-        case 'd': a->data = optarg; break;
-        case 's': a->schemas = optarg; break;
-        case 'l': a->scripts = optarg; break;
-        case 'p': a->plugins = optarg; break;
-        case 'L': a->listen = optarg; break;
+        case 'd': a->data = optarg; continue;
+        case 's': a->schemas = optarg; continue;
+        case 'l': a->scripts = optarg; continue;
+        case 'p': a->plugins = optarg; continue;
+        case 'L': a->listen = optarg; continue;
+        case 'w': a->web = optarg; continue;
+        case 'o':
+            if (norigins == MAX_ORIGINS) {
+                fprintf(stderr, "crmd: at most %d --origin flags\n", MAX_ORIGINS);
+                return -1;
+            }
+            a->origins[norigins++] = optarg;
+            continue;
+        case 'M': name = "max-message"; x = num_arg(name, optarg, 1024, 64LL << 20); a->net.max_message = (size_t)x; break;
+        case 'D': name = "max-depth"; x = num_arg(name, optarg, 2, 256); a->net.max_depth = (int)x; break;
+        case 'A': name = "auth-deadline-ms"; x = num_arg(name, optarg, 100, 3600000); a->net.auth_deadline_ms = (int)x; break;
+        case 'R': name = "rate"; x = num_arg(name, optarg, 1, 10000000); a->net.rate_per_sec = (int)x; break;
+        case 'S': name = "max-subs"; x = num_arg(name, optarg, 1, 100000); a->net.max_subs = (int)x; break;
+        case 'I': name = "max-inflight"; x = num_arg(name, optarg, 1, 1000000); a->net.max_inflight = (int)x; break;
+        case 'Q': name = "send-queue"; x = num_arg(name, optarg, 65536, 1LL << 34); a->net.send_queue_max = (size_t)x; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
         }
+        if (x < 0)
+            return -1;
     }
+    a->net.origins = a->origins;
     return optind <= argc ? 0 : -1;
 }
 
@@ -121,7 +177,6 @@ static int cmd_serve(int argc, char **argv)
 
     char host[256];
     int port;
-    crm_net_opts no;
     if (parse_serve(argc, argv, &a) != 0 || optind != argc ||
         parse_listen(a.listen, host, sizeof host, &port) != 0) {
         usage(stderr);
@@ -140,11 +195,13 @@ static int cmd_serve(int argc, char **argv)
     sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    crm_net_opts_default(&no);
-    no.host = host;
-    no.port = port;
-    if (crm_net_create(store, schema, &no, &the_net, &err) != CRM_OK) {
+    a.net.host = host;
+    a.net.port = port;
+    a.net.web_dir = a.web;
+    if (crm_net_create(store, schema, &a.net, &the_net, &err) != CRM_OK) {
         log_line("error", "listen", err.msg);
         crm_store_close(store);
         crm_schema_free(schema);

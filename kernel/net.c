@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "net_int.h"
@@ -198,6 +199,45 @@ static void metrics_text(crm_net *n, sbuf *sb)
               (unsigned long long)n->overflows);
 }
 
+static const char *mime_of(const char *path)
+{
+    static const struct { const char *ext, *type; } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript"},
+        {".mjs", "text/javascript"}, {".css", "text/css"}, {".svg", "image/svg+xml"},
+        {".png", "image/png"}, {".json", "application/json"}, {".ico", "image/x-icon"},
+        {".woff2", "font/woff2"}, {".txt", "text/plain; charset=utf-8"}};
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof *types; i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Static files of the dashboard folder.  Only plain relative paths: any
+ * ".." segment, backslash or control byte is refused before the file system
+ * sees it, so a request can never leave the folder. */
+static int serve_static(struct lws *wsi, crm_net *n, const char *path)
+{
+    char file[4096];
+    struct stat st;
+    int rc;
+    if (!n->o.web_dir || path[0] != '/')
+        return http_reply(wsi, 404, "text/plain", "not found\n", 10);
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == '\\' ||
+            (p[0] == '.' && p[1] == '.' && (p == path || p[-1] == '/') && (p[2] == '/' || !p[2])))
+            return http_reply(wsi, 403, "text/plain", "forbidden\n", 10);
+    if (strcmp(path, "/") == 0)
+        path = "/index.html";
+    if ((size_t)snprintf(file, sizeof file, "%s%s", n->o.web_dir, path) >= sizeof file ||
+        stat(file, &st) != 0 || !S_ISREG(st.st_mode))
+        return http_reply(wsi, 404, "text/plain", "not found\n", 10);
+    rc = lws_serve_http_file(wsi, file, mime_of(file), NULL, 0);
+    if (rc < 0 || (rc > 0 && lws_http_transaction_completed(wsi)))
+        return -1;
+    return 0;
+}
+
 static int on_http(struct lws *wsi, crm_net *n, const char *path)
 {
     if (strcmp(path, "/healthz") == 0) {
@@ -214,7 +254,7 @@ static int on_http(struct lws *wsi, crm_net *n, const char *path)
         free(sb.b);
         return rc;
     }
-    return http_reply(wsi, 404, "application/json", "{\"ok\":false}", 12);
+    return serve_static(wsi, n, path);
 }
 
 /* ---- the callback ---- */
@@ -369,6 +409,21 @@ static void tick_cb(lws_sorted_usec_list_t *sul)
     crm_net *n = lws_container_of(sul, crm_net, tick_sul);
     crm_ops_tick(n);
     lws_sul_schedule(n->ctx, 0, &n->tick_sul, tick_cb, 250 * LWS_US_PER_MS);
+}
+
+static void agg_cb(lws_sorted_usec_list_t *sul)
+{
+    crm_net *n = lws_container_of(sul, crm_net, agg_sul);
+    n->agg_scheduled = 0;
+    crm_subs_agg_tick(n);
+}
+
+void crm_net_schedule_agg(crm_net *n, int ms)
+{
+    if (n->agg_scheduled)
+        return;
+    n->agg_scheduled = 1;
+    lws_sul_schedule(n->ctx, 0, &n->agg_sul, agg_cb, (lws_usec_t)ms * LWS_US_PER_MS);
 }
 
 /* Called by ops.c when the first write of a batch arrives: the flush runs

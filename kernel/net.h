@@ -31,6 +31,7 @@ typedef struct crm_net_opts {
     size_t send_queue_max;     /* bytes queued per connection before overflow; default 8 MiB */
     int rate_per_sec;          /* requests per second per connection; default 10000 */
     const char *const *origins;/* allowed Origin values (NULL-terminated) besides same-host */
+    const char *web_dir;       /* static files served under / (the dashboard); NULL = none */
 } crm_net_opts;
 
 void crm_net_opts_default(crm_net_opts *o);

@@ -25,6 +25,10 @@ typedef struct crm_sub {
     char coll[72];
     crm_value *where;   /* owned; NULL = every record */
     crm_filter *filter; /* where, compiled once; borrows where */
+    crm_value *agg;     /* aggregate subscriptions: the aggregate args (owned) */
+    crm_value *groups;  /* the figures last pushed (owned) */
+    int dirty;          /* a matching change came since the last push */
+    int64_t pushed_ms;
     uint64_t from_seq;  /* pushes start after this seq */
 } crm_sub;
 
@@ -77,7 +81,8 @@ struct crm_net {
     crm_item *batch;
     size_t nbatch, capbatch;
     int flush_scheduled;
-    lws_sorted_usec_list_t flush_sul, tick_sul;
+    lws_sorted_usec_list_t flush_sul, tick_sul, agg_sul;
+    int agg_scheduled;
     uint64_t pushed_seq;
     /* metrics */
     uint64_t conns_now, conns_total, subs_now, overflows;
@@ -90,6 +95,8 @@ extern const char *const crm_op_names[OPI_LAST];
 /* upper bounds (seconds) of the commit latency histogram buckets */
 extern const double crm_commit_bounds[12];
 void crm_net_schedule_flush(crm_net *n);
+/* Runs crm_subs_agg_tick in ms (once, however often asked before it runs). */
+void crm_net_schedule_agg(crm_net *n, int ms);
 
 /* ---- net.c ---- */
 /* Queues bytes for the session (copied).  push: a subscription event, which
@@ -118,6 +125,9 @@ int crm_arg_map(const crm_value *req, const char *key, int required, const crm_v
 int crm_arg_coll(crm_sess *s, const crm_value *req, int perm, const char **coll, crm_err *err);
 /* FORBIDDEN when map m names a hidden field. */
 int crm_hidden_keys(const crm_value *hidden, const crm_value *m, const char *what, crm_err *err);
+/* The aggregate op over args {where?, group_by?, metrics?} as role s sees
+ * coll: a new {"groups": [...]} the caller owns, or NULL with err filled. */
+crm_value *crm_run_aggregate(crm_sess *s, const char *coll, const crm_value *args, crm_err *err);
 /* A copy of rec without the hidden fields; caller owns it. */
 crm_value *crm_strip_copy(const crm_value *hidden, const crm_value *rec);
 
@@ -126,6 +136,10 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi);
 void crm_subs_unsubscribe(crm_sess *s, const crm_value *req, int opi);
 /* Pushes every change committed since the last call to the subscriptions. */
 void crm_subs_fanout(crm_net *n);
+/* Recomputes dirty aggregate subscriptions and pushes changed figures
+ * (at most one push per subscription per CRM_AGG_COALESCE_MS). */
+void crm_subs_agg_tick(crm_net *n);
+#define CRM_AGG_COALESCE_MS 100
 /* Ends one subscription of s. */
 void crm_sub_remove(crm_sess *s, crm_sub *sub);
 

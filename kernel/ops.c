@@ -356,7 +356,7 @@ static int metrics_args(const crm_value *req, const crm_value *hidden, const cha
     return CRM_OK;
 }
 
-static crm_value *run_aggregate(crm_sess *s, const char *coll, const crm_value *agg, crm_err *err)
+crm_value *crm_run_aggregate(crm_sess *s, const char *coll, const crm_value *agg, crm_err *err)
 {
     const crm_value *where;
     const char *group_by, *names[64];
@@ -392,7 +392,7 @@ static void op_aggregate(crm_sess *s, const crm_value *req, int opi)
     crm_err err;
     crm_value *res;
     if (crm_arg_coll(s, req, CRM_PERM_READ, &coll, &err) != CRM_OK ||
-        !(res = run_aggregate(s, coll, req, &err))) {
+        !(res = crm_run_aggregate(s, coll, req, &err))) {
         crm_reply_crm_err(s, req, opi, &err);
         return;
     }

@@ -23,6 +23,8 @@ typedef struct fanctx {
 
 static void sub_free(crm_sub *sub)
 {
+    crm_value_free(sub->agg);
+    crm_value_free(sub->groups);
     crm_filter_free(sub->filter);
     crm_value_free(sub->where);
     free(sub);
@@ -51,6 +53,14 @@ static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e)
     int rc = 0;
     if (e->seq <= sub->from_seq || strcmp(sub->coll, e->coll) != 0)
         return 0;
+    if (sub->agg) { /* figures are recomputed, coalesced, by crm_subs_agg_tick */
+        sub->from_seq = e->seq;
+        if (now || before) {
+            sub->dirty = 1;
+            crm_net_schedule_agg(s->net, CRM_AGG_COALESCE_MS);
+        }
+        return 0;
+    }
     switch (e->op) {
     case CRM_OP_CREATE:
         if (!now)
@@ -133,6 +143,117 @@ void crm_subs_fanout(crm_net *n)
     n->pushed_seq = last;
 }
 
+static void sub_add(crm_sess *s, crm_sub *sub)
+{
+    sub->next = s->subs;
+    s->subs = sub;
+    s->nsubs++;
+    s->net->subs_now++;
+}
+
+/* Sends {"event": "aggregate", ...} for sub; ends the sub on overflow. */
+static void push_groups(crm_sess *s, crm_sub *sub, uint64_t seq)
+{
+    crm_value *m = crm_value_map();
+    crm_map_set(m, "event", crm_value_cstr("aggregate"));
+    crm_map_set(m, "sub", crm_value_int(sub->id));
+    crm_map_set(m, "seq", crm_value_int((int64_t)seq));
+    crm_map_set(m, "groups", crm_value_dup(sub->groups));
+    if (crm_sess_send_value(s, m, 1) != 0) {
+        crm_value *o = crm_value_map();
+        crm_map_set(o, "event", crm_value_cstr("overflow"));
+        crm_map_set(o, "sub", crm_value_int(sub->id));
+        crm_map_set(o, "seq", crm_value_int((int64_t)seq));
+        crm_sess_send_value(s, o, 0);
+        crm_value_free(o);
+        s->net->overflows++;
+        crm_sub_remove(s, sub);
+    }
+    crm_value_free(m);
+}
+
+/* aggregate: {where?, group_by?, metrics?}; a top-level where applies when
+ * the aggregate has none.  The figures are computed now (which checks the
+ * arguments), pushed after the reply, then again whenever they change. */
+static void subscribe_aggregate(crm_sess *s, const crm_value *req, int opi, const char *coll,
+                                const crm_value *where)
+{
+    const crm_value *a = crm_map_get(req, "aggregate");
+    crm_value *res;
+    crm_sub *sub;
+    crm_err err;
+    if (a->type != CRM_T_MAP) {
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "aggregate must be a map", NULL);
+        return;
+    }
+    if (!(sub = calloc(1, sizeof *sub)) || !(sub->agg = crm_value_dup(a))) {
+        free(sub);
+        crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    if (where && !crm_map_get(sub->agg, "where") && crm_map_set(sub->agg, "where", crm_value_dup(where))) {
+        sub_free(sub);
+        crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    where = crm_map_get(sub->agg, "where");
+    if (!(res = crm_run_aggregate(s, coll, sub->agg, &err)) ||
+        crm_filter_compile(crm_schema_find(s->net->schema, coll),
+                           where && where->type == CRM_T_MAP ? where : NULL, &sub->filter, &err) != CRM_OK) {
+        crm_value_free(res);
+        sub_free(sub);
+        crm_reply_crm_err(s, req, opi, &err);
+        return;
+    }
+    sub->groups = crm_map_take(res, "groups");
+    crm_value_free(res);
+    snprintf(sub->coll, sizeof sub->coll, "%s", coll);
+    sub->id = ++s->next_sub;
+    sub->from_seq = crm_store_last_seq(s->net->store);
+    sub->pushed_ms = crm_net_now_ms();
+    sub_add(s, sub);
+    res = crm_value_map();
+    crm_map_set(res, "sub", crm_value_int(sub->id));
+    crm_map_set(res, "seq", crm_value_int((int64_t)sub->from_seq));
+    crm_reply_ok(s, req, opi, res);
+    push_groups(s, sub, sub->from_seq);
+}
+
+void crm_subs_agg_tick(crm_net *n)
+{
+    int64_t now = crm_net_now_ms(), wait = -1;
+    for (crm_sess *s = n->sessions; s; s = s->next) {
+        crm_sub *sub = s->subs;
+        while (sub) {
+            crm_sub *next = sub->next;
+            if (sub->agg && sub->dirty) {
+                int64_t due = sub->pushed_ms + CRM_AGG_COALESCE_MS - now;
+                if (due > 0) {
+                    if (wait < 0 || due < wait)
+                        wait = due;
+                } else {
+                    crm_err err;
+                    crm_value *res = crm_run_aggregate(s, sub->coll, sub->agg, &err);
+                    crm_value *groups = res ? crm_map_take(res, "groups") : NULL;
+                    crm_value_free(res);
+                    sub->dirty = 0;
+                    sub->pushed_ms = now;
+                    if (groups && !crm_value_equal(groups, sub->groups)) {
+                        crm_value_free(sub->groups);
+                        sub->groups = groups;
+                        push_groups(s, sub, sub->from_seq);
+                    } else {
+                        crm_value_free(groups);
+                    }
+                }
+            }
+            sub = next;
+        }
+    }
+    if (wait >= 0)
+        crm_net_schedule_agg(n, (int)wait);
+}
+
 void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
 {
     const char *coll;
@@ -154,10 +275,6 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
         crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "snapshot must be true or false", NULL);
         return;
     }
-    if (crm_map_get(req, "aggregate")) {
-        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "aggregate subscriptions are not available yet", NULL);
-        return;
-    }
     hidden = crm_role_hidden(s->net->schema, s->role, coll);
     if (crm_hidden_keys(hidden, where, "where", &err) != CRM_OK) {
         crm_reply_crm_err(s, req, opi, &err);
@@ -165,6 +282,14 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
     }
     if (s->nsubs >= s->net->o.max_subs) {
         crm_reply_err(s, req, opi, CRM_TOO_LARGE, "too many subscriptions on this connection", NULL);
+        return;
+    }
+    if (crm_map_get(req, "aggregate")) {
+        if (has_since || (snapshot && snapshot->type == CRM_T_BOOL))
+            crm_reply_err(s, req, opi, CRM_BAD_REQUEST,
+                          "since and snapshot do not apply to aggregate subscriptions", NULL);
+        else
+            subscribe_aggregate(s, req, opi, coll, where);
         return;
     }
     if (!(sub = calloc(1, sizeof *sub)) || (where && !(sub->where = crm_value_dup(where)))) {
@@ -224,10 +349,7 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
             }
         } while (next);
     }
-    sub->next = s->subs;
-    s->subs = sub;
-    s->nsubs++;
-    s->net->subs_now++;
+    sub_add(s, sub);
     res = crm_value_map();
     crm_map_set(res, "sub", crm_value_int(sub->id));
     crm_map_set(res, "seq", crm_value_int(has_since ? since : (int64_t)sub->from_seq));

@@ -486,6 +486,132 @@ static void handshake_refusals(void **state)
     ws_close(&b);
 }
 
+static void aggregate_subscription_pushes_coalesced_figures(void **state)
+{
+    fixture *f = *state;
+    ws_client w;
+    crm_value *r;
+    auth(f, &f->c, f->admin, "admin");
+    assert_int_equal(ws_connect(&w, f->p.port, f->proto, NULL, NULL), 0);
+    auth(f, &w, f->admin, "admin");
+    r = call(f, &w, NULL, "\"op\": \"create\", \"collection\": \"contacts\", \"record\": "
+             "{\"name\": \"A\", \"city\": \"Oslo\"}}");
+    ok_result(r);
+    crm_value_free(r);
+    r = call(f, &f->c, NULL, "\"op\": \"subscribe\", \"collection\": \"contacts\", "
+             "\"aggregate\": {\"group_by\": \"city\", \"metrics\": [\"count\"]}}");
+    int64_t sub = crm_map_int(ok_result(r), "sub", 0);
+    crm_value_free(r);
+    crm_value *e = ws_recv(&f->c, 5000, NULL); /* the current figures first */
+    assert_non_null(e);
+    assert_string_equal(crm_map_str(e, "event", ""), "aggregate");
+    assert_int_equal(crm_map_int(e, "sub", 0), sub);
+    const crm_value *g = crm_map_get(e, "groups");
+    assert_int_equal(g->u.arr.n, 1);
+    assert_int_equal(crm_map_int(g->u.arr.items[0], "count", 0), 1);
+    crm_value_free(e);
+    /* a burst of 30 creates: figures arrive coalesced, and the last push is exact */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 30; i++) {
+        r = call(f, &w, NULL, "\"op\": \"create\", \"collection\": \"contacts\", \"record\": "
+                 "{\"name\": \"B%d\", \"city\": \"%s\"}}", i, i % 2 ? "Oslo" : "Lima");
+        ok_result(r);
+        crm_value_free(r);
+    }
+    int pushes = 0;
+    int64_t oslo = 0, lima = 0;
+    while (oslo != 16 || lima != 15) {
+        e = ws_recv(&f->c, 3000, NULL);
+        assert_non_null(e);
+        assert_string_equal(crm_map_str(e, "event", ""), "aggregate");
+        pushes++;
+        g = crm_map_get(e, "groups");
+        for (size_t i = 0; i < g->u.arr.n; i++) {
+            const char *k = crm_map_str(g->u.arr.items[i], "key", "");
+            if (strcmp(k, "Oslo") == 0)
+                oslo = crm_map_int(g->u.arr.items[i], "count", 0);
+            if (strcmp(k, "Lima") == 0)
+                lima = crm_map_int(g->u.arr.items[i], "count", 0);
+        }
+        crm_value_free(e);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    /* at most one push per 100 ms (+1 for the first after a quiet spell) */
+    assert_true(pushes <= (int)(ms / 100.0) + 2);
+    /* a change outside the where brings no push */
+    r = call(f, &f->c, NULL, "\"op\": \"subscribe\", \"collection\": \"contacts\", "
+             "\"where\": {\"city\": \"Paris\"}, \"aggregate\": {\"metrics\": [\"count\"]}}");
+    ok_result(r);
+    crm_value_free(r);
+    e = ws_recv(&f->c, 3000, NULL);
+    assert_int_equal(crm_map_int(crm_map_get(e, "groups")->u.arr.items[0], "count", -1), 0);
+    crm_value_free(e);
+    r = call(f, &w, NULL, "\"op\": \"create\", \"collection\": \"contacts\", \"record\": "
+             "{\"name\": \"C\", \"city\": \"Rome\"}}");
+    ok_result(r);
+    crm_value_free(r);
+    /* only the city-grouped sub changes (Rome appears) */
+    e = ws_recv(&f->c, 3000, NULL);
+    assert_non_null(e);
+    assert_int_equal(crm_map_int(e, "sub", 0), sub);
+    crm_value_free(e);
+    assert_null(ws_recv(&f->c, 400, NULL));
+    r = call(f, &f->c, NULL, "\"op\": \"subscribe\", \"collection\": \"contacts\", \"since\": 0, "
+             "\"aggregate\": {\"metrics\": [\"count\"]}}");
+    expect_code(r, "BAD_REQUEST");
+    crm_value_free(r);
+    r = call(f, &f->c, NULL, "\"op\": \"subscribe\", \"collection\": \"contacts\", "
+             "\"aggregate\": {\"metrics\": [\"median:x\"]}}");
+    expect_code(r, "BAD_REQUEST");
+    crm_value_free(r);
+    ws_close(&w);
+}
+
+static void http_endpoints(void **state)
+{
+    fixture *f = *state;
+    int status;
+    char *body;
+    crm_value *r;
+    auth(f, &f->c, f->admin, "admin");
+    r = call(f, &f->c, NULL, "\"op\": \"create\", \"collection\": \"companies\", \"record\": {\"name\": \"X\"}}");
+    ok_result(r);
+    crm_value_free(r);
+    assert_int_equal(http_get(f->p.port, "/healthz", &status, &body), 0);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(body, "\"ok\":true"));
+    free(body);
+    assert_int_equal(http_get(f->p.port, "/metrics", &status, &body), 0);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(body, "crmd_requests_total{op=\"create\",code=\"OK\"} 1"));
+    assert_non_null(strstr(body, "crmd_connections 1"));
+    assert_non_null(strstr(body, "crmd_commit_batch_size_count 1"));
+    assert_non_null(strstr(body, "crmd_feed_seq 1"));
+    free(body);
+    assert_int_equal(http_get(f->p.port, "/", &status, &body), 0);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(body, "<html"));
+    free(body);
+    /* the dashboard folder is the limit: traversal never reaches other files */
+    static const char *const escapes[] = {"/../README.md", "/..%2fREADME.md", "/%2e%2e/README.md",
+                                          "/../../etc/passwd", "/..", "/a/../../CMakeLists.txt"};
+    for (size_t i = 0; i < sizeof escapes / sizeof *escapes; i++) {
+        assert_int_equal(http_get(f->p.port, escapes[i], &status, &body), 0);
+        /* refused, or normalised by lws into the folder (\"/..\" is \"/\") */
+        assert_true(status == 403 || status == 404 || status == 400 ||
+                    (status == 200 && strstr(body, "<html")));
+        assert_null(strstr(body, "# crmd"));
+        assert_null(strstr(body, "cmake_minimum_required"));
+        assert_null(strstr(body, "root:"));
+        free(body);
+    }
+    assert_int_equal(http_get(f->p.port, "/nothing-here.js", &status, &body), 0);
+    assert_int_equal(status, 404);
+    free(body);
+}
+
 static int run_group(const char *proto)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +623,8 @@ static int run_group(const char *proto)
         cmocka_unit_test_setup_teardown(revoked_token_is_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_and_oversized_messages_close, setup, teardown),
         cmocka_unit_test_setup_teardown(handshake_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(aggregate_subscription_pushes_coalesced_figures, setup, teardown),
+        cmocka_unit_test_setup_teardown(http_endpoints, setup, teardown),
     };
     proto_under_test = proto;
     fprintf(stderr, "# subprotocol %s\n", proto ? proto : "(none: JSON)");

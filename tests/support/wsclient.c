@@ -138,6 +138,11 @@ int ws_send_frame(ws_client *c, int opcode, const void *buf, size_t len)
     return rc;
 }
 
+int ws_send_raw(ws_client *c, const void *buf, size_t len)
+{
+    return write_all(c->fd, buf, len);
+}
+
 int ws_send_value(ws_client *c, const crm_value *v)
 {
     size_t len;
@@ -257,8 +262,9 @@ int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *d
     if (p->pid == 0) {
         dup2(errpipe[1], 2);
         close(errpipe[0]);
+        const char *web = getenv("CRM_WEB");
         execl(bin, bin, "serve", "--data", p->data, "--schemas", schemas, "--listen",
-              "127.0.0.1:0", (char *)NULL);
+              "127.0.0.1:0", "--web", web ? web : "./web", (char *)NULL);
         _exit(127);
     }
     close(errpipe[1]);
@@ -323,4 +329,47 @@ char *crmd_token(const crmd_proc *p, const char *role)
         return NULL;
     }
     return last;
+}
+
+int http_get(int port, const char *path, int *status, char **body)
+{
+    struct sockaddr_in sa = {0};
+    char req[1024], *buf = NULL;
+    size_t n = 0, cap = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), len;
+    *status = 0;
+    *body = NULL;
+    if (fd < 0)
+        return -1;
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+                   path, port);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || write_all(fd, req, (size_t)len) != 0) {
+        close(fd);
+        return -1;
+    }
+    for (;;) { /* until the server closes (Connection: close) */
+        struct pollfd pf = {fd, POLLIN, 0};
+        ssize_t r;
+        if (n + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+        if (poll(&pf, 1, 3000) <= 0 || (r = read(fd, buf + n, 4096)) <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (!buf)
+        return -1;
+    buf[n] = 0;
+    sscanf(buf, "HTTP/1.1 %d", status);
+    char *sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+    free(buf);
+    return *status ? 0 : -1;
 }

@@ -23,6 +23,9 @@ int ws_connect(ws_client *c, int port, const char *subprotocol, const char *orig
 void ws_close(ws_client *c);
 /* Sends one frame (opcode 1 text, 2 binary) with the given payload. */
 int ws_send_frame(ws_client *c, int opcode, const void *buf, size_t len);
+/* Writes bytes to the socket as they are (no framing, no masking): for
+ * hand-made frame headers and other hostile input. */
+int ws_send_raw(ws_client *c, const void *buf, size_t len);
 /* Encodes v in the client's format and sends it. */
 int ws_send_value(ws_client *c, const crm_value *v);
 /* Sends JSON text parsed into a value (then in the client's format). */
@@ -35,6 +38,10 @@ crm_value *ws_recv(ws_client *c, int timeout_ms, int *close_code);
  * are appended to *pushes when non-NULL, else freed). */
 crm_value *ws_reply(ws_client *c, long long ref, int timeout_ms, crm_value *pushes);
 
+/* GET path over plain HTTP/1.1 (Connection: close).  *body: malloc'd text
+ * after the headers (caller frees). 0, or -1 when no response came. */
+int http_get(int port, const char *path, int *status, char **body);
+
 typedef struct crmd_proc {
     pid_t pid;
     int port;
@@ -42,7 +49,8 @@ typedef struct crmd_proc {
 } crmd_proc;
 
 /* Starts `crmd serve` (bin) on a free port with data in a new temp folder
- * (or data when given) and schemas; waits for its ready line. */
+ * (or data when given), schemas, and static files from $CRM_WEB; waits for
+ * its ready line. */
 int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data);
 /* SIGTERM, wait; returns the exit status (or -1). */
 int crmd_stop(crmd_proc *p);
