@@ -1,6 +1,7 @@
 # crmd -- convenience wrapper around CMake and ctest.
 #   make run    install what is missing, build, run the server on ./data
 #   make test   install what is missing, build (normal + ASan/UBSan), run every test
+#               (also Node and the interop test's npm packages: interop-deps)
 #   make bench  build and run the benchmarks (never part of `make test`)
 #   make soak   long crash runs (never part of `make test`)
 
@@ -9,11 +10,25 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
                libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils
+INTEROP_DIR = tests/interop
 
-.PHONY: deps build build-asan run test test-fast bench soak clean
+.PHONY: deps interop-deps build build-asan run test test-fast bench soak clean
 
 deps:
 	@./tools/install-deps.sh $(DEB_PACKAGES)
+
+# The interop test (ctest interop_node) runs Node with ws and @msgpack/msgpack.
+# Node and npm: Debian's packages unless a node and npm are already on PATH
+# (installing Debian's npm over another Node distribution would conflict).
+# npm ci, pinned by package-lock.json: when node_modules is missing or older
+# than the lock (npm writes node_modules/.package-lock.json last).
+interop-deps:
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || ./tools/install-deps.sh nodejs npm
+	@if [ ! -f $(INTEROP_DIR)/node_modules/.package-lock.json ] || \
+	    [ $(INTEROP_DIR)/package-lock.json -nt $(INTEROP_DIR)/node_modules/.package-lock.json ]; then \
+	  echo "npm ci in $(INTEROP_DIR)"; \
+	  cd $(INTEROP_DIR) && npm ci --no-audit --no-fund; \
+	fi
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -27,12 +42,12 @@ run: build
 	$(BUILD)/crmd serve --data ./data --schemas ./schemas --scripts ./scripts --plugins ./plugins
 
 # The whole suite twice: an optimised build, then under ASan + UBSan.
-test: build build-asan
+test: build build-asan interop-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
 
-test-fast: build
+test-fast: build interop-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 bench: build

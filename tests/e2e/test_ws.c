@@ -612,7 +612,7 @@ static void http_endpoints(void **state)
     free(body);
 }
 
-static int run_group(const char *proto)
+static int run_group(const char *proto, int over_lws)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(auth_gates_everything_but_ping, setup, teardown),
@@ -626,16 +626,22 @@ static int run_group(const char *proto)
         cmocka_unit_test_setup_teardown(aggregate_subscription_pushes_coalesced_figures, setup, teardown),
         cmocka_unit_test_setup_teardown(http_endpoints, setup, teardown),
     };
+    char name[96];
     proto_under_test = proto;
-    fprintf(stderr, "# subprotocol %s\n", proto ? proto : "(none: JSON)");
-    return cmocka_run_group_tests_name(proto ? proto : "no-subprotocol", tests, NULL, NULL);
+    ws_client_use_lws = over_lws;
+    snprintf(name, sizeof name, "%s over %s", proto ? proto : "no subprotocol",
+             over_lws ? "the libwebsockets client" : "raw frames");
+    fprintf(stderr, "# %s\n", name);
+    return cmocka_run_group_tests_name(name, tests, NULL, NULL);
 }
 
 int main(void)
 {
     int failed = 0;
-    failed += run_group("crm.v1.json");
-    failed += run_group("crm.v1.msgpack");
-    failed += run_group(NULL);
+    for (int over_lws = 0; over_lws <= 1; over_lws++) {
+        failed += run_group("crm.v1.json", over_lws);
+        failed += run_group("crm.v1.msgpack", over_lws);
+        failed += run_group(NULL, over_lws);
+    }
     return failed;
 }

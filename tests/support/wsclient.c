@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "lwsclient.h"
 #include "testutil.h"
 #include "tmpdir.h"
 
@@ -55,6 +56,10 @@ static int read_all(int fd, void *buf, size_t len, int timeout_ms)
     return 0;
 }
 
+int ws_client_use_lws;
+
+static int raw_send_frame(ws_client *c, int opcode, const void *buf, size_t len);
+
 int ws_connect(ws_client *c, int port, const char *subprotocol, const char *origin, int *status)
 {
     struct sockaddr_in sa = {0};
@@ -64,6 +69,12 @@ int ws_connect(ws_client *c, int port, const char *subprotocol, const char *orig
     c->msgpack = subprotocol && strcmp(subprotocol, "crm.v1.msgpack") == 0;
     if (status)
         *status = 0;
+    c->lws = NULL;
+    if (ws_client_use_lws) {
+        c->fd = -1;
+        c->lws = lwsc_connect(port, subprotocol, origin);
+        return c->lws ? 0 : -1;
+    }
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     if (c->fd < 0)
         return -1;
@@ -104,12 +115,23 @@ fail:
 
 void ws_close(ws_client *c)
 {
+    if (c->lws) {
+        lwsc_close(c->lws);
+        c->lws = NULL;
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
 }
 
 int ws_send_frame(ws_client *c, int opcode, const void *buf, size_t len)
+{
+    if (c->lws)
+        return lwsc_send(c->lws, opcode == 2, buf, len);
+    return raw_send_frame(c, opcode, buf, len);
+}
+
+static int raw_send_frame(ws_client *c, int opcode, const void *buf, size_t len)
 {
     uint8_t hdr[14], mask[4] = {0x12, 0x34, 0x56, 0x78};
     size_t h = 0;
@@ -173,6 +195,11 @@ crm_value *ws_recv(ws_client *c, int timeout_ms, int *close_code)
     size_t mlen = 0;
     if (close_code)
         *close_code = 0;
+    if (c->lws) {
+        if (!(msg = lwsc_recv(c->lws, timeout_ms, &mlen, close_code)))
+            return NULL;
+        goto decode;
+    }
     for (;;) {
         uint8_t h[2], ext[8];
         uint64_t len;
@@ -212,7 +239,7 @@ crm_value *ws_recv(ws_client *c, int timeout_ms, int *close_code)
         if (fin)
             break;
     }
-    {
+decode: {
         crm_err err;
         crm_limits lim = {64u << 20, 64};
         crm_value *v = c->msgpack ? crm_mp_decode(msg, mlen, &lim, &err)

@@ -12,10 +12,19 @@
 
 #include "value.h"
 
+typedef struct lwsc lwsc;
+
 typedef struct ws_client {
     int fd;
     int msgpack;
+    lwsc *lws; /* set when the client runs over libwebsockets */
 } ws_client;
+
+/* When non-zero, ws_connect makes clients on libwebsockets' own client
+ * (lwsclient.h) instead of our raw framing; every call below works the same
+ * on both, except that an lws client cannot send malformed frames and its
+ * refused handshakes report no HTTP status. */
+extern int ws_client_use_lws;
 
 /* Connects to 127.0.0.1:port/ws offering subprotocol (NULL: none).
  * Returns 0, or -1 (with the HTTP status in *status when one came). */
