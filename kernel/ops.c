@@ -95,10 +95,14 @@ int crm_arg_int(const crm_value *req, const char *key, int64_t min, int64_t max,
     *present = 0;
     if (!v || v->type == CRM_T_NIL)
         return CRM_OK;
-    if (v->type != CRM_T_INT || v->u.i < min || v->u.i > max)
+    /* 5.0 is 5, as in records (JSON clients often cannot tell them apart) */
+    int whole = v->type == CRM_T_INT ||
+                (v->type == CRM_T_NUM && v->u.n > -9.2e18 && v->u.n < 9.2e18 && v->u.n == (int64_t)v->u.n);
+    int64_t x = !whole ? 0 : v->type == CRM_T_INT ? v->u.i : (int64_t)v->u.n;
+    if (!whole || x < min || x > max)
         return crm_err_set(err, CRM_BAD_REQUEST, "%s must be an integer from %lld to %lld", key,
                            (long long)min, (long long)max);
-    *out = v->u.i;
+    *out = x;
     *present = 1;
     return CRM_OK;
 }

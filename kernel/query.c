@@ -1142,6 +1142,14 @@ int crm_txn_aggregate(crm_txn *t, const char *coll, const crm_value *where, cons
                              rt->c->name, m[i].field);
             goto done;
         }
+        if ((m[i].kind == M_SUM || m[i].kind == M_AVG) &&
+            field_kk(rt->c, m[i].field, NULL) != CRM_KK_INT &&
+            field_kk(rt->c, m[i].field, NULL) != CRM_KK_NUM &&
+            field_kk(rt->c, m[i].field, NULL) != CRM_KK_ANY) {
+            rc = crm_err_set(err, CRM_BAD_REQUEST, "metric %s: %s is not a number field", s,
+                             m[i].field);
+            goto done;
+        }
     }
     if ((rc = filter_compile(rt->c, where, f, err)) != CRM_OK)
         goto done;

@@ -264,6 +264,13 @@ static void tx_query_aggregate_and_pipelining(void **state)
         }
     assert_true(seen_paris);
     crm_value_free(r);
+    /* a whole number written as 2.0 is 2; 2.5 is not a limit */
+    r = call(f, &f->c, NULL, "\"op\": \"query\", \"collection\": \"contacts\", \"limit\": 2.0}");
+    assert_int_equal(crm_map_get(ok_result(r), "records")->u.arr.n, 2);
+    crm_value_free(r);
+    r = call(f, &f->c, NULL, "\"op\": \"query\", \"collection\": \"contacts\", \"limit\": 2.5}");
+    expect_code(r, "BAD_REQUEST");
+    crm_value_free(r);
     r = call(f, &f->c, NULL, "\"op\": \"query\", \"collection\": \"contacts\", \"where\": {\"city\": {\"near\": 1}}}");
     expect_code(r, "BAD_REQUEST");
     crm_value_free(r);

@@ -685,7 +685,13 @@ static void aggregates_match_brute_force(void **state)
     }
     {
         static const char *const bad[] = {"median:points"};
+        static const char *const sum_text[] = {"sum:name"}, *const avg_text[] = {"avg:city"};
         crm_value *groups;
+        assert_int_equal(crm_txn_aggregate(t, "people", NULL, NULL, sum_text, 1, &groups, &err),
+                         CRM_BAD_REQUEST);
+        assert_int_equal(crm_txn_aggregate(t, "people", NULL, NULL, avg_text, 1, &groups, &err),
+                         CRM_BAD_REQUEST);
+        assert_non_null(strstr(err.msg, "not a number field"));
         assert_int_equal(crm_txn_aggregate(t, "people", NULL, NULL, bad, 1, &groups, &err),
                          CRM_BAD_REQUEST);
         assert_int_equal(crm_txn_aggregate(t, "people", NULL, "nope", metrics, 1, &groups, &err),
