@@ -71,7 +71,7 @@ static void usage(FILE *f)
             "                  [--listen HOST:PORT] [--web DIR] [--origin URL]...\n"
             "                  [--max-message BYTES] [--max-depth N] [--auth-deadline-ms MS]\n"
             "                  [--rate PER_SEC] [--max-subs N] [--max-inflight N]\n"
-            "                  [--send-queue BYTES]\n"
+            "                  [--send-queue BYTES] [--ping-secs S] [--idle-secs S]\n"
             "       crmd token create [--data DIR] [--schemas DIR] --role ROLE\n"
             "       crmd token revoke [--data DIR] [--schemas DIR] TOKEN\n"
             "       crmd version\n"
@@ -79,6 +79,7 @@ static void usage(FILE *f)
             "          --plugins ./plugins --listen 127.0.0.1:8420 --web ./web\n"
             "          --max-message 1048576 --max-depth 32 --auth-deadline-ms 10000\n"
             "          --rate 10000 --max-subs 64 --max-inflight 1024 --send-queue 8388608\n"
+            "          --ping-secs 30 --idle-secs 75\n"
             "          (--origin: browser origins allowed besides the server's own host)\n");
 }
 
@@ -104,6 +105,7 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
         {"max-depth", required_argument, 0, 'D'}, {"auth-deadline-ms", required_argument, 0, 'A'},
         {"rate", required_argument, 0, 'R'},    {"max-subs", required_argument, 0, 'S'},
         {"max-inflight", required_argument, 0, 'I'}, {"send-queue", required_argument, 0, 'Q'},
+        {"ping-secs", required_argument, 0, 'P'}, {"idle-secs", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int c, norigins = 0;
     long long x = 0;
@@ -139,6 +141,8 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
         case 'S': name = "max-subs"; x = num_arg(name, optarg, 1, 100000); a->net.max_subs = (int)x; break;
         case 'I': name = "max-inflight"; x = num_arg(name, optarg, 1, 1000000); a->net.max_inflight = (int)x; break;
         case 'Q': name = "send-queue"; x = num_arg(name, optarg, 65536, 1LL << 34); a->net.send_queue_max = (size_t)x; break;
+        case 'P': name = "ping-secs"; x = num_arg(name, optarg, 1, 3600); a->net.ping_secs = (int)x; break;
+        case 'T': name = "idle-secs"; x = num_arg(name, optarg, 2, 36000); a->net.idle_secs = (int)x; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
         }
@@ -146,6 +150,10 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
             return -1;
     }
     a->net.origins = a->origins;
+    if (a->net.idle_secs <= a->net.ping_secs) {
+        fprintf(stderr, "crmd: --idle-secs must be longer than --ping-secs\n");
+        return -1;
+    }
     return optind <= argc ? 0 : -1;
 }
 

@@ -33,6 +33,8 @@ void crm_net_opts_default(crm_net_opts *o)
     o->max_subs = 64;
     o->send_queue_max = 8u << 20;
     o->rate_per_sec = 10000;
+    o->ping_secs = 30;
+    o->idle_secs = 75;
 }
 
 /* ---- send queue ---- */
@@ -459,6 +461,11 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
     info.user = n;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.timeout_secs = 10;
+    /* dead peers: lws pings a quiet connection, and hangs up on one that
+     * stayed silent (no message, no pong) for idle_secs */
+    n->idle_policy.secs_since_valid_ping = (uint16_t)n->o.ping_secs;
+    n->idle_policy.secs_since_valid_hangup = (uint16_t)n->o.idle_secs;
+    info.retry_and_idle_policy = &n->idle_policy;
     info.max_http_header_pool = 256;
     info.pt_serv_buf_size = 64 * 1024;
     n->ctx = lws_create_context(&info);

@@ -32,6 +32,8 @@ typedef struct crm_net_opts {
     int rate_per_sec;          /* requests per second per connection; default 10000 */
     const char *const *origins;/* allowed Origin values (NULL-terminated) besides same-host */
     const char *web_dir;       /* static files served under / (the dashboard); NULL = none */
+    int ping_secs;             /* a quiet connection is pinged after this; default 30 */
+    int idle_secs;             /* and closed when nothing (not even a pong) came for this; default 75 */
 } crm_net_opts;
 
 void crm_net_opts_default(crm_net_opts *o);

@@ -76,6 +76,7 @@ struct crm_net {
     crm_store *store;
     const crm_schema *schema;
     crm_net_opts o;
+    lws_retry_bo_t idle_policy; /* ping and hang-up of quiet connections */
     int port;
     crm_sess *sessions;
     crm_item *batch;

@@ -289,9 +289,17 @@ int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *d
     if (p->pid == 0) {
         dup2(errpipe[1], 2);
         close(errpipe[0]);
-        const char *web = getenv("CRM_WEB");
-        execl(bin, bin, "serve", "--data", p->data, "--schemas", schemas, "--listen",
-              "127.0.0.1:0", "--web", web ? web : "./web", (char *)NULL);
+        const char *web = getenv("CRM_WEB"), *extra = getenv("CRMD_ARGS");
+        const char *argv[32] = {bin, "serve", "--data", p->data, "--schemas", schemas,
+                                "--listen", "127.0.0.1:0", "--web", web ? web : "./web"};
+        int argc = 10;
+        char *copy = extra ? strdup(extra) : NULL, *save = NULL;
+        /* CRMD_ARGS: extra flags, space-separated (tests of limits) */
+        for (char *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && argc < 31;
+             tok = strtok_r(NULL, " ", &save))
+            argv[argc++] = tok;
+        argv[argc] = NULL;
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     close(errpipe[1]);
