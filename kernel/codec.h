@@ -76,7 +76,10 @@ crm_value *crm_mp_decode(const uint8_t *buf, size_t len, const crm_limits *lim, 
 /* Decodes bytes crmd wrote itself (the store): no pre-pass.  NULL on OOM or
  * malformed bytes.  Garbage is safe: every read is bounds-checked, nesting
  * stops at 1024, and at most a few hundred items are reserved ahead of the
- * bytes that arrive.  Strings are not re-validated as UTF-8. */
+ * bytes that arrive.  Strings are not re-validated as UTF-8, and map keys
+ * are not checked for duplicates (the store writes maps, whose keys are
+ * unique; a duplicate in corrupt bytes is kept and the first one wins on
+ * lookup, which is memory-safe). */
 crm_value *crm_mp_decode_trusted(const uint8_t *buf, size_t len);
 /* msgpack bytes of v in a malloc'd buffer the caller frees; *len_out gets
  * the length. NULL on OOM.  Ints take their smallest form; nums are always

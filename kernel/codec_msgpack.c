@@ -265,6 +265,7 @@ typedef struct mp_in {
     size_t len, i;
     int max_depth;
     crm_err *err; /* NULL for trusted bytes: nobody reads the reason */
+    int trusted;  /* bytes the store wrote from maps: their keys are unique */
 } mp_in;
 
 static crm_value *mp_oom(mp_in *in, crm_value *partial)
@@ -370,7 +371,7 @@ static crm_value *mp_container(mp_in *in, int kind, const mp_head *h, size_t at,
         }
         key = (const char *)in->buf + in->i;
         in->i += kh.n;
-        if (n <= MP_DUP_SCAN && crm_map_getn(v, key, kh.n))
+        if (!in->trusted && n <= MP_DUP_SCAN && crm_map_getn(v, key, kh.n))
             return mp_dup_key(in, v, key, kh.n);
         if (v->u.map.n == v->u.map.cap) {
             crm_kv *nk = realloc(v->u.map.kv, 2 * v->u.map.cap * sizeof *nk);
@@ -392,7 +393,7 @@ static crm_value *mp_container(mp_in *in, int kind, const mp_head *h, size_t at,
         }
         v->u.map.n++;
     }
-    if (n > MP_DUP_SCAN) {
+    if (!in->trusted && n > MP_DUP_SCAN) {
         const crm_kv *dup;
         if (mp_find_dup(v, &dup) != 0)
             return mp_oom(in, v);
@@ -446,9 +447,10 @@ static crm_value *mp_value(mp_in *in, int depth)
     return v ? v : mp_oom(in, NULL);
 }
 
-static crm_value *mp_decode(const uint8_t *buf, size_t len, int max_depth, crm_err *err)
+static crm_value *mp_decode(const uint8_t *buf, size_t len, int max_depth, int trusted,
+                            crm_err *err)
 {
-    mp_in in = {buf ? buf : (const uint8_t *)"", buf ? len : 0, 0, max_depth, err};
+    mp_in in = {buf ? buf : (const uint8_t *)"", buf ? len : 0, 0, max_depth, err, trusted};
     crm_value *v = mp_value(&in, 0);
     if (v && in.i != in.len) {
         mp_bad(err, in.i, "trailing bytes after the message");
@@ -466,13 +468,13 @@ crm_value *crm_mp_decode(const uint8_t *buf, size_t len, const crm_limits *lim, 
     if (crm_mp_check(buf, len, lim, err) != CRM_OK)
         return NULL;
     return mp_decode(buf, len,
-                     lim->max_depth < MP_CHECK_MAX_DEPTH ? lim->max_depth : MP_CHECK_MAX_DEPTH,
+                     lim->max_depth < MP_CHECK_MAX_DEPTH ? lim->max_depth : MP_CHECK_MAX_DEPTH, 0,
                      err);
 }
 
 crm_value *crm_mp_decode_trusted(const uint8_t *buf, size_t len)
 {
-    return mp_decode(buf, len, MP_TRUSTED_MAX_DEPTH, NULL);
+    return mp_decode(buf, len, MP_TRUSTED_MAX_DEPTH, 1, NULL);
 }
 
 /* ---- encode ---- */

@@ -127,6 +127,11 @@ static void store_free(crm_store *s)
 {
     if (!s)
         return;
+    for (int i = 0; i < s->npool; i++) {
+        mdb_txn_abort(s->pool[i]->txn);
+        free(s->pool[i]);
+    }
+    pthread_mutex_destroy(&s->pool_lock);
     for (size_t i = 0; i < s->ncolls; i++) {
         free(s->colls[i].idx);
         free(s->colls[i].idx_fields);
@@ -161,6 +166,7 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
         s->o.map_max = s->o.map_size;
     s->schema = schema;
     atomic_init(&s->readers, 0);
+    pthread_mutex_init(&s->pool_lock, NULL);
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = crm_err_set(err, CRM_UNAVAILABLE, "data folder %s: %s", dir, strerror(errno));
@@ -169,7 +175,7 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
     ndbs = 4;
     for (size_t i = 0; i < schema->ncolls; i++)
         ndbs += 1 + schema->colls[i].nindexes;
-    if ((mrc = mdb_env_create(&s->env)) || (mrc = mdb_env_set_maxdbs(s->env, (MDB_dbi)ndbs + 64)) ||
+    if ((mrc = mdb_env_create(&s->env)) || (mrc = mdb_env_set_maxdbs(s->env, (MDB_dbi)ndbs + 8)) ||
         (mrc = mdb_env_set_maxreaders(s->env, 512)) ||
         (mrc = mdb_env_set_mapsize(s->env, s->o.map_size))) {
         rc = crm_err_set(err, CRM_UNAVAILABLE, "lmdb: %s", mdb_strerror(mrc));
@@ -290,13 +296,27 @@ void crm_store_set_before(crm_store *s, crm_before_fn fn, void *ud)
 
 int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err)
 {
-    crm_txn *t = calloc(1, sizeof *t);
+    crm_txn *t = NULL;
     int mrc;
     *out = NULL;
-    if (!t)
-        return crm_err_set(err, CRM_INTERNAL, "out of memory");
-    t->s = s;
+    pthread_mutex_lock(&s->pool_lock);
+    if (s->npool > 0)
+        t = s->pool[--s->npool];
+    pthread_mutex_unlock(&s->pool_lock);
     atomic_fetch_add(&s->readers, 1);
+    if (t) {
+        if ((mrc = mdb_txn_renew(t->txn)) == 0) {
+            *out = t;
+            return CRM_OK;
+        }
+        mdb_txn_abort(t->txn); /* fall back to a new one */
+        free(t);
+    }
+    if (!(t = calloc(1, sizeof *t))) {
+        atomic_fetch_sub(&s->readers, 1);
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    }
+    t->s = s;
     mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
     if (mrc == MDB_MAP_RESIZED) { /* another process grew the map */
         mdb_env_set_mapsize(s->env, 0);
@@ -313,11 +333,23 @@ int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err)
 
 void crm_txn_end(crm_txn *t)
 {
+    crm_store *s;
     if (!t)
         return;
+    s = t->s;
+    if (!t->write) {
+        mdb_txn_reset(t->txn);
+        atomic_fetch_sub(&s->readers, 1);
+        pthread_mutex_lock(&s->pool_lock);
+        if (s->npool < (int)(sizeof s->pool / sizeof *s->pool)) {
+            s->pool[s->npool++] = t;
+            t = NULL;
+        }
+        pthread_mutex_unlock(&s->pool_lock);
+        if (!t)
+            return;
+    }
     mdb_txn_abort(t->txn);
-    if (!t->write)
-        atomic_fetch_sub(&t->s->readers, 1);
     free(t);
 }
 

@@ -7,6 +7,7 @@
 #define CRM_STORE_INT_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "keys.h"
@@ -32,6 +33,11 @@ struct crm_store {
     atomic_int readers;   /* open read txns: the map may only grow at zero */
     crm_before_fn before;
     void *before_ud;
+    /* ended read txns kept reset for reuse (mdb_txn_renew is far cheaper
+     * than a new txn); any thread may begin reads, hence the lock */
+    pthread_mutex_t pool_lock;
+    crm_txn *pool[16];
+    int npool;
 };
 
 struct crm_txn {
