@@ -13,7 +13,8 @@
  *                  Order among strings that share their first
  *                  CRM_KEY_STR_MAX bytes is by hash; equality stays exact
  *                  through the hash, and queries re-check every candidate.
- * nil sorts first, like crm_value_cmp.
+ * nil sorts first, like crm_value_cmp.  (Indexes hold no entry for records
+ * without a value: nil keys order query results, they are not stored.)
  */
 #ifndef CRM_KEYS_H
 #define CRM_KEYS_H

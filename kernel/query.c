@@ -346,6 +346,14 @@ static int cond_rank(const cond *cd)
         return 0;
     if (cd->kk == CRM_KK_STR && cd->val->type != CRM_T_STR && cd->op != OP_IN && cd->op != OP_EQ)
         return 0;
+    /* indexes are sparse (no entry without a value): a condition that a
+     * nil matches cannot be answered from one */
+    if (cd->op == OP_EQ && cd->val->type == CRM_T_NIL)
+        return 0;
+    if (cd->op == OP_IN)
+        for (size_t i = 0; i < cd->val->u.arr.n; i++)
+            if (cd->val->u.arr.items[i]->type == CRM_T_NIL)
+                return 0;
     switch (cd->op) {
     case OP_EQ:
         return 3;
@@ -360,6 +368,16 @@ static int cond_rank(const cond *cd)
     default:
         return 0;
     }
+}
+
+/* Does some condition on fd keep records without a value out of the result
+ * (so walking fd's sparse index misses none)? */
+static int excludes_nil(const filter *f, const crm_field *fd)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (f->c[i].fd == fd && cond_rank(&f->c[i]) > 0)
+            return 1;
+    return 0;
 }
 
 /* Builds the ranges of field fd from every usable condition on it (the
@@ -856,8 +874,10 @@ int crm_txn_query(crm_txn *t, const crm_query *qq, crm_value **records, char **n
             }
         }
     } else if (ofd && ofd->slot >= 0 && !(p.kind == P_IDS) &&
-               !(p.kind == P_INDEX && p.single_eq && p.fd != ofd)) {
-        /* walk the order field's own index, narrowed by its conditions */
+               !(p.kind == P_INDEX && p.single_eq && p.fd != ofd) && excludes_nil(f, ofd)) {
+        /* walk the order field's own index, narrowed by its conditions; only
+         * when the where leaves out records without a value, which the
+         * sparse index does not hold */
         free(p.ranges);
         if ((rc = plan_index(&p, f, ofd, err)) != CRM_OK)
             goto done;

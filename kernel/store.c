@@ -99,6 +99,9 @@ int crm_store_mdb_err(crm_txn *t, int mrc, crm_err *err, const char *what)
     return crm_err_set(err, CRM_INTERNAL, "%s: %s", what, mdb_strerror(mrc));
 }
 
+static size_t index_key(const crm_field *fd, const crm_value *rec, const char *id, size_t idlen,
+                        uint8_t *key);
+
 /* ---- open / close ---- */
 
 static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t *out)
@@ -245,12 +248,15 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
                     MDB_val ik, iv = {k.mv_size, k.mv_data};
                     if (!rec)
                         continue;
-                    kl = crm_key_encode(crm_map_get(rec, fd->name), crm_keykind_of(fd->type), key);
-                    crm_value_free(rec);
-                    if (k.mv_size > CRM_ID_MAX)
+                    if (k.mv_size > CRM_ID_MAX) {
+                        crm_value_free(rec);
                         continue;
-                    memcpy(key + kl, k.mv_data, k.mv_size);
-                    ik.mv_size = kl + k.mv_size;
+                    }
+                    kl = index_key(fd, rec, k.mv_data, k.mv_size, key);
+                    crm_value_free(rec);
+                    if (!kl)
+                        continue; /* sparse: no value, no entry */
+                    ik.mv_size = kl;
                     ik.mv_data = key;
                     if ((mrc = mdb_put(txn, rt->idx[fd->slot], &ik, &iv, 0)))
                         break;
@@ -445,11 +451,18 @@ void crm_write_clear(crm_write *w)
 }
 
 /* Index key of field fd's value in rec for record id. */
+/* Indexes are sparse: a record without a value for the field (absent or
+ * nil) has no entry, so writes of records that leave most indexed fields
+ * empty stay cheap.  Returns 0 then.  (query.c only walks an index for a
+ * condition that excludes nil.) */
 static size_t index_key(const crm_field *fd, const crm_value *rec, const char *id, size_t idlen,
                         uint8_t *key)
 {
-    size_t kl = crm_key_encode(rec ? crm_map_get(rec, fd->name) : NULL, crm_keykind_of(fd->type),
-                               key);
+    const crm_value *v = rec ? crm_map_get(rec, fd->name) : NULL;
+    size_t kl;
+    if (!v || v->type == CRM_T_NIL)
+        return 0;
+    kl = crm_key_encode(v, crm_keykind_of(fd->type), key);
     memcpy(key + kl, id, idlen);
     return kl + idlen;
 }
@@ -499,18 +512,18 @@ static int index_update(crm_txn *t, const crm_coll_rt *rt, const crm_value *oldr
             okl = index_key(fd, oldr, id, idlen, ok);
         if (newr)
             nkl = index_key(fd, newr, id, idlen, nk);
-        if (oldr && newr && okl == nkl && memcmp(ok, nk, okl) == 0)
-            continue;
-        if (oldr) {
+        if (okl == nkl && memcmp(ok, nk, okl) == 0)
+            continue; /* unchanged, or absent before and after */
+        if (okl) {
             MDB_val k = {okl, ok};
             mrc = mdb_del(t->txn, rt->idx[i], &k, NULL);
             if (mrc && mrc != MDB_NOTFOUND)
                 return crm_store_mdb_err(t, mrc, err, "index delete");
         }
-        if (newr) {
+        if (nkl) {
             MDB_val k = {nkl, nk}, v = {idlen, (void *)id};
             const crm_value *val = crm_map_get(newr, fd->name);
-            if (fd->index == CRM_INDEX_UNIQUE && val &&
+            if (fd->index == CRM_INDEX_UNIQUE &&
                 (rc = unique_check(t, rt, fd, nk, nkl - idlen, val, id, err)) != CRM_OK)
                 return rc;
             if ((mrc = mdb_put(t->txn, rt->idx[i], &k, &v, 0)))
@@ -957,11 +970,15 @@ static int verify_coll(crm_txn *t, const crm_coll_rt *rt, crm_err *err)
     MDB_cursor *cur;
     MDB_val k, v;
     MDB_stat st;
-    uint64_t nrec = 0;
+    uint64_t nrec = 0, *nvalued = calloc(rt->c->nindexes + 1, sizeof *nvalued);
     int mrc, rc = CRM_OK;
 
-    if ((mrc = mdb_cursor_open(t->txn, rt->dbi, &cur)))
+    if (!nvalued)
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    if ((mrc = mdb_cursor_open(t->txn, rt->dbi, &cur))) {
+        free(nvalued);
         return crm_store_mdb_err(t, mrc, err, "verify cursor");
+    }
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == CRM_OK;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         crm_value *rec = crm_mp_decode_trusted(v.mv_data, v.mv_size);
@@ -981,6 +998,9 @@ static int verify_coll(crm_txn *t, const crm_coll_rt *rt, crm_err *err)
             MDB_val ik, iv;
             ik.mv_size = index_key(rt->idx_fields[i], rec, rid, strlen(rid), key);
             ik.mv_data = key;
+            if (!ik.mv_size)
+                continue;
+            nvalued[i]++;
             if (mdb_get(t->txn, rt->idx[i], &ik, &iv) != 0)
                 rc = crm_err_set(err, CRM_INTERNAL, "%s/%s: index %s has no entry for it",
                                  rt->c->name, rid, rt->idx_fields[i]->name);
@@ -988,17 +1008,18 @@ static int verify_coll(crm_txn *t, const crm_coll_rt *rt, crm_err *err)
         crm_value_free(rec);
     }
     mdb_cursor_close(cur);
-    if (rc != CRM_OK)
-        return rc;
-    for (size_t i = 0; i < rt->c->nindexes; i++) {
+    for (size_t i = 0; rc == CRM_OK && i < rt->c->nindexes; i++) {
         if ((mrc = mdb_stat(t->txn, rt->idx[i], &st)))
-            return crm_store_mdb_err(t, mrc, err, "verify stat");
-        if (st.ms_entries != nrec)
-            return crm_err_set(err, CRM_INTERNAL, "%s: index %s has %llu entries for %llu records",
-                               rt->c->name, rt->idx_fields[i]->name,
-                               (unsigned long long)st.ms_entries, (unsigned long long)nrec);
+            rc = crm_store_mdb_err(t, mrc, err, "verify stat");
+        else if (st.ms_entries != nvalued[i])
+            rc = crm_err_set(err, CRM_INTERNAL,
+                             "%s: index %s has %llu entries for %llu records with a value (of %llu)",
+                             rt->c->name, rt->idx_fields[i]->name,
+                             (unsigned long long)st.ms_entries, (unsigned long long)nvalued[i],
+                             (unsigned long long)nrec);
     }
-    return CRM_OK;
+    free(nvalued);
+    return rc;
 }
 
 int crm_store_verify(crm_store *s, crm_err *err)
