@@ -36,7 +36,8 @@ static const char *const CONTACTS =
     " \"stage\":   {\"type\": \"enum\", \"values\": [\"prospect\", \"customer\", \"loyal\"],"
     "               \"default\": \"prospect\", \"index\": true},"
     " \"company\": {\"type\": \"ref\", \"to\": \"companies\"},"
-    " \"blob\":    {\"type\": \"string\"}"
+    " \"blob\":    {\"type\": \"string\"},"
+    " \"badge\":   {\"type\": \"string\", \"index\": \"unique\"}"
     "}}";
 
 typedef struct fixture {
@@ -337,6 +338,36 @@ static void unique_index_conflicts(void **state)
     assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", "l2", rec, 0, NULL, NULL), CRM_OK);
     snprintf(rec, sizeof rec, "{\"name\": \"L3\", \"email\": \"%s1\"}", big);
     assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", "l3", rec, 0, NULL, &err), CRM_CONFLICT);
+}
+
+/* A write refused by its second unique index must leave no trace of the
+ * first, also now that writes without hooks run without a nested txn. */
+static void refused_write_leaves_no_trace(void **state)
+{
+    fixture *f = *state;
+    crm_err err;
+    char ids[4096];
+    assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", "a", "{\"name\": \"A\", \"email\": \"a@x\", \"badge\": \"B1\"}", 0, NULL, NULL), CRM_OK);
+    assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", "b", "{\"name\": \"B\", \"badge\": \"B2\", \"city\": \"Oslo\"}", 0, NULL, NULL), CRM_OK);
+    crm_value *p1 = J("{\"email\": \"new@x\", \"badge\": \"B1\", \"city\": \"Rome\"}");
+    crm_value *p2 = J("{\"name\": \"C\", \"email\": \"c@x\"}");
+    crm_write w[2] = {{.op = CRM_OP_UPDATE, .coll = "contacts", .id = "b", .data = p1},
+                      {.op = CRM_OP_CREATE, .coll = "contacts", .id = "c", .data = p2}};
+    crm_unit u[2] = {{&w[0], 1, 0, {0, ""}}, {&w[1], 1, 0, {0, ""}}};
+    assert_int_equal(crm_store_apply(f->store, u, 2, &err), CRM_OK);
+    assert_int_equal(u[0].rc, CRM_CONFLICT);
+    assert_int_equal(u[1].rc, CRM_OK);
+    query_ids(f, "{\"email\": \"new@x\"}", NULL, ids, sizeof ids);
+    assert_string_equal(ids, "");
+    query_ids(f, "{\"city\": \"Oslo\"}", NULL, ids, sizeof ids);
+    assert_string_equal(ids, "b");
+    query_ids(f, "{\"email\": \"c@x\"}", NULL, ids, sizeof ids);
+    assert_string_equal(ids, "c");
+    assert_int_equal(crm_store_verify(f->store, &err), CRM_OK);
+    crm_write_clear(&w[0]);
+    crm_write_clear(&w[1]);
+    crm_value_free(p1);
+    crm_value_free(p2);
 }
 
 static void refs_must_exist(void **state)
@@ -650,6 +681,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(indexes_follow_create_update_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(unique_index_conflicts, setup, teardown),
         cmocka_unit_test_setup_teardown(refs_must_exist, setup, teardown),
+        cmocka_unit_test_setup_teardown(refused_write_leaves_no_trace, setup, teardown),
         cmocka_unit_test_setup_teardown(validation_details_name_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_unit_does_not_spoil_the_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_unit_is_all_or_nothing, setup, teardown),
