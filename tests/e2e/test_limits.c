@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -171,12 +173,108 @@ static void quiet_peers_are_pinged_and_dead_ones_hung_up(void **state)
     ws_close(&raw);
 }
 
+static int setup_small_queue(void **state)
+{
+    return start(state, "--send-queue 65536 --rate 100000");
+}
+
+#define OVF_CHANGES 1500
+
+typedef struct reader {
+    ws_client *c;
+    int changes;
+} reader;
+
+static void *read_changes(void *arg)
+{
+    reader *rd = arg;
+    crm_value *e;
+    while (rd->changes < OVF_CHANGES && (e = ws_recv(rd->c, 5000, NULL))) {
+        rd->changes += strcmp(crm_map_str(e, "event", ""), "change") == 0;
+        crm_value_free(e);
+    }
+    return NULL;
+}
+
+/* A subscriber that stops reading: past its send-queue limit (64 KiB here,
+ * beyond what the kernel's socket buffers absorb) it gets an overflow event
+ * and its subscription ends, while a reading subscriber receives every
+ * change and the writer's acks keep coming. */
+static void slow_subscriber_overflows_alone(void **state)
+{
+    fixture *f = *state;
+    ws_client slow, fast, writer;
+    char *blob = malloc(9001), *req = malloc(9400);
+    crm_value *r;
+    reader rd = {&fast, 0};
+    pthread_t th;
+    memset(blob, 'x', 9000);
+    blob[9000] = 0;
+    authed(f, &slow);
+    authed(f, &fast);
+    authed(f, &writer);
+    assert_int_equal(ws_send_json(&slow, "{\"ref\": 2, \"op\": \"subscribe\", \"collection\": \"companies\"}"), 0);
+    r = ws_reply(&slow, 2, 3000, NULL);
+    assert_string_equal(code_of(r), "OK");
+    crm_value_free(r);
+    assert_int_equal(ws_send_json(&fast, "{\"ref\": 2, \"op\": \"subscribe\", \"collection\": \"companies\"}"), 0);
+    r = ws_reply(&fast, 2, 3000, NULL);
+    assert_string_equal(code_of(r), "OK");
+    crm_value_free(r);
+    assert_int_equal(pthread_create(&th, NULL, read_changes, &rd), 0);
+    /* ~13 MB of changes while the slow one reads nothing */
+    for (int i = 0; i < OVF_CHANGES; i++) {
+        snprintf(req, 9400,
+                 "{\"ref\": %d, \"op\": \"create\", \"collection\": \"companies\", "
+                 "\"record\": {\"name\": \"Co %d\", \"notes\": \"%s\"}}", 1000 + i, i, blob);
+        assert_int_equal(ws_send_json(&writer, req), 0);
+        r = ws_reply(&writer, 1000 + i, 5000, NULL);
+        assert_non_null(r);
+        assert_string_equal(code_of(r), "OK");
+        crm_value_free(r);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(rd.changes, OVF_CHANGES);
+    /* now the slow one reads: some changes, then the overflow, then nothing */
+    int changes = 0, overflow = 0, after = 0;
+    crm_value *e;
+    while ((e = ws_recv(&slow, 1500, NULL))) {
+        const char *ev = crm_map_str(e, "event", "");
+        if (strcmp(ev, "overflow") == 0) {
+            overflow++;
+            assert_int_equal(crm_map_int(e, "sub", 0), 1);
+        } else if (strcmp(ev, "change") == 0) {
+            if (overflow)
+                after++;
+            else
+                changes++;
+        }
+        crm_value_free(e);
+    }
+    fprintf(stderr, "# slow subscriber: %d changes, %d overflow; fast one: %d\n", changes, overflow,
+            rd.changes);
+    assert_int_equal(overflow, 1);
+    assert_int_equal(after, 0);
+    assert_true(changes < OVF_CHANGES);
+    int status;
+    char *body;
+    assert_int_equal(http_get(f->p.port, "/metrics", &status, &body), 0);
+    assert_non_null(strstr(body, "crmd_overflows_total 1"));
+    free(body);
+    free(blob);
+    free(req);
+    ws_close(&slow);
+    ws_close(&fast);
+    ws_close(&writer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(rate_and_subscription_limits, setup_tight, teardown),
         cmocka_unit_test_setup_teardown(auth_deadline_closes_silent_connections, setup_tight, teardown),
         cmocka_unit_test_setup_teardown(quiet_peers_are_pinged_and_dead_ones_hung_up, setup_tight, teardown),
+        cmocka_unit_test_setup_teardown(slow_subscriber_overflows_alone, setup_small_queue, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
