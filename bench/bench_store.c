@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "machine.h"
 #include "codec.h"
 #include "schema.h"
 #include "store.h"
@@ -182,77 +183,6 @@ static void rm_rf(const char *dir)
     path_join(p, sizeof p, dir, "lock.mdb");
     unlink(p);
     rmdir(dir);
-}
-
-/* ---- the machine ---- */
-
-static void cpu_model(char *out, size_t n)
-{
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    snprintf(out, n, "unknown");
-    if (!f)
-        return;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c += 1 + (c[1] == ' ');
-                c[strcspn(c, "\n")] = 0;
-                snprintf(out, n, "%s", c);
-            }
-            break;
-        }
-    fclose(f);
-}
-
-static long mem_gib(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    long kb = 0;
-    if (f) {
-        if (fscanf(f, "MemTotal: %ld kB", &kb) != 1)
-            kb = 0;
-        fclose(f);
-    }
-    return (kb + (1 << 19)) >> 20;
-}
-
-/* "0.12/0.30/0.25" from /proc/loadavg. */
-static void loadavg(char *out, size_t n)
-{
-    FILE *f = fopen("/proc/loadavg", "r");
-    double a, b, c;
-    snprintf(out, n, "unknown");
-    if (f) {
-        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
-            snprintf(out, n, "%.2f/%.2f/%.2f", a, b, c);
-        fclose(f);
-    }
-}
-
-/* The type of the filesystem holding path, from the longest matching mount
- * point in /proc/mounts ("ext4"). */
-static void fs_type(const char *path, char *out, size_t n)
-{
-    char real[4096], dev[512], mnt[4096], type[64];
-    size_t best = 0;
-    FILE *f = fopen("/proc/mounts", "r");
-    snprintf(out, n, "unknown");
-    if (!realpath(path, real) || !f) {
-        if (f)
-            fclose(f);
-        return;
-    }
-    while (fscanf(f, "%511s %4095s %63s %*[^\n]", dev, mnt, type) == 3) {
-        size_t l = strlen(mnt);
-        if (strncmp(real, mnt, l) == 0 && (real[l] == '/' || real[l] == 0 || l == 1) &&
-            l >= best) {
-            best = l;
-            snprintf(out, n, "%s", type);
-        }
-    }
-    fclose(f);
 }
 
 /* ---- the workload ---- */
@@ -776,7 +706,7 @@ int main(void)
         if (!(sides[k].lat = malloc(LAT_CAP * sizeof(int64_t))))
             die("out of memory");
     /* Other work on the machine skews everything: the report says how much there was. */
-    loadavg(load_start, sizeof load_start);
+    bench_loadavg(load_start, sizeof load_start);
     if (!where || !*where)
         where = ".";
     snprintf(base, sizeof base, "%s/crmd-bench-XXXXXX", where);
@@ -789,8 +719,8 @@ int main(void)
         fprintf(stderr, "bench_store: WARNING: %s is on tmpfs/ramfs: fsync costs nothing there, "
                         "the durable figures below are not disk figures (set CRM_BENCH_DIR)\n",
                 base);
-    fs_type(base, fstype, sizeof fstype);
-    cpu_model(model, sizeof model);
+    bench_fs_type(base, fstype, sizeof fstype);
+    bench_cpu_model(model, sizeof model);
     uname(&un);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
 
@@ -815,11 +745,11 @@ int main(void)
             ngets);
     rr = bench_reads(base, schema, nrec, ngets, &ri);
 
-    loadavg(load_end, sizeof load_end);
+    bench_loadavg(load_end, sizeof load_end);
     printf("# bench_store: the store against raw LMDB\n\n");
     printf("Run %s.  Machine: %s, nproc %ld, %ld GiB RAM, Linux %s; stores on %s (`%s`)%s.  "
            "%s.  Load average (1/5/15 min) at start %s, at end %s.\n\n",
-           date, model, sysconf(_SC_NPROCESSORS_ONLN), mem_gib(), un.release, fstype, where,
+           date, model, sysconf(_SC_NPROCESSORS_ONLN), bench_mem_gib(), un.release, fstype, where,
            tmpfs ? " — **tmpfs: durable figures are not disk figures**" : "",
            mdb_version(NULL, NULL, NULL), load_start, load_end);
     printf("## Durable creates (real fsync; %g s per side in %d alternating slices; fresh "

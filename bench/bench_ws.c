@@ -84,6 +84,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "machine.h"
+
 #ifndef CRM_SOURCE_DIR
 #define CRM_SOURCE_DIR "."
 #endif
@@ -175,74 +177,6 @@ static void *xrealloc(void *p, size_t n)
     if (!p)
         die("out of memory");
     return p;
-}
-
-/* ---- the machine ---- */
-
-static void cpu_model(char *out, size_t n)
-{
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    snprintf(out, n, "unknown");
-    if (!f)
-        return;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            char *c = strchr(line, ':');
-            if (c) {
-                c += 1 + (c[1] == ' ');
-                c[strcspn(c, "\n")] = 0;
-                snprintf(out, n, "%s", c);
-            }
-            break;
-        }
-    fclose(f);
-}
-
-static long mem_gib(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    long kb = 0;
-    if (f) {
-        if (fscanf(f, "MemTotal: %ld kB", &kb) != 1)
-            kb = 0;
-        fclose(f);
-    }
-    return (kb + (1 << 19)) >> 20;
-}
-
-static void loadavg(char *out, size_t n)
-{
-    FILE *f = fopen("/proc/loadavg", "r");
-    double a, b, c;
-    snprintf(out, n, "unknown");
-    if (f) {
-        if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
-            snprintf(out, n, "%.2f/%.2f/%.2f", a, b, c);
-        fclose(f);
-    }
-}
-
-/* The type of the filesystem holding path ("ext4"), from /proc/mounts. */
-static void fs_type(const char *path, char *out, size_t n)
-{
-    char real[4096], dev[512], mnt[4096], type[64];
-    size_t best = 0;
-    FILE *f = fopen("/proc/mounts", "r");
-    snprintf(out, n, "unknown");
-    if (!f || !realpath(path, real)) {
-        if (f)
-            fclose(f);
-        return;
-    }
-    while (fscanf(f, "%511s %4095s %63s %*[^\n]", dev, mnt, type) == 3) {
-        size_t l = strlen(mnt);
-        if (strncmp(real, mnt, l) == 0 && (real[l] == '/' || real[l] == 0 || l == 1) && l >= best) {
-            best = l;
-            snprintf(out, n, "%s", type);
-        }
-    }
-    fclose(f);
 }
 
 /* A /proc/PID/status field in kB ("VmRSS:"), or -1. */
@@ -1864,7 +1798,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     atexit(kill_children);
     raise_nofile((rlim_t)(2 * fan_subs + 2 * 256 + 256));
-    loadavg(load0, sizeof load0);
+    bench_loadavg(load0, sizeof load0);
 
     /* where things are: the build folder is the one holding bench/bench_ws */
     if ((xl = readlink("/proc/self/exe", exe, sizeof exe - 1)) <= 0)
@@ -1897,8 +1831,8 @@ int main(void)
     if (tmpfs)
         fprintf(stderr, "bench_ws: WARNING: %s is on tmpfs/ramfs: fsync costs nothing there, "
                         "the durable figures are not disk figures (set CRM_BENCH_DIR)\n", e.base);
-    fs_type(e.base, fstype, sizeof fstype);
-    cpu_model(model, sizeof model);
+    bench_fs_type(e.base, fstype, sizeof fstype);
+    bench_cpu_model(model, sizeof model);
     uname(&un);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     snprintf(e.data, sizeof e.data, "%s/data", e.base);
@@ -1970,14 +1904,14 @@ int main(void)
     kill(echo_pid, SIGTERM);
     waitpid(echo_pid, NULL, 0);
     echo_pid = -1;
-    loadavg(load1, sizeof load1);
+    bench_loadavg(load1, sizeof load1);
 
     /* ---- the report ---- */
     const row *c1 = &creates[0], *c64 = &creates[2], *g64 = &gets[2];
     printf("# bench_ws: crmd over WebSocket\n\n");
     printf("Run %s.  Machine: %s, nproc %ld, %ld GiB RAM, Linux %s; data on %s (`%s`)%s.  "
            "Load average (1/5/15 min) at start %s, at end %s.\n\n",
-           date, model, sysconf(_SC_NPROCESSORS_ONLN), mem_gib(), un.release, fstype, where,
+           date, model, sysconf(_SC_NPROCESSORS_ONLN), bench_mem_gib(), un.release, fstype, where,
            tmpfs ? " — **tmpfs: durable figures are not disk figures**" : "", load0, load1);
     printf("crmd: `crmd serve --listen 127.0.0.1:0 %s` (the default per-connection limit of "
            "10,000 requests/s would cap the one-connection rows), every other limit at its "
