@@ -18,44 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum crm_type {
-    CRM_T_NIL = 0,
-    CRM_T_BOOL,
-    CRM_T_INT,
-    CRM_T_NUM,
-    CRM_T_STR,
-    CRM_T_ARR,
-    CRM_T_MAP
-} crm_type;
-
-typedef struct crm_value crm_value;
-
-typedef struct crm_kv {
-    char *key; /* owned, NUL-terminated */
-    size_t klen;
-    crm_value *val; /* owned */
-} crm_kv;
-
-struct crm_value {
-    crm_type type;
-    union {
-        int b;
-        int64_t i;
-        double n;
-        struct {
-            char *s; /* owned, NUL-terminated */
-            size_t len;
-        } str;
-        struct {
-            crm_value **items; /* owned */
-            size_t n, cap;
-        } arr;
-        struct {
-            crm_kv *kv; /* owned */
-            size_t n, cap;
-        } map;
-    } u;
-};
+/* crm_type, crm_kv and struct crm_value are part of the plugin ABI and are
+ * defined in <crm/plugin.h>. */
+#include <crm/plugin.h>
 
 /* ---- constructors: caller owns the result; NULL on OOM ---- */
 crm_value *crm_value_nil(void);
