@@ -34,6 +34,9 @@ typedef struct crm_bus_opts {
      * or "bus").  NULL = stderr JSON lines. */
     void (*log)(void *ud, int level, const char *who, const char *msg);
     void *log_ud;
+    /* How much faster the store's clock runs than real time (tests); the
+     * bus turns timer due times into real waits with it.  Default 1. */
+    double time_scale;
 } crm_bus_opts;
 
 void crm_bus_opts_default(crm_bus_opts *o);
@@ -64,6 +67,8 @@ crm_bus *crm_bus_owner_bus(crm_plugin *p);
 /* Registrations are refused (CRM_BAD_REQUEST) once an owner is sealed;
  * hosts seal owners after init/load. */
 void crm_bus_owner_seal(crm_plugin *p);
+/* Why the owner's last registration was refused (borrowed; "" if none). */
+const char *crm_bus_owner_errmsg(crm_plugin *p);
 
 /* ---- the write path ---- */
 

@@ -42,7 +42,7 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     crm_be64_put(hdr, (uint64_t)t->now);
     msgpack_sbuffer_write(&sb, (const char *)hdr, 8);
-    msgpack_pack_map(&pk, 7 + (rec_bytes != NULL) + (prev_bytes != NULL));
+    msgpack_pack_map(&pk, 7 + (rec_bytes != NULL) + (prev_bytes != NULL) + (t->depth > 0));
     pack_cstr(&pk, "seq");
     msgpack_pack_uint64(&pk, s);
     pack_cstr(&pk, "ts");
@@ -57,6 +57,10 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     msgpack_pack_int64(&pk, rev);
     pack_cstr(&pk, "prev_rev");
     msgpack_pack_int64(&pk, prev_rev);
+    if (t->depth > 0) { /* after-hooks of this change run one level deeper */
+        pack_cstr(&pk, "depth");
+        msgpack_pack_int(&pk, t->depth);
+    }
     if (rec_bytes) {
         pack_cstr(&pk, "record");
         msgpack_sbuffer_write(&sb, (const char *)rec_bytes, rec_len);
@@ -100,7 +104,8 @@ int crm_feed_trim(crm_txn *t, crm_err *err)
         int old = o->feed_max_age_ms > 0 && ts < t->now - o->feed_max_age_ms;
         int big = o->feed_max_bytes > 0 && t->feed_bytes > o->feed_max_bytes;
         /* The newest entry always stays, so the feed's end is never lost. */
-        if ((!old && !big) || crm_be64_get(k.mv_data) >= t->seq)
+        if ((!old && !big) || crm_be64_get(k.mv_data) >= t->seq ||
+            crm_be64_get(k.mv_data) > t->s->feed_floor)
             break;
         t->feed_bytes -= v.mv_size < t->feed_bytes ? v.mv_size : t->feed_bytes;
         if ((mrc = mdb_cursor_del(cur, 0)))
@@ -193,6 +198,7 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
         e.record = rec && rec->type == CRM_T_MAP ? rec : NULL;
         rec = crm_map_get(m, "prev");
         e.prev = rec && rec->type == CRM_T_MAP ? rec : NULL;
+        e.depth = (int)crm_map_int(m, "depth", 0);
         stop = fn(ud, &e);
         if (last_out)
             *last_out = e.seq;

@@ -599,6 +599,30 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The collections the kernel itself writes (bus: failed after-hooks and
+ * timers), added when the folder does not declare them (schemas/ does,
+ * with this same text, so operators can read and change it). */
+static const char BUILTIN_DEAD_LETTERS[] =
+    "{\"collection\":\"dead_letters\",\"description\":\"After-hook events and timers that kept failing, parked with their error after the last retry (written by the kernel's bus; crmd adds this collection when the schemas folder does not declare it).\",\"strict\":false,\"id_prefix\":\"dl_\",\"fields\":{\"kind\":{\"type\":\"enum\",\"required\":true,\"values\":[\"after_hook\",\"timer\"],\"index\":true},\"handler\":{\"type\":\"string\",\"required\":true,\"index\":true,\"description\":\"after-hook consumer name, or timer name\"},\"owner\":{\"type\":\"string\",\"description\":\"the plugin or script that registered it\"},\"error\":{\"type\":\"string\",\"required\":true},\"attempts\":{\"type\":\"int\",\"min\":0},\"seq\":{\"type\":\"int\",\"index\":true,\"description\":\"after_hook: the change's feed seq\"},\"collection\":{\"type\":\"string\"},\"op\":{\"type\":\"string\"},\"record_id\":{\"type\":\"string\",\"index\":true},\"payload\":{\"type\":\"map\",\"description\":\"timer: its payload\"},\"failed_at\":{\"type\":\"timestamp\",\"index\":true}}}";
+
+static int add_builtin(crm_value ***docs, size_t *ndocs, crm_err *err)
+{
+    crm_value **grown, *v = NULL;
+    crm_err e;
+    for (size_t i = 0; i < *ndocs; i++)
+        if (strcmp(crm_map_str((*docs)[i], "collection", ""), "dead_letters") == 0)
+            return CRM_OK;
+    if (!(v = crm_json_decode(BUILTIN_DEAD_LETTERS, sizeof BUILTIN_DEAD_LETTERS - 1, NULL, &e)))
+        return crm_err_set(err, CRM_INTERNAL, "built-in dead_letters: %s", e.msg);
+    if (!(grown = realloc(*docs, (*ndocs + 1) * sizeof *grown))) {
+        crm_value_free(v);
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    }
+    grown[(*ndocs)++] = v;
+    *docs = grown;
+    return CRM_OK;
+}
+
 int crm_schema_load_dir(const char *dir, crm_schema **out, crm_err *err)
 {
     DIR *d = opendir(dir);
@@ -696,6 +720,8 @@ int crm_schema_load_dir(const char *dir, crm_schema **out, crm_err *err)
         rc = crm_err_set(err, CRM_BAD_REQUEST, "schemas folder %s holds no collection", dir);
         goto done;
     }
+    if ((rc = add_builtin(&docs, &ndocs, err)) != CRM_OK)
+        goto done;
     {
         crm_err e;
         rc = crm_schema_from_values((const crm_value *const *)docs, ndocs, NULL, out, &e);

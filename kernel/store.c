@@ -60,6 +60,12 @@ int64_t crm_store_now(const crm_store *s)
     return s->o.clock_ms ? s->o.clock_ms(s->o.clock_ud) : real_clock();
 }
 
+int64_t crm_store_last_commit_ms(const crm_store *s) { return (int64_t)(s->id_clock >> 20); }
+void crm_store_set_feed_floor(crm_store *s, uint64_t floor) { s->feed_floor = floor; }
+int crm_txn_depth(const crm_txn *t) { return t->depth; }
+int64_t crm_txn_now(const crm_txn *t) { return t->now; }
+uint64_t crm_txn_last_seq(const crm_txn *t) { return t->seq; }
+
 const crm_schema *crm_store_schema(const crm_store *s) { return s->schema; }
 uint64_t crm_store_last_seq(const crm_store *s) { return s->last_seq; }
 size_t crm_store_map_size(const crm_store *s) { return s->map_size; }
@@ -181,13 +187,14 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
         s->o.map_max = s->o.map_size;
     s->schema = schema;
     atomic_init(&s->readers, 0);
+    s->feed_floor = UINT64_MAX;
     pthread_mutex_init(&s->pool_lock, NULL);
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = crm_err_set(err, CRM_UNAVAILABLE, "data folder %s: %s", dir, strerror(errno));
         goto fail;
     }
-    ndbs = 4;
+    ndbs = 8;
     for (size_t i = 0; i < schema->ncolls; i++)
         ndbs += 1 + schema->colls[i].nindexes;
     if ((mrc = mdb_env_create(&s->env)) || (mrc = mdb_env_set_maxdbs(s->env, (MDB_dbi)ndbs + 8)) ||
@@ -214,7 +221,10 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
         goto mdb_fail;
     if ((mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
         (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &s->feed)) ||
-        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TOKENS, MDB_CREATE, &s->tokens)))
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TOKENS, MDB_CREATE, &s->tokens)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_CURSORS, MDB_CREATE, &s->cursors)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TIMERS, MDB_CREATE, &s->timers)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TIMER_KEYS, MDB_CREATE, &s->timer_keys)))
         goto mdb_fail;
     s->colls = calloc(schema->ncolls ? schema->ncolls : 1, sizeof *s->colls);
     if (!s->colls) {
@@ -874,6 +884,33 @@ int crm_txn_write(crm_txn *t, crm_write *w)
     return rc;
 }
 
+int crm_txn_nest(crm_txn *t, int depth, int (*fn)(void *ud, crm_txn *child, crm_err *err),
+                 void *ud, crm_err *err)
+{
+    crm_txn child;
+    int rc;
+    crm_err_clear(err);
+    if (!t->write)
+        return crm_err_set(err, CRM_INTERNAL, "nested transaction of a read transaction");
+    if ((rc = txn_child(t, &child, err)) != CRM_OK)
+        return rc;
+    if (depth >= 0)
+        child.depth = depth;
+    rc = fn(ud, &child, err);
+    if (rc == CRM_OK && child.fatal)
+        rc = crm_err_set(err, CRM_UNAVAILABLE, "the write transaction failed");
+    if (rc == CRM_OK) {
+        rc = txn_child_commit(&child, err);
+    } else {
+        if (err->code == CRM_OK)
+            crm_err_set(err, rc, "failed");
+        mdb_txn_abort(child.txn);
+    }
+    if (child.fatal && !t->fatal)
+        t->fatal = child.fatal;
+    return rc;
+}
+
 /* Runs one unit in a nested transaction of top. */
 static void apply_unit(crm_txn *top, crm_unit *u)
 {
@@ -881,6 +918,10 @@ static void apply_unit(crm_txn *top, crm_unit *u)
     int rc;
     u->rc = CRM_OK;
     crm_err_clear(&u->err);
+    if (u->fn) {
+        u->rc = crm_txn_nest(top, -1, u->fn, u->fn_ud, &u->err);
+        return;
+    }
     if (u->n == 1) { /* a single write needs no second level */
         u->rc = crm_txn_write(top, &u->writes[0]);
         if (u->rc != CRM_OK)
@@ -1017,7 +1058,7 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
 
 int crm_store_write1(crm_store *s, crm_write *w)
 {
-    crm_unit u = {w, 1, 0, {0, ""}};
+    crm_unit u = {.writes = w, .n = 1};
     crm_err e;
     if (crm_store_apply(s, &u, 1, &e) != CRM_OK)
         return w->rc;
@@ -1116,7 +1157,61 @@ static int aux_dbi(crm_store *s, const char *table, MDB_dbi *dbi, crm_err *err)
         *dbi = s->tokens;
         return CRM_OK;
     }
+    if (strcmp(table, CRM_AUX_CURSORS) == 0) {
+        *dbi = s->cursors;
+        return CRM_OK;
+    }
+    if (strcmp(table, CRM_AUX_TIMERS) == 0) {
+        *dbi = s->timers;
+        return CRM_OK;
+    }
+    if (strcmp(table, CRM_AUX_TIMER_KEYS) == 0) {
+        *dbi = s->timer_keys;
+        return CRM_OK;
+    }
     return crm_err_set(err, CRM_INTERNAL, "no table %s", table);
+}
+
+int crm_txn_aux_put(crm_txn *t, const char *table, const void *key, size_t klen,
+                    const void *val, size_t vlen, crm_err *err)
+{
+    MDB_dbi dbi = 0;
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int mrc, rc;
+    if (!t->write)
+        return crm_err_set(err, CRM_INTERNAL, "aux write in a read transaction");
+    if ((rc = aux_dbi(t->s, table, &dbi, err)) != CRM_OK)
+        return rc;
+    mrc = val ? mdb_put(t->txn, dbi, &k, &v, 0) : mdb_del(t->txn, dbi, &k, NULL);
+    if (mrc == MDB_NOTFOUND)
+        return crm_err_set(err, CRM_NOT_FOUND, "not found");
+    if (mrc)
+        return crm_store_mdb_err(t, mrc, err, "aux write");
+    return CRM_OK;
+}
+
+int crm_txn_aux_scan(crm_txn *t, const char *table, const void *from, size_t flen, size_t max,
+                     int (*fn)(void *ud, const void *k, size_t kl, const void *v, size_t vl),
+                     void *ud, crm_err *err)
+{
+    MDB_dbi dbi = 0;
+    MDB_cursor *cur;
+    MDB_val k = {flen, (void *)from}, v;
+    size_t n = 0;
+    int mrc, rc;
+    if ((rc = aux_dbi(t->s, table, &dbi, err)) != CRM_OK)
+        return rc;
+    if ((mrc = mdb_cursor_open(t->txn, dbi, &cur)))
+        return crm_store_mdb_err(t, mrc, err, "aux cursor");
+    for (mrc = mdb_cursor_get(cur, &k, &v, from && flen ? MDB_SET_RANGE : MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (fn(ud, k.mv_data, k.mv_size, v.mv_data, v.mv_size) || (max && ++n >= max))
+            break;
+    }
+    mdb_cursor_close(cur);
+    if (mrc && mrc != MDB_NOTFOUND)
+        return crm_store_mdb_err(t, mrc, err, "aux scan");
+    return CRM_OK;
 }
 
 int crm_txn_aux_get(crm_txn *t, const char *table, const void *key, size_t klen,

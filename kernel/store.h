@@ -58,6 +58,9 @@ uint64_t crm_store_last_seq(const crm_store *s);
 size_t crm_store_map_size(const crm_store *s);
 /* Now, on the store's clock (ms since the epoch). */
 int64_t crm_store_now(const crm_store *s);
+/* The time of the last committed batch (ms; 0 for a new store): a clock
+ * that runs faster for tests restarts from here so it never goes back. */
+int64_t crm_store_last_commit_ms(const crm_store *s);
 
 /* ---- writes ---- */
 
@@ -88,6 +91,12 @@ typedef struct crm_unit {
     size_t n;
     int rc;                 /* CRM_OK, or the first failing write's code */
     crm_err err;            /* that write's message */
+    /* Instead of writes: work done by fn inside the unit's nested
+     * transaction (the bus: after-hooks, timers, `call` methods).  fn
+     * returns CRM_OK to keep its writes, or a code (err filled) to undo
+     * them.  n must be 0. */
+    int (*fn)(void *ud, crm_txn *t, crm_err *err);
+    void *fn_ud;
 } crm_unit;
 
 /* Applies units in one LMDB write transaction with one commit.  Each unit
@@ -132,6 +141,18 @@ void crm_store_set_before(crm_store *s, crm_before_fn fn, void *ud);
 /* Hook writes nest at most this deep (SCRIPT_ERROR past it). */
 #define CRM_MAX_HOOK_DEPTH 16
 
+/* Runs fn(ud, child, err) in a nested transaction of write transaction t:
+ * kept when fn returns CRM_OK, undone otherwise (and then t is as it was).
+ * depth >= 0 sets the hook depth of the writes fn makes (-1 keeps t's). */
+int crm_txn_nest(crm_txn *t, int depth, int (*fn)(void *ud, crm_txn *child, crm_err *err),
+                 void *ud, crm_err *err);
+/* Hook depth of t (0 for a client's write). */
+int crm_txn_depth(const crm_txn *t);
+/* The time of t's batch (one clock reading per batch), ms. */
+int64_t crm_txn_now(const crm_txn *t);
+/* Seq of the last change written in t so far (committed or not). */
+uint64_t crm_txn_last_seq(const crm_txn *t);
+
 /* Performs one write inside a write transaction t (a hook's transaction), in
  * a nested transaction of its own so a failure leaves t as it was.  Fills w's
  * results like crm_store_apply; returns w->rc. */
@@ -168,9 +189,22 @@ int crm_store_verify(crm_store *s, crm_err *err);
  * part of a group): these are rare administrative writes, possibly from
  * another process (crmd token create) while a server runs. */
 #define CRM_AUX_TOKENS "tokens"
+#define CRM_AUX_CURSORS "cursors"       /* after-hook consumer name -> be64 seq */
+#define CRM_AUX_TIMERS "timers"         /* be64 due ms | be64 n -> msgpack timer */
+#define CRM_AUX_TIMER_KEYS "timer_keys" /* timer NUL key -> timers key */
 /* *val is borrowed (lmdb.h's rule).  NOT_FOUND when absent. */
 int crm_txn_aux_get(crm_txn *t, const char *table, const void *key, size_t klen,
                     const void **val, size_t *vlen, crm_err *err);
+/* Inside write transaction t (part of its batch).  val NULL deletes
+ * (NOT_FOUND when absent). */
+int crm_txn_aux_put(crm_txn *t, const char *table, const void *key, size_t klen,
+                    const void *val, size_t vlen, crm_err *err);
+/* Calls fn for each entry with key >= from (from NULL: the first), in key
+ * order, until fn returns non-zero or max entries (0 = all).  Key and value
+ * are borrowed during the call; fn must not write to t. */
+int crm_txn_aux_scan(crm_txn *t, const char *table, const void *from, size_t flen, size_t max,
+                     int (*fn)(void *ud, const void *k, size_t kl, const void *v, size_t vl),
+                     void *ud, crm_err *err);
 /* val NULL deletes (NOT_FOUND when absent). */
 int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t klen,
                       const void *val, size_t vlen, crm_err *err);
@@ -226,6 +260,7 @@ typedef struct crm_feed_entry {
     int64_t rev, prev_rev;    /* prev_rev 0 on create */
     const crm_value *record;  /* the record after; NULL for delete */
     const crm_value *prev;    /* the record before; NULL for create */
+    int depth;                /* hook depth of the write (0: a client's) */
 } crm_feed_entry;
 
 /* Calls fn for every retained entry with seq > since, in order, at most max
@@ -235,6 +270,9 @@ typedef struct crm_feed_entry {
 int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
                   int (*fn)(void *ud, const crm_feed_entry *e), void *ud, uint64_t *last_out,
                   crm_err *err);
+/* Retention never drops entries after floor (the slowest after-hook
+ * consumer's cursor); UINT64_MAX = no floor (the default). */
+void crm_store_set_feed_floor(crm_store *s, uint64_t floor);
 /* Oldest retained seq (0 when empty) and last seq in this snapshot. */
 int crm_feed_bounds(crm_txn *t, uint64_t *first, uint64_t *last, crm_err *err);
 

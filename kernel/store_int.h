@@ -26,7 +26,8 @@ struct crm_store {
     crm_store_opts o;
     crm_coll_rt *colls;
     size_t ncolls;
-    MDB_dbi feed, meta, tokens;
+    MDB_dbi feed, meta, tokens, cursors, timers, timer_keys;
+    uint64_t feed_floor;  /* trim keeps entries after this seq */
     /* committed counters (the write txn carries its own working copies) */
     uint64_t last_seq, id_clock, feed_bytes;
     size_t map_size;

@@ -127,7 +127,7 @@ static int setup(void **state)
     /* load in batches of 100 through group commit */
     for (int b = 0; b < NRECORDS / 100; b++) {
         crm_write w[100];
-        crm_unit u[100];
+        crm_unit u[100] = {0};
         crm_value *recs[100];
         memset(w, 0, sizeof w);
         for (int i = 0; i < 100; i++) {
@@ -557,7 +557,7 @@ static void paging_under_concurrent_writes(void **state)
                 break;
             /* between pages: 5 creates, 2 updates, 1 delete */
             crm_write w[8];
-            crm_unit u[8];
+            crm_unit u[8] = {0};
             crm_value *data[8];
             memset(w, 0, sizeof w);
             for (int i = 0; i < 8; i++) {

@@ -353,7 +353,7 @@ static void refused_write_leaves_no_trace(void **state)
     crm_value *p2 = J("{\"name\": \"C\", \"email\": \"c@x\"}");
     crm_write w[2] = {{.op = CRM_OP_UPDATE, .coll = "contacts", .id = "b", .data = p1},
                       {.op = CRM_OP_CREATE, .coll = "contacts", .id = "c", .data = p2}};
-    crm_unit u[2] = {{&w[0], 1, 0, {0, ""}}, {&w[1], 1, 0, {0, ""}}};
+    crm_unit u[2] = {{.writes = &w[0], .n = 1}, {.writes = &w[1], .n = 1}};
     assert_int_equal(crm_store_apply(f->store, u, 2, &err), CRM_OK);
     assert_int_equal(u[0].rc, CRM_CONFLICT);
     assert_int_equal(u[1].rc, CRM_OK);
@@ -415,7 +415,7 @@ static void failing_unit_does_not_spoil_the_batch(void **state)
         {.op = CRM_OP_CREATE, .coll = "contacts", .id = "bad", .data = bad},
         {.op = CRM_OP_CREATE, .coll = "contacts", .id = "g2", .data = good2},
     };
-    crm_unit u[4];
+    crm_unit u[4] = {0};
     for (int i = 0; i < 4; i++) {
         u[i].writes = &w[i];
         u[i].n = 1;
@@ -456,7 +456,7 @@ static void tx_unit_is_all_or_nothing(void **state)
         {.op = CRM_OP_CREATE, .coll = "contacts", .id = "tb", .data = b}, /* conflicts with ta */
         {.op = CRM_OP_CREATE, .coll = "contacts", .id = "tc", .data = c},
     };
-    crm_unit u[2] = {{&w[0], 2, 0, {0, ""}}, {&w[2], 1, 0, {0, ""}}};
+    crm_unit u[2] = {{.writes = &w[0], .n = 2}, {.writes = &w[2], .n = 1}};
     assert_int_equal(crm_store_apply(f->store, u, 2, &err), CRM_OK);
     assert_int_equal(u[0].rc, CRM_CONFLICT);
     assert_non_null(strstr(u[0].err.msg, "op 1:"));

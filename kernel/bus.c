@@ -1,0 +1,786 @@
+/*
+ * bus -- registrations, before-hook dispatch, after-hook consumers, timers,
+ * methods (bus.h is the contract).  The crm_api table is in bus_api.c.
+ *
+ * Why after-hooks run inside the group commit: a consumer's cursor step and
+ * the writes its hook made must be one atomic change, or a crash between
+ * them would run the hook twice (or lose it).  So each round is a unit of
+ * the batch: per consumer, the feed entries past its cursor are read in the
+ * batch's own transaction, each matching entry runs its hook in a nested
+ * transaction, and the cursor is written last; all of it commits with the
+ * client writes of the same loop turn, in the same fsync.
+ */
+#include "bus_int.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "keys.h"
+
+void crm_bus_opts_default(crm_bus_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_attempts = 5;
+    o->backoff_ms = 50;
+    o->max_per_round = 512;
+    o->time_scale = 1.0;
+}
+
+/* ---- logging ---- */
+
+static void default_log(void *ud, int level, const char *who, const char *msg)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    crm_value *m = crm_value_map();
+    char *line = NULL;
+    (void)ud;
+    if (level < 0 || level > CRM_LOG_ERROR)
+        level = CRM_LOG_ERROR;
+    if (m && crm_map_set(m, "level", crm_value_cstr(names[level])) == 0 &&
+        crm_map_set(m, "who", crm_value_cstr(who)) == 0 &&
+        crm_map_set(m, "msg", crm_value_cstr(msg)) == 0)
+        line = crm_json_encode(m, NULL);
+    fprintf(stderr, "%s\n", line ? line : "{\"level\":\"error\",\"msg\":\"out of memory\"}");
+    free(line);
+    crm_value_free(m);
+}
+
+void crm_bus_vlog(crm_bus *b, int level, const char *who, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (b && b->o.log)
+        b->o.log(b->o.log_ud, level, who, msg);
+    else
+        default_log(NULL, level, who, msg);
+}
+
+void crm_bus_log(crm_bus *b, int level, const char *who, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    crm_bus_vlog(b, level, who, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- ctx ---- */
+
+void crm_ctx_init(crm_ctx *c, crm_bus *b, crm_plugin *p, crm_txn *t, const char *user,
+                  const char *role)
+{
+    memset(c, 0, sizeof *c);
+    c->b = b;
+    c->p = p;
+    c->t = t;
+    c->user = user;
+    c->role = role;
+}
+
+void crm_ctx_done(crm_ctx *c)
+{
+    while (c->arena) {
+        struct crm_arena_block *next = c->arena->next;
+        free(c->arena);
+        c->arena = next;
+    }
+}
+
+/* A hook's failure as the bus reports it: the hook's own message, or a
+ * generic one naming the owner when it gave none. */
+static int ctx_fail(crm_ctx *c, int rc, crm_err *err)
+{
+    if (c->err.code != CRM_OK && c->err.msg[0])
+        *err = c->err;
+    else
+        crm_err_set(err, rc, "%s %s failed with %s", c->p->kind, c->p->name, crm_code_name(rc));
+    err->code = rc;
+    return rc;
+}
+
+/* ---- owners ---- */
+
+crm_plugin *crm_bus_owner_new(crm_bus *b, const char *kind, const char *name, crm_value *config)
+{
+    crm_plugin *p = calloc(1, sizeof *p);
+    if (!p || !(p->name = strdup(name))) {
+        free(p);
+        crm_value_free(config);
+        return NULL;
+    }
+    p->b = b;
+    snprintf(p->kind, sizeof p->kind, "%s", kind);
+    snprintf(p->who, sizeof p->who, "%s %s", kind, name);
+    p->config = config;
+    p->next = b->owners;
+    b->owners = p;
+    return p;
+}
+
+static void update_before_fn(crm_bus *b);
+static void update_floor(crm_bus *b);
+
+void crm_bus_owner_free(crm_plugin *p)
+{
+    crm_bus *b;
+    if (!p)
+        return;
+    b = p->b;
+    for (crm_hook **h = &b->hooks; *h;) {
+        if ((*h)->owner == p) {
+            crm_hook *dead = *h;
+            *h = dead->next;
+            free(dead->name);
+            free(dead);
+        } else {
+            h = &(*h)->next;
+        }
+    }
+    for (crm_named **t = &b->timers; *t;) {
+        if ((*t)->owner == p) {
+            crm_named *dead = *t;
+            *t = dead->next;
+            free(dead->name);
+            free(dead);
+        } else {
+            t = &(*t)->next;
+        }
+    }
+    for (crm_named **m = &b->methods; *m;) {
+        if ((*m)->owner == p) {
+            crm_named *dead = *m;
+            *m = dead->next;
+            free(dead->name);
+            free(dead);
+        } else {
+            m = &(*m)->next;
+        }
+    }
+    for (crm_plugin **o = &b->owners; *o; o = &(*o)->next)
+        if (*o == p) {
+            *o = p->next;
+            break;
+        }
+    update_before_fn(b);
+    update_floor(b);
+    crm_value_free(p->config);
+    free(p->name);
+    free(p);
+}
+
+void crm_bus_owner_set_host(crm_plugin *p, void *host) { p->host = host; }
+void *crm_bus_owner_host(crm_plugin *p) { return p->host; }
+crm_bus *crm_bus_owner_bus(crm_plugin *p) { return p->b; }
+void crm_bus_owner_seal(crm_plugin *p) { p->sealed = 1; }
+const char *crm_bus_owner_errmsg(crm_plugin *p) { return p->err.msg; }
+
+/* ---- registration ---- */
+
+static int reg_fail(crm_plugin *p, int code, const char *fmt, ...) CRM_PRINTF(3, 4);
+static int reg_fail(crm_plugin *p, int code, const char *fmt, ...)
+{
+    va_list ap;
+    p->err.code = code;
+    va_start(ap, fmt);
+    vsnprintf(p->err.msg, sizeof p->err.msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Another owner holds name: a clash unless that owner is the same plugin or
+ * script in its previous life (a reload registers the new set before the
+ * old one goes). */
+static int clash(const crm_plugin *p, const crm_plugin *other)
+{
+    return other != p && strcmp(other->name, p->name) != 0;
+}
+
+int crm_bus_on(crm_plugin *p, const char *event, int phase, const char *name, crm_hook_fn fn,
+               void *ud)
+{
+    crm_bus *b = p->b;
+    const char *dot = event ? strrchr(event, '.') : NULL;
+    crm_hook *h, **tail;
+    char coll[CRM_BUS_NAME_MAX];
+    int n = 1;
+
+    if (p->sealed)
+        return reg_fail(p, CRM_BAD_REQUEST, "hooks are registered while loading, not later");
+    if (!fn)
+        return reg_fail(p, CRM_BAD_REQUEST, "a hook needs a function");
+    if (!dot || dot == event || (size_t)(dot - event) >= sizeof coll)
+        return reg_fail(p, CRM_BAD_REQUEST, "event \"%s\" must be \"collection.op\"",
+                        event ? event : "(null)");
+    memcpy(coll, event, (size_t)(dot - event));
+    coll[dot - event] = '\0';
+    if (!crm_schema_find(crm_store_schema(b->s), coll))
+        return reg_fail(p, CRM_BAD_REQUEST, "event \"%s\": no collection \"%s\"", event, coll);
+    if (strcmp(dot + 1, "create") && strcmp(dot + 1, "update") && strcmp(dot + 1, "delete") &&
+        strcmp(dot + 1, "*"))
+        return reg_fail(p, CRM_BAD_REQUEST,
+                        "event \"%s\": op must be create, update, delete or *", event);
+    if (phase != CRM_BEFORE && phase != CRM_AFTER)
+        return reg_fail(p, CRM_BAD_REQUEST, "phase must be before or after");
+    if (!(h = calloc(1, sizeof *h)))
+        return reg_fail(p, CRM_INTERNAL, "out of memory");
+    h->owner = p;
+    snprintf(h->coll, sizeof h->coll, "%s", coll);
+    snprintf(h->op, sizeof h->op, "%s", dot + 1);
+    h->phase = phase;
+    h->fn = fn;
+    h->ud = ud;
+    if (phase == CRM_AFTER) {
+        /* The durable name is scoped by the owner, so two scripts never
+         * share a cursor, and a reload of the same file finds its own. */
+        char full[CRM_BUS_NAME_MAX * 2];
+        for (;;) {
+            int dup = 0;
+            if (name)
+                snprintf(full, sizeof full, "%s/%s", p->name, name);
+            else if (n == 1)
+                snprintf(full, sizeof full, "%s/%s", p->name, event);
+            else
+                snprintf(full, sizeof full, "%s/%s#%d", p->name, event, n);
+            for (crm_hook *o = b->hooks; o && !dup; o = o->next)
+                dup = o->owner == p && o->name && strcmp(o->name, full) == 0;
+            if (!dup)
+                break;
+            if (name) {
+                free(h);
+                return reg_fail(p, CRM_CONFLICT, "after-hook name \"%s\" is used twice", name);
+            }
+            n++;
+        }
+        if (!(h->name = strdup(full))) {
+            free(h);
+            return reg_fail(p, CRM_INTERNAL, "out of memory");
+        }
+        if (crm_bus_cursor_load(b, h) != CRM_OK) {
+            free(h->name);
+            free(h);
+            return reg_fail(p, CRM_UNAVAILABLE, "cannot read the cursor of %s", full);
+        }
+    }
+    for (tail = &b->hooks; *tail; tail = &(*tail)->next)
+        ;
+    *tail = h; /* registration order is dispatch order */
+    update_before_fn(b);
+    update_floor(b);
+    return CRM_OK;
+}
+
+static int add_named(crm_plugin *p, crm_named **list, const char *what, const char *name,
+                     void *fn, void *ud)
+{
+    crm_named *x, **tail;
+    if (p->sealed)
+        return reg_fail(p, CRM_BAD_REQUEST, "%ss are registered while loading, not later", what);
+    if (!fn || !name || !*name || strlen(name) >= CRM_BUS_NAME_MAX)
+        return reg_fail(p, CRM_BAD_REQUEST, "a %s needs a name (1-%d bytes) and a function", what,
+                        CRM_BUS_NAME_MAX - 1);
+    for (x = *list; x; x = x->next)
+        if (strcmp(x->name, name) == 0 && (x->owner == p || clash(p, x->owner)))
+            return reg_fail(p, CRM_CONFLICT, "%s \"%s\" is already registered by %s", what, name,
+                            x->owner->who);
+    if (!(x = calloc(1, sizeof *x)) || !(x->name = strdup(name))) {
+        free(x);
+        return reg_fail(p, CRM_INTERNAL, "out of memory");
+    }
+    x->owner = p;
+    x->fn = fn;
+    x->ud = ud;
+    for (tail = list; *tail; tail = &(*tail)->next)
+        ;
+    *tail = x;
+    return CRM_OK;
+}
+
+int crm_bus_on_timer(crm_plugin *p, const char *timer, crm_timer_fn fn, void *ud)
+{
+    return add_named(p, &p->b->timers, "timer", timer, (void *)fn, ud);
+}
+
+int crm_bus_method(crm_plugin *p, const char *method, crm_method_fn fn, void *ud)
+{
+    return add_named(p, &p->b->methods, "method", method, (void *)fn, ud);
+}
+
+/* The newest registration wins: during a reload that is the new set. */
+static crm_named *find_named(crm_named *list, const char *name)
+{
+    crm_named *found = NULL;
+    for (; list; list = list->next)
+        if (strcmp(list->name, name) == 0)
+            found = list;
+    return found;
+}
+
+/* ---- before-hooks ---- */
+
+static int hook_matches(const crm_hook *h, const char *coll, const char *op)
+{
+    return strcmp(h->coll, coll) == 0 && (h->op[0] == '*' || strcmp(h->op, op) == 0);
+}
+
+static int before_dispatch(void *ud, crm_txn *t, crm_change *ch, crm_err *err)
+{
+    crm_bus *b = ud;
+    const char *op = crm_op_name(ch->op);
+    for (crm_hook *h = b->hooks; h; h = h->next) {
+        crm_ctx c;
+        crm_event ev;
+        int rc;
+        if (h->phase != CRM_BEFORE || !hook_matches(h, ch->coll, op))
+            continue;
+        ev.collection = ch->coll;
+        ev.op = op;
+        ev.id = ch->id;
+        ev.record = ch->record;
+        ev.prev = ch->prev;
+        ev.seq = 0;
+        ev.phase = CRM_BEFORE;
+        crm_ctx_init(&c, b, h->owner, t, NULL, NULL);
+        rc = h->fn(&c, &ev, h->ud);
+        if (rc != CRM_OK)
+            ctx_fail(&c, rc, err);
+        crm_ctx_done(&c);
+        if (rc != CRM_OK)
+            return rc;
+    }
+    return CRM_OK;
+}
+
+/* Writes without before-hooks take the store's faster path (no nested
+ * transaction per write), so the dispatcher is installed only when needed. */
+static void update_before_fn(crm_bus *b)
+{
+    int any = 0;
+    for (crm_hook *h = b->hooks; h && !any; h = h->next)
+        any = h->phase == CRM_BEFORE;
+    crm_store_set_before(b->s, any ? before_dispatch : NULL, any ? b : NULL);
+}
+
+/* ---- bus ---- */
+
+int crm_bus_new(crm_store *s, const crm_bus_opts *opts, crm_bus **out, crm_err *err)
+{
+    crm_bus *b;
+    *out = NULL;
+    if (!crm_schema_find(crm_store_schema(s), CRM_DEAD_LETTERS))
+        return crm_err_set(err, CRM_INTERNAL, "the schema has no %s collection", CRM_DEAD_LETTERS);
+    if (!(b = calloc(1, sizeof *b)))
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    b->s = s;
+    if (opts)
+        b->o = *opts;
+    else
+        crm_bus_opts_default(&b->o);
+    if (b->o.max_attempts < 1)
+        b->o.max_attempts = 1;
+    if (b->o.backoff_ms < 1)
+        b->o.backoff_ms = 1;
+    if (!b->o.max_per_round)
+        b->o.max_per_round = 512;
+    if (!(b->o.time_scale > 0))
+        b->o.time_scale = 1.0;
+    b->unit.fn = crm_bus_round;
+    b->unit.fn_ud = b;
+    b->timer_ctr = (uint64_t)crm_store_now(s) << 16;
+    b->next_due = 0; /* unknown until the first scan: look at once */
+    b->sched_min = INT64_MAX;
+    crm_bus_api_init(b);
+    *out = b;
+    return CRM_OK;
+}
+
+void crm_bus_free(crm_bus *b)
+{
+    if (!b)
+        return;
+    while (b->owners)
+        crm_bus_owner_free(b->owners);
+    crm_store_set_before(b->s, NULL, NULL);
+    crm_store_set_feed_floor(b->s, UINT64_MAX);
+    crm_bus_timers_forget(b);
+    crm_bus_api_forget(b);
+    free(b);
+}
+
+/* ---- after-hook cursors ---- */
+
+int crm_bus_cursor_load(crm_bus *b, crm_hook *h)
+{
+    crm_txn *t;
+    crm_err e;
+    const void *v;
+    size_t vl;
+    int rc;
+    /* the same consumer in its previous life (a reload) knows it best */
+    for (crm_hook *o = b->hooks; o; o = o->next)
+        if (o->name && strcmp(o->name, h->name) == 0) {
+            h->cursor = o->cursor;
+            return CRM_OK;
+        }
+    if ((rc = crm_store_begin_read(b->s, &t, &e)) != CRM_OK)
+        return rc;
+    rc = crm_txn_aux_get(t, CRM_AUX_CURSORS, h->name, strlen(h->name), &v, &vl, &e);
+    if (rc == CRM_OK && vl == 8) {
+        h->cursor = crm_be64_get(v);
+        crm_txn_end(t);
+        return CRM_OK;
+    }
+    crm_txn_end(t);
+    if (rc != CRM_OK && rc != CRM_NOT_FOUND)
+        return rc;
+    /* A new consumer starts at the end of the feed, durably, so a crash
+     * before its first round cannot make it skip what came in between. */
+    {
+        uint8_t be[8];
+        h->cursor = crm_store_last_seq(b->s);
+        crm_be64_put(be, h->cursor);
+        return crm_store_aux_put(b->s, CRM_AUX_CURSORS, h->name, strlen(h->name), be, 8, &e);
+    }
+}
+
+static void update_floor(crm_bus *b)
+{
+    uint64_t floor = UINT64_MAX;
+    for (crm_hook *h = b->hooks; h; h = h->next)
+        if (h->phase == CRM_AFTER && h->cursor < floor)
+            floor = h->cursor;
+    crm_store_set_feed_floor(b->s, floor);
+}
+
+/* ---- the round: after-hooks and timers in one unit of the batch ---- */
+
+typedef struct pending_ev {
+    uint64_t seq;
+    int depth;
+    char *coll, *id;
+    crm_op op;
+    crm_value *record, *prev;
+} pending_ev;
+
+typedef struct collect {
+    crm_hook *h;
+    pending_ev *evs;
+    size_t n, cap;
+    int oom;
+} collect;
+
+static int collect_cb(void *ud, const crm_feed_entry *e)
+{
+    collect *c = ud;
+    pending_ev *pe;
+    if (!hook_matches(c->h, e->coll, crm_op_name(e->op)))
+        return 0;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        pending_ev *g = realloc(c->evs, cap * sizeof *g);
+        if (!g) {
+            c->oom = 1;
+            return 1;
+        }
+        c->evs = g;
+        c->cap = cap;
+    }
+    pe = &c->evs[c->n];
+    memset(pe, 0, sizeof *pe);
+    pe->seq = e->seq;
+    pe->depth = e->depth;
+    pe->op = e->op;
+    pe->coll = strdup(e->coll);
+    pe->id = strdup(e->id);
+    pe->record = e->record ? crm_value_dup(e->record) : NULL;
+    pe->prev = e->prev ? crm_value_dup(e->prev) : NULL;
+    c->n++;
+    if (!pe->coll || !pe->id || (e->record && !pe->record) || (e->prev && !pe->prev)) {
+        c->oom = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static void collect_free(collect *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->evs[i].coll);
+        free(c->evs[i].id);
+        crm_value_free(c->evs[i].record);
+        crm_value_free(c->evs[i].prev);
+    }
+    free(c->evs);
+}
+
+typedef struct hook_call {
+    crm_bus *b;
+    crm_hook *h;
+    pending_ev *pe;
+} hook_call;
+
+static int run_after(void *ud, crm_txn *t, crm_err *err)
+{
+    hook_call *hc = ud;
+    crm_ctx c;
+    crm_event ev;
+    int rc;
+    ev.collection = hc->pe->coll;
+    ev.op = crm_op_name(hc->pe->op);
+    ev.id = hc->pe->id;
+    ev.record = hc->pe->record;
+    ev.prev = hc->pe->prev;
+    ev.seq = hc->pe->seq;
+    ev.phase = CRM_AFTER;
+    crm_ctx_init(&c, hc->b, hc->h->owner, t, NULL, NULL);
+    rc = hc->h->fn(&c, &ev, hc->h->ud);
+    if (rc != CRM_OK)
+        ctx_fail(&c, rc, err);
+    crm_ctx_done(&c);
+    return rc;
+}
+
+
+int crm_bus_dead_letter(crm_bus *b, crm_txn *t, const dead_letter *d, crm_err *err)
+{
+    crm_value *rec = crm_value_map();
+    crm_write w;
+    int rc;
+    if (!rec || crm_map_set(rec, "kind", crm_value_cstr(d->kind)) ||
+        crm_map_set(rec, "handler", crm_value_cstr(d->handler)) ||
+        crm_map_set(rec, "owner", crm_value_cstr(d->owner ? d->owner : "")) ||
+        crm_map_set(rec, "error", crm_value_cstr(d->error[0] ? d->error : "failed")) ||
+        crm_map_set(rec, "attempts", crm_value_int(d->attempts)) ||
+        crm_map_set(rec, "failed_at", crm_value_int(crm_txn_now(t))) ||
+        (d->seq && crm_map_set(rec, "seq", crm_value_int((int64_t)d->seq))) ||
+        (d->coll && crm_map_set(rec, "collection", crm_value_cstr(d->coll))) ||
+        (d->op && crm_map_set(rec, "op", crm_value_cstr(d->op))) ||
+        (d->record_id && crm_map_set(rec, "record_id", crm_value_cstr(d->record_id))) ||
+        (d->payload && d->payload->type == CRM_T_MAP &&
+         crm_map_set(rec, "payload", crm_value_dup(d->payload)))) {
+        crm_value_free(rec);
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    }
+    memset(&w, 0, sizeof w);
+    w.op = CRM_OP_CREATE;
+    w.coll = CRM_DEAD_LETTERS;
+    w.data = rec;
+    rc = crm_txn_write(t, &w);
+    if (rc != CRM_OK)
+        *err = w.err;
+    crm_write_clear(&w);
+    crm_value_free(rec);
+    if (rc == CRM_OK) {
+        b->stats.dead_letters++;
+        crm_bus_log(b, CRM_LOG_ERROR, d->owner ? d->owner : "bus",
+                    "%s %s parked in dead_letters after %d attempts: %s", d->kind, d->handler,
+                    d->attempts, d->error);
+    }
+    return rc;
+}
+
+static int64_t backoff(const crm_bus *b, int attempts)
+{
+    int64_t ms = b->o.backoff_ms;
+    for (int i = 1; i < attempts && ms < 60000; i++)
+        ms *= 2;
+    return ms;
+}
+
+static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
+{
+    collect c;
+    uint64_t work = h->cursor, last = 0;
+    crm_err e;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    c.h = h;
+    rc = crm_feed_read(t, h->cursor, b->o.max_per_round, collect_cb, &c, &last, &e);
+    if (rc == CRM_CONFLICT) {
+        /* retention dropped entries this consumer never saw (it was not
+         * registered while they aged out): say so and go on from the oldest */
+        uint64_t first = 0, newest = 0;
+        crm_feed_bounds(t, &first, &newest, &e);
+        crm_bus_log(b, CRM_LOG_ERROR, h->owner->who,
+                    "after-hook %s missed changes %llu..%llu (no longer retained)", h->name,
+                    (unsigned long long)h->cursor + 1, (unsigned long long)(first ? first - 1 : newest));
+        work = first ? first - 1 : newest;
+        goto save;
+    }
+    if (rc != CRM_OK || c.oom)
+        goto out; /* try again next round */
+    work = last;
+    for (size_t i = 0; i < c.n; i++) {
+        pending_ev *pe = &c.evs[i];
+        hook_call hc = {b, h, pe};
+        crm_err he;
+        if (pe->depth >= CRM_MAX_HOOK_DEPTH) {
+            snprintf(h->lasterr, sizeof h->lasterr,
+                     "hooks that trigger hooks are cut off at depth %d", CRM_MAX_HOOK_DEPTH);
+            h->attempts = b->o.max_attempts;
+            rc = CRM_SCRIPT_ERROR;
+        } else {
+            rc = crm_txn_nest(t, pe->depth + 1, run_after, &hc, &he);
+            b->stats.hook_runs++;
+            if (rc != CRM_OK) {
+                b->stats.hook_failures++;
+                h->attempts++;
+                snprintf(h->lasterr, sizeof h->lasterr, "%s: %.200s", crm_code_name(rc), he.msg);
+            }
+        }
+        if (rc == CRM_OK) {
+            h->attempts = 0;
+            continue;
+        }
+        if (h->attempts < b->o.max_attempts) {
+            crm_bus_log(b, CRM_LOG_WARN, h->owner->who,
+                        "after-hook %s failed on seq %llu (attempt %d of %d): %s", h->name,
+                        (unsigned long long)pe->seq, h->attempts, b->o.max_attempts, h->lasterr);
+            h->retry_at = crm_txn_now(t) + backoff(b, h->attempts);
+            work = pe->seq - 1;
+            break;
+        }
+        {
+            dead_letter d = {"after_hook", h->name, h->owner->who, h->lasterr, pe->coll,
+                             crm_op_name(pe->op), pe->id, h->attempts, pe->seq, NULL};
+            if (crm_bus_dead_letter(b, t, &d, &e) != CRM_OK) {
+                work = pe->seq - 1; /* the store refused even that: try again later */
+                h->retry_at = crm_txn_now(t) + backoff(b, h->attempts);
+                break;
+            }
+            h->attempts = 0;
+            h->lasterr[0] = '\0';
+        }
+    }
+save:
+    if (work != h->cursor) {
+        uint8_t be[8];
+        crm_be64_put(be, work);
+        if (crm_txn_aux_put(t, CRM_AUX_CURSORS, h->name, strlen(h->name), be, 8, &e) != CRM_OK)
+            work = h->cursor;
+    }
+out:
+    h->next_cursor = work;
+    collect_free(&c);
+}
+
+int crm_bus_round(void *ud, crm_txn *t, crm_err *err)
+{
+    crm_bus *b = ud;
+    int64_t now = crm_txn_now(t);
+    b->sched_min = INT64_MAX;
+    for (crm_hook *h = b->hooks; h; h = h->next) {
+        if (h->phase != CRM_AFTER)
+            continue;
+        h->next_cursor = h->cursor;
+        if (h->cursor >= crm_txn_last_seq(t) || h->retry_at > now)
+            continue;
+        run_consumer(b, h, t);
+    }
+    crm_bus_timers_round(b, t);
+    (void)err;
+    return CRM_OK;
+}
+
+crm_unit *crm_bus_unit(crm_bus *b)
+{
+    if (crm_bus_next_work_ms(b) != 0)
+        return NULL;
+    memset(&b->unit, 0, sizeof b->unit);
+    b->unit.fn = crm_bus_round;
+    b->unit.fn_ud = b;
+    b->in_round = 1;
+    return &b->unit;
+}
+
+void crm_bus_unit_done(crm_bus *b, crm_unit *u, int batch_rc)
+{
+    int ok = u && batch_rc == CRM_OK && u->rc == CRM_OK;
+    if (!u)
+        return;
+    b->in_round = 0;
+    for (crm_hook *h = b->hooks; h; h = h->next)
+        if (h->phase == CRM_AFTER && ok)
+            h->cursor = h->next_cursor;
+    crm_bus_timers_done(b, ok);
+    if (!ok) {
+        /* the batch failed (disk full, I/O): do not spin on it */
+        int64_t later = crm_store_now(b->s) + 1000;
+        for (crm_hook *h = b->hooks; h; h = h->next)
+            if (h->phase == CRM_AFTER && h->retry_at < later)
+                h->retry_at = later;
+        b->next_due = later;
+    }
+    update_floor(b);
+}
+
+int64_t crm_bus_next_work_ms(crm_bus *b)
+{
+    int64_t now = crm_store_now(b->s), at = INT64_MAX;
+    uint64_t last = crm_store_last_seq(b->s);
+    for (crm_hook *h = b->hooks; h; h = h->next) {
+        if (h->phase != CRM_AFTER || h->cursor >= last)
+            continue;
+        if (h->retry_at < at)
+            at = h->retry_at;
+    }
+    if (b->next_due < at)
+        at = b->next_due;
+    if (at == INT64_MAX)
+        return -1;
+    if (at <= now)
+        return 0;
+    {
+        double real = (double)(at - now) / b->o.time_scale;
+        return real < 1 ? 1 : real > 3600000 ? 3600000 : (int64_t)ceil(real);
+    }
+}
+
+/* ---- methods ---- */
+
+int crm_bus_has_method(crm_bus *b, const char *method)
+{
+    return method && find_named(b->methods, method) != NULL;
+}
+
+int crm_bus_call(crm_bus *b, crm_txn *t, const char *method, const crm_value *params,
+                 const char *user, const char *role, crm_value **result, crm_err *err)
+{
+    crm_named *m = method ? find_named(b->methods, method) : NULL;
+    crm_ctx c;
+    int rc;
+    *result = NULL;
+    if (!m)
+        return crm_err_set(err, CRM_NOT_FOUND, "no method \"%s\"", method ? method : "");
+    crm_ctx_init(&c, b, m->owner, t, user, role);
+    rc = ((crm_method_fn)m->fn)(&c, params, result, m->ud);
+    if (rc != CRM_OK) {
+        ctx_fail(&c, rc, err);
+        crm_value_free(*result);
+        *result = NULL;
+    }
+    crm_ctx_done(&c);
+    return rc;
+}
+
+/* ---- stats ---- */
+
+void crm_bus_stats_get(crm_bus *b, crm_bus_stats *st)
+{
+    *st = b->stats;
+    st->min_cursor = crm_store_last_seq(b->s);
+    st->consumers = 0;
+    for (crm_hook *h = b->hooks; h; h = h->next)
+        if (h->phase == CRM_AFTER) {
+            st->consumers++;
+            if (h->cursor < st->min_cursor)
+                st->min_cursor = h->cursor;
+        }
+    st->timers_pending = crm_bus_timers_pending(b);
+}
+
+crm_named *crm_bus_find_timer(crm_bus *b, const char *name) { return find_named(b->timers, name); }
