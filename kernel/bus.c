@@ -618,10 +618,13 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
         pending_ev *pe = &c.evs[i];
         hook_call hc = {b, h, pe};
         crm_err he;
-        if (pe->depth >= CRM_MAX_HOOK_DEPTH) {
+        int final = 0;
+        if (pe->depth >= CRM_MAX_HOOK_DEPTH) { /* not run at all: retrying cannot help */
             snprintf(h->lasterr, sizeof h->lasterr,
-                     "hooks that trigger hooks are cut off at depth %d", CRM_MAX_HOOK_DEPTH);
-            h->attempts = b->o.max_attempts;
+                     "SCRIPT_ERROR: hooks that trigger hooks are cut off at depth %d",
+                     CRM_MAX_HOOK_DEPTH);
+            h->attempts = 0;
+            final = 1;
             rc = CRM_SCRIPT_ERROR;
         } else {
             rc = crm_txn_nest(t, pe->depth + 1, run_after, &hc, &he);
@@ -636,7 +639,7 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
             h->attempts = 0;
             continue;
         }
-        if (h->attempts < b->o.max_attempts) {
+        if (!final && h->attempts < b->o.max_attempts) {
             crm_bus_log(b, CRM_LOG_WARN, h->owner->who,
                         "after-hook %s failed on seq %llu (attempt %d of %d): %s", h->name,
                         (unsigned long long)pe->seq, h->attempts, b->o.max_attempts, h->lasterr);
