@@ -491,11 +491,34 @@ void crm_net_wake(crm_net *n)
     lws_cancel_service(n->ctx);
 }
 
+static void bus_cb(lws_sorted_usec_list_t *sul)
+{
+    crm_net *n = lws_container_of(sul, crm_net, bus_sul);
+    crm_ops_flush(n);
+}
+
+void crm_net_schedule_bus(crm_net *n, int64_t ms)
+{
+    if (ms <= 0) {
+        crm_net_schedule_flush(n);
+        return;
+    }
+    lws_sul_schedule(n->ctx, 0, &n->bus_sul, bus_cb, (lws_usec_t)ms * LWS_US_PER_MS);
+}
+
 int crm_net_run(crm_net *n, volatile int *stop)
 {
-    while (!*stop)
+    if (n->o.bus) /* after-hooks behind the feed, timers due while down */
+        crm_net_schedule_bus(n, crm_bus_next_work_ms(n->o.bus));
+    while (!*stop) {
+        if (n->o.reload_flag && *n->o.reload_flag) {
+            *n->o.reload_flag = 0;
+            if (n->o.on_reload)
+                n->o.on_reload(n->o.reload_ud);
+        }
         if (lws_service(n->ctx, 0) < 0)
             break;
+    }
     /* orderly stop: in-flight writes finish (acknowledged or failed), then
      * every client is told 1001 once its queue has drained */
     crm_ops_flush(n);

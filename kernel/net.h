@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus.h"
 #include "err.h"
 #include "schema.h"
 #include "store.h"
@@ -34,6 +35,12 @@ typedef struct crm_net_opts {
     const char *web_dir;       /* static files served under / (the dashboard); NULL = none */
     int ping_secs;             /* a quiet connection is pinged after this; default 30 */
     int idle_secs;             /* and closed when nothing (not even a pong) came for this; default 75 */
+    crm_bus *bus;              /* hooks, timers, methods (borrowed); NULL = none */
+    /* SIGHUP: when *reload_flag becomes non-zero (set from a signal handler,
+     * followed by crm_net_wake) the loop clears it and calls on_reload. */
+    volatile int *reload_flag;
+    void (*on_reload)(void *ud);
+    void *reload_ud;
 } crm_net_opts;
 
 void crm_net_opts_default(crm_net_opts *o);

@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "codec.h"
+#include "bus.h"
 #include "net.h"
 
 typedef struct outmsg {
@@ -65,6 +66,12 @@ typedef struct crm_item {
     size_t nw;
     int is_tx;
     int op;             /* metrics index */
+    /* a `call`: method and params borrowed from req; runs as a function unit */
+    const char *method;
+    const crm_value *params;
+    crm_value *result;  /* owned: the method's result */
+    char user[32], role[72];
+    crm_bus *bus;
 } crm_item;
 
 enum { OPI_AUTH, OPI_PING, OPI_SCHEMA, OPI_GET, OPI_CREATE, OPI_UPDATE, OPI_DELETE, OPI_TX,
@@ -82,7 +89,7 @@ struct crm_net {
     crm_item *batch;
     size_t nbatch, capbatch;
     int flush_scheduled;
-    lws_sorted_usec_list_t flush_sul, tick_sul, agg_sul;
+    lws_sorted_usec_list_t flush_sul, tick_sul, agg_sul, bus_sul;
     int agg_scheduled;
     uint64_t pushed_seq;
     /* metrics */
@@ -96,6 +103,9 @@ extern const char *const crm_op_names[OPI_LAST];
 /* upper bounds (seconds) of the commit latency histogram buckets */
 extern const double crm_commit_bounds[12];
 void crm_net_schedule_flush(crm_net *n);
+/* A flush in ms for the bus's next work (retries, timers); replaces the
+ * previous such schedule. */
+void crm_net_schedule_bus(crm_net *n, int64_t ms);
 /* Runs crm_subs_agg_tick in ms (once, however often asked before it runs). */
 void crm_net_schedule_agg(crm_net *n, int ms);
 

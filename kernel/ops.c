@@ -168,7 +168,14 @@ static int batch_add(crm_net *n, crm_sess *s, crm_value *req, crm_write *writes,
         n->batch = nb;
         n->capbatch = nc;
     }
-    n->batch[n->nbatch++] = (crm_item){s, req, writes, nw, is_tx, opi};
+    memset(&n->batch[n->nbatch], 0, sizeof n->batch[n->nbatch]);
+    n->batch[n->nbatch].s = s;
+    n->batch[n->nbatch].req = req;
+    n->batch[n->nbatch].writes = writes;
+    n->batch[n->nbatch].nw = nw;
+    n->batch[n->nbatch].is_tx = is_tx;
+    n->batch[n->nbatch].op = opi;
+    n->nbatch++;
     s->pending++;
     crm_net_schedule_flush(n);
     return 0;
@@ -474,16 +481,46 @@ static int op_index(const char *op)
     return OPI_OTHER;
 }
 
-static void op_call(crm_sess *s, const crm_value *req, int opi)
+/* A method runs inside the group commit (its writes are atomic and acked
+ * after the fsync), so a call joins the batch like a write; takes req. */
+static void op_call(crm_sess *s, crm_value *req, int opi)
 {
+    crm_net *n = s->net;
     const char *method;
+    const crm_value *params = crm_map_get(req, "params");
     crm_err err;
-    if (crm_arg_str(req, "method", 1, &method, &err) != CRM_OK)
+    crm_item *it;
+    if (crm_arg_str(req, "method", 1, &method, &err) != CRM_OK) {
         crm_reply_crm_err(s, req, opi, &err);
-    else if (!crm_role_may_call(s->net->schema, s->role, method))
+    } else if (!crm_role_may_call(n->schema, s->role, method)) {
         crm_reply_err(s, req, opi, CRM_FORBIDDEN, "this role may not call that method", NULL);
-    else /* methods arrive with Lua (issue 4) and plugins (issue 5) */
+    } else if (!n->o.bus || !crm_bus_has_method(n->o.bus, method)) {
         crm_reply_err(s, req, opi, CRM_NOT_FOUND, "no such method", NULL);
+    } else if (batch_add(n, s, req, NULL, 0, 0, opi) != 0) {
+        crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
+    } else {
+        it = &n->batch[n->nbatch - 1];
+        it->method = method;
+        it->params = params;
+        it->bus = n->o.bus;
+        snprintf(it->user, sizeof it->user, "%s", s->user);
+        snprintf(it->role, sizeof it->role, "%s", s->role);
+        return; /* req now belongs to the batch */
+    }
+    crm_value_free(req);
+}
+
+static int call_unit(void *ud, crm_txn *t, crm_err *err)
+{
+    crm_item *it = ud;
+    crm_value *params = NULL;
+    int rc;
+    if (!it->params) /* absent params: an empty map, so methods need not check */
+        params = crm_value_map();
+    rc = crm_bus_call(it->bus, t, it->method, it->params ? it->params : params, it->user,
+                      it->role, &it->result, err);
+    crm_value_free(params);
+    return rc;
 }
 
 /* The ops that answer at once (writes go to the batch instead). */
@@ -494,12 +531,12 @@ static void (*const handlers[OPI_LAST])(crm_sess *, const crm_value *, int) = {
     [OPI_SCHEMA] = op_schema,
     [OPI_SUBSCRIBE] = crm_subs_subscribe,
     [OPI_UNSUBSCRIBE] = crm_subs_unsubscribe,
-    [OPI_CALL] = op_call,
 };
 
 static int is_write_op(int opi)
 {
-    return opi == OPI_CREATE || opi == OPI_UPDATE || opi == OPI_DELETE || opi == OPI_TX;
+    return opi == OPI_CREATE || opi == OPI_UPDATE || opi == OPI_DELETE || opi == OPI_TX ||
+           opi == OPI_CALL;
 }
 
 /* Runs one decoded request; takes req. */
@@ -528,6 +565,10 @@ static void dispatch(crm_sess *s, crm_value *req)
     if (!s->authed) {
         crm_reply_err(s, req, opi, CRM_UNAUTHENTICATED, "authenticate first (op auth)", NULL);
         goto done;
+    }
+    if (opi == OPI_CALL) {
+        op_call(s, req, opi);
+        return; /* req now belongs to the batch (or was freed) */
     }
     if (is_write_op(opi)) {
         op_write(s, req, op, opi);
@@ -598,6 +639,13 @@ void crm_ops_message(crm_sess *s, const unsigned char *buf, size_t len)
 
 /* ---- flush: commit, acknowledge, run held requests, push ---- */
 
+static void bus_reschedule(crm_net *n)
+{
+    int64_t ms;
+    if (n->o.bus && (ms = crm_bus_next_work_ms(n->o.bus)) >= 0)
+        crm_net_schedule_bus(n, ms);
+}
+
 static void run_deferred(crm_sess *s)
 {
     while (s->deferred && s->deferred->u.arr.n && !s->pending) {
@@ -613,18 +661,20 @@ void crm_ops_flush(crm_net *n)
 {
     crm_item *items = n->batch;
     size_t ni = n->nbatch;
-    crm_unit *units;
+    crm_unit *units, *bu = n->o.bus ? crm_bus_unit(n->o.bus) : NULL;
     crm_err err;
     struct timespec t0, t1;
     size_t nwrites = 0;
+    int rc;
 
-    if (ni == 0) {
+    if (ni == 0 && !bu) {
         crm_subs_fanout(n);
+        bus_reschedule(n);
         return;
     }
     n->batch = NULL;
     n->nbatch = n->capbatch = 0;
-    units = calloc(ni, sizeof *units);
+    units = calloc(ni + 1, sizeof *units);
     if (!units) {
         for (size_t i = 0; i < ni; i++) {
             if (items[i].s) {
@@ -635,16 +685,28 @@ void crm_ops_flush(crm_net *n)
             crm_value_free(items[i].req);
         }
         free(items);
+        if (bu)
+            crm_bus_unit_done(n->o.bus, bu, CRM_UNAVAILABLE);
         return;
     }
     for (size_t i = 0; i < ni; i++) {
         units[i].writes = items[i].writes;
         units[i].n = items[i].nw;
+        if (items[i].method) {
+            units[i].fn = call_unit;
+            units[i].fn_ud = &items[i];
+        }
         nwrites += items[i].nw;
     }
+    if (bu) /* after-hooks and timers ride in the same commit */
+        units[ni] = *bu;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    crm_store_apply(n->store, units, ni, &err); /* the one fsync of the batch */
+    rc = crm_store_apply(n->store, units, ni + (bu != NULL), &err); /* the one fsync */
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (bu) {
+        *bu = units[ni];
+        crm_bus_unit_done(n->o.bus, bu, rc);
+    }
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     n->batches++;
     n->batch_writes += nwrites;
@@ -666,7 +728,10 @@ void crm_ops_flush(crm_net *n)
             s->pending--;
             if (units[i].rc == CRM_OK) {
                 crm_value *res;
-                if (it->is_tx) {
+                if (it->method) {
+                    res = it->result;
+                    it->result = NULL;
+                } else if (it->is_tx) {
                     res = crm_value_arr();
                     for (size_t j = 0; j < it->nw; j++) {
                         crm_value *r = it->writes[j].result;
@@ -694,11 +759,13 @@ void crm_ops_flush(crm_net *n)
         for (size_t j = 0; j < it->nw; j++)
             crm_write_clear(&it->writes[j]);
         free(it->writes);
+        crm_value_free(it->result);
         crm_value_free(it->req);
     }
     free(units);
     free(items);
     crm_subs_fanout(n);
+    bus_reschedule(n);
     for (crm_sess *s = n->sessions; s; s = s->next)
         run_deferred(s);
 }
