@@ -39,7 +39,7 @@ build-asan: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 run: build
-	$(BUILD)/crmd serve --data ./data --schemas ./schemas --scripts ./scripts --plugins ./plugins
+	$(BUILD)/crmd serve --data ./data --schemas ./schemas --scripts ./scripts --plugins $(BUILD)/plugins
 
 # The whole suite twice: an optimised build, then under ASan + UBSan.
 test: build build-asan interop-deps
@@ -55,6 +55,7 @@ bench: build
 
 soak: build
 	CRM_CRASH_CYCLES=1000 $(BUILD)/tests/crash_store
+	cd $(BUILD)/tests && CRM_CRASH_CYCLES=200 ctest -R crash_hooks --output-on-failure
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -4,7 +4,8 @@
 # run's figures can be committed next to the code that produced them:
 #   bench_store -> results/store.md  (the store against raw LMDB)
 #   bench_ws    -> results/ws.md     (a real crmd over WebSocket, load generator in C)
-# CRM_BENCH_ONLY=store or CRM_BENCH_ONLY=ws runs just one of them.
+#   bench_hooks -> results/hooks.md  (C and Lua hooks against none)
+# CRM_BENCH_ONLY=store, ws or hooks runs just one of them.
 #
 # The stores go in BUILD_DIR unless CRM_BENCH_DIR says otherwise: on the same
 # disk as the checkout, not /tmp, which may be tmpfs (where fsync is free and
@@ -17,7 +18,7 @@ results="$here/results"
 only=${CRM_BENCH_ONLY:-}
 mkdir -p "$results"
 
-for b in bench_store bench_ws; do
+for b in bench_store bench_ws bench_hooks; do
   if [ -z "$only" ] || [ "$only" = "${b#bench_}" ]; then
     if [ ! -x "$build/bench/$b" ]; then
       echo "run.sh: $build/bench/$b is missing; build first (make build)" >&2
@@ -39,4 +40,8 @@ fi
 if [ -z "$only" ] || [ "$only" = ws ]; then
   if [ -z "$only" ]; then echo; fi
   run bench_ws ws.md
+fi
+if [ -z "$only" ] || [ "$only" = hooks ]; then
+  if [ -z "$only" ]; then echo; fi
+  run bench_hooks hooks.md
 fi

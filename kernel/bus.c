@@ -390,7 +390,7 @@ int crm_bus_new(crm_store *s, const crm_bus_opts *opts, crm_bus **out, crm_err *
     b->unit.fn = crm_bus_round;
     b->unit.fn_ud = b;
     b->timer_ctr = (uint64_t)crm_store_now(s) << 16;
-    b->next_due = 0; /* unknown until the first scan: look at once */
+    b->next_due = crm_bus_timers_first_due(b);
     b->sched_min = INT64_MAX;
     crm_bus_api_init(b);
     *out = b;

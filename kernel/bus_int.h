@@ -117,6 +117,8 @@ void crm_bus_timers_round(crm_bus *b, crm_txn *t);
 void crm_bus_timers_done(crm_bus *b, int committed);
 void crm_bus_timers_forget(crm_bus *b);
 size_t crm_bus_timers_pending(crm_bus *b);
+/* Due time of the first pending timer (INT64_MAX: none; 0 when unreadable). */
+int64_t crm_bus_timers_first_due(crm_bus *b);
 
 /* bus_api.c */
 void crm_bus_api_init(crm_bus *b);

@@ -342,3 +342,25 @@ void crm_bus_timers_done(crm_bus *b, int committed)
 }
 
 size_t crm_bus_timers_pending(crm_bus *b) { return b->timers_count; }
+
+static int first_cb(void *ud, const void *k, size_t kl, const void *v, size_t vl)
+{
+    (void)v;
+    (void)vl;
+    if (kl == 16)
+        *(int64_t *)ud = (int64_t)crm_be64_get(k);
+    return 1;
+}
+
+int64_t crm_bus_timers_first_due(crm_bus *b)
+{
+    crm_txn *t;
+    crm_err e;
+    int64_t due = INT64_MAX;
+    if (crm_store_begin_read(b->s, &t, &e) != CRM_OK)
+        return 0;
+    if (crm_txn_aux_scan(t, CRM_AUX_TIMERS, NULL, 0, 1, first_cb, &due, &e) != CRM_OK)
+        due = 0;
+    crm_txn_end(t);
+    return due;
+}

@@ -14,11 +14,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "bus.h"
 #include "codec.h"
+#if __has_include("lua_host.h") /* TEMPORARY while the Lua host lands (issue 4) */
+#include "lua_host.h"
+#else
+typedef struct crm_lua crm_lua;
+static int crm_lua_open(crm_bus *b, const char *dir, const void *o, crm_lua **out, crm_err *err)
+{
+    (void)b; (void)dir; (void)o; (void)err;
+    *out = NULL;
+    return CRM_OK;
+}
+static int crm_lua_reload(crm_lua *l, crm_err *err) { (void)l; (void)err; return CRM_OK; }
+static void crm_lua_close(crm_lua *l) { (void)l; }
+static size_t crm_lua_count(const crm_lua *l) { (void)l; return 0; }
+#endif
 #include "net.h"
+#include "plugin.h"
 #include "schema.h"
 #include "store.h"
 
@@ -28,18 +45,21 @@
 
 typedef struct crmd_args {
     const char *data, *schemas, *scripts, *plugins, *listen, *web;
+    double time_scale;                     /* the server clock's speed (tests) */
     crm_net_opts net;                      /* limits; defaults from crm_net_opts_default */
     const char *origins[MAX_ORIGINS + 1];  /* NULL-terminated */
 } crmd_args;
 
-static volatile int stop_signal;
+static volatile int stop_signal, reload_signal;
 static crm_net *the_net;
 
-/* SIGHUP reloads scripts; until the Lua host lands (issue 4) there is
- * nothing to reload, and the signal must not kill the server. */
+/* SIGHUP reloads scripts: the loop does it (crm_net_opts.on_reload). */
 static void on_hup(int sig)
 {
     (void)sig;
+    reload_signal = 1;
+    if (the_net)
+        crm_net_wake(the_net);
 }
 
 static void on_stop(int sig)
@@ -64,6 +84,41 @@ static void log_line(const char *level, const char *msg, const char *detail)
     crm_value_free(m);
 }
 
+/* The server clock: real time, or (--time-scale N, for tests of SLA-style
+ * timers) time running N times faster.  It starts from the later of now
+ * and the last commit, so a fast clock never runs backwards across a
+ * restart and timers due "while down" fire as they should. */
+typedef struct server_clock {
+    double scale;
+    int64_t base_ms, start_real_ms;
+} server_clock;
+
+static int64_t real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t scaled_clock(void *ud)
+{
+    server_clock *c = ud;
+    return c->base_ms + (int64_t)((double)(real_ms() - c->start_real_ms) * c->scale);
+}
+
+static void on_reload(void *ud)
+{
+    crm_lua *lua = ud;
+    crm_err err;
+    if (crm_lua_reload(lua, &err) == CRM_OK) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "%zu scripts", crm_lua_count(lua));
+        log_line("info", "scripts reloaded", detail);
+    } else {
+        log_line("error", "reload refused; the running scripts stay", err.msg);
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -72,6 +127,7 @@ static void usage(FILE *f)
             "                  [--max-message BYTES] [--max-depth N] [--auth-deadline-ms MS]\n"
             "                  [--rate PER_SEC] [--max-subs N] [--max-inflight N]\n"
             "                  [--send-queue BYTES] [--ping-secs S] [--idle-secs S]\n"
+            "                  [--time-scale N]\n"
             "       crmd token create [--data DIR] [--schemas DIR] --role ROLE\n"
             "       crmd token revoke [--data DIR] [--schemas DIR] TOKEN\n"
             "       crmd version\n"
@@ -79,7 +135,8 @@ static void usage(FILE *f)
             "          --plugins ./plugins --listen 127.0.0.1:8420 --web ./web\n"
             "          --max-message 1048576 --max-depth 32 --auth-deadline-ms 10000\n"
             "          --rate 10000 --max-subs 64 --max-inflight 1024 --send-queue 8388608\n"
-            "          --ping-secs 30 --idle-secs 75\n"
+            "          --ping-secs 30 --idle-secs 75 --time-scale 1\n"
+            "          (--time-scale: the server clock runs N times faster; for tests)\n"
             "          (--origin: browser origins allowed besides the server's own host)\n");
 }
 
@@ -106,6 +163,7 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
         {"rate", required_argument, 0, 'R'},    {"max-subs", required_argument, 0, 'S'},
         {"max-inflight", required_argument, 0, 'I'}, {"send-queue", required_argument, 0, 'Q'},
         {"ping-secs", required_argument, 0, 'P'}, {"idle-secs", required_argument, 0, 'T'},
+        {"time-scale", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int c, norigins = 0;
     long long x = 0;
@@ -116,6 +174,7 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
     a->plugins = "./plugins";
     a->listen = "127.0.0.1:8420";
     a->web = "./web";
+    a->time_scale = 1.0;
     crm_net_opts_default(&a->net);
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -143,6 +202,16 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
         case 'Q': name = "send-queue"; x = num_arg(name, optarg, 65536, 1LL << 34); a->net.send_queue_max = (size_t)x; break;
         case 'P': name = "ping-secs"; x = num_arg(name, optarg, 1, 3600); a->net.ping_secs = (int)x; break;
         case 'T': name = "idle-secs"; x = num_arg(name, optarg, 2, 36000); a->net.idle_secs = (int)x; break;
+        case 'X': {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (!*optarg || *end || !(v >= 0.001 && v <= 1e6)) {
+                fprintf(stderr, "crmd: --time-scale must be a number from 0.001 to 1000000\n");
+                return -1;
+            }
+            a->time_scale = v;
+            continue;
+        }
         case 'h': usage(stdout); exit(0);
         default: return -1;
         }
@@ -179,9 +248,16 @@ static int cmd_serve(int argc, char **argv)
     crmd_args a;
     crm_schema *schema = NULL;
     crm_store *store = NULL;
+    crm_bus *bus = NULL;
+    crm_plugins *plugins = NULL;
+    crm_lua *lua = NULL;
+    crm_store_opts so;
+    crm_bus_opts bo;
+    server_clock clock = {1.0, 0, 0};
     crm_err err;
     struct sigaction sa;
     char detail[1024];
+    int rc = 1;
 
     char host[256];
     int port;
@@ -194,10 +270,34 @@ static int cmd_serve(int argc, char **argv)
         log_line("error", "bad schema", err.msg);
         return 1;
     }
-    if (crm_store_open(a.data, schema, NULL, &store, &err) != CRM_OK) {
+    crm_store_opts_default(&so);
+    if (a.time_scale != 1.0) {
+        clock.scale = a.time_scale;
+        so.clock_ms = scaled_clock;
+        so.clock_ud = &clock;
+    }
+    clock.start_real_ms = clock.base_ms = real_ms();
+    if (crm_store_open(a.data, schema, &so, &store, &err) != CRM_OK) {
         log_line("error", "store", err.msg);
         crm_schema_free(schema);
         return 1;
+    }
+    if (crm_store_last_commit_ms(store) > clock.base_ms)
+        clock.base_ms = crm_store_last_commit_ms(store);
+    crm_bus_opts_default(&bo);
+    bo.time_scale = a.time_scale;
+    if (crm_bus_new(store, &bo, &bus, &err) != CRM_OK) {
+        log_line("error", "bus", err.msg);
+        goto out;
+    }
+    /* plugins first, then scripts: hooks run in that order */
+    if (crm_plugins_load(bus, a.plugins, &plugins, &err) != CRM_OK) {
+        log_line("error", "plugin refused", err.msg);
+        goto out;
+    }
+    if (crm_lua_open(bus, a.scripts, NULL, &lua, &err) != CRM_OK) {
+        log_line("error", "script refused", err.msg);
+        goto out;
     }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop;
@@ -209,24 +309,33 @@ static int cmd_serve(int argc, char **argv)
     a.net.host = host;
     a.net.port = port;
     a.net.web_dir = a.web;
+    a.net.bus = bus;
+    a.net.reload_flag = &reload_signal;
+    a.net.on_reload = on_reload;
+    a.net.reload_ud = lua;
     if (crm_net_create(store, schema, &a.net, &the_net, &err) != CRM_OK) {
         log_line("error", "listen", err.msg);
-        crm_store_close(store);
-        crm_schema_free(schema);
-        return 1;
+        goto out;
     }
     snprintf(detail, sizeof detail,
-             "crmd %s listening on %s:%d (ws://%s:%d/ws): %zu collections, data %s, last seq %llu",
+             "crmd %s listening on %s:%d (ws://%s:%d/ws): %zu collections, %zu plugins, "
+             "%zu scripts, data %s, last seq %llu",
              CRMD_VERSION, host, crm_net_port(the_net), host, crm_net_port(the_net),
-             schema->ncolls, a.data, (unsigned long long)crm_store_last_seq(store));
+             schema->ncolls, crm_plugins_count(plugins), crm_lua_count(lua), a.data,
+             (unsigned long long)crm_store_last_seq(store));
     log_line("info", "ready", detail);
     crm_net_run(the_net, &stop_signal);
     log_line("info", "stopped", stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
     crm_net_destroy(the_net);
     the_net = NULL;
+    rc = 0;
+out:
+    crm_lua_close(lua);
+    crm_plugins_unload(plugins);
+    crm_bus_free(bus);
     crm_store_close(store);
     crm_schema_free(schema);
-    return 0;
+    return rc;
 }
 
 static int cmd_token(int argc, char **argv)

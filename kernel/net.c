@@ -199,6 +199,25 @@ static void metrics_text(crm_net *n, sbuf *sb)
               (unsigned long long)n->subs_now);
     sb_printf(sb, "# TYPE crmd_overflows_total counter\ncrmd_overflows_total %llu\n",
               (unsigned long long)n->overflows);
+    if (n->o.bus) {
+        crm_bus_stats st;
+        crm_bus_stats_get(n->o.bus, &st);
+        sb_printf(sb, "# HELP crmd_after_hook_lag Changes the slowest after-hook has not run yet.\n"
+                      "# TYPE crmd_after_hook_lag gauge\ncrmd_after_hook_lag %llu\n",
+                  (unsigned long long)(crm_store_last_seq(n->store) - st.min_cursor));
+        sb_printf(sb, "# TYPE crmd_after_hook_consumers gauge\ncrmd_after_hook_consumers %zu\n",
+                  st.consumers);
+        sb_printf(sb, "# TYPE crmd_hook_runs_total counter\ncrmd_hook_runs_total %llu\n",
+                  (unsigned long long)st.hook_runs);
+        sb_printf(sb, "# TYPE crmd_hook_failures_total counter\ncrmd_hook_failures_total %llu\n",
+                  (unsigned long long)st.hook_failures);
+        sb_printf(sb, "# TYPE crmd_timer_runs_total counter\ncrmd_timer_runs_total %llu\n",
+                  (unsigned long long)st.timer_runs);
+        sb_printf(sb, "# TYPE crmd_timer_failures_total counter\ncrmd_timer_failures_total %llu\n",
+                  (unsigned long long)st.timer_failures);
+        sb_printf(sb, "# TYPE crmd_dead_letters_total counter\ncrmd_dead_letters_total %llu\n",
+                  (unsigned long long)st.dead_letters);
+    }
 }
 
 static const char *mime_of(const char *path)

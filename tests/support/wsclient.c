@@ -290,12 +290,16 @@ int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *d
         dup2(errpipe[1], 2);
         close(errpipe[0]);
         const char *web = getenv("CRM_WEB"), *extra = getenv("CRMD_ARGS");
-        const char *argv[32] = {bin, "serve", "--data", p->data, "--schemas", schemas,
-                                "--listen", "127.0.0.1:0", "--web", web ? web : "./web"};
-        int argc = 10;
+        /* no scripts or plugins unless CRMD_ARGS names them (a later flag
+         * wins): the defaults are relative to the cwd, which is the build's */
+        const char *argv[40] = {bin, "serve", "--data", p->data, "--schemas", schemas,
+                                "--listen", "127.0.0.1:0", "--web", web ? web : "./web",
+                                "--scripts", "/nonexistent/crmd-test-no-scripts",
+                                "--plugins", "/nonexistent/crmd-test-no-plugins"};
+        int argc = 14;
         char *copy = extra ? strdup(extra) : NULL, *save = NULL;
         /* CRMD_ARGS: extra flags, space-separated (tests of limits) */
-        for (char *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && argc < 31;
+        for (char *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && argc < 39;
              tok = strtok_r(NULL, " ", &save))
             argv[argc++] = tok;
         argv[argc] = NULL;
