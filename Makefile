@@ -4,6 +4,8 @@
 #               (also Node and the interop test's npm packages: interop-deps)
 #   make bench  build and run the benchmarks (never part of `make test`)
 #   make soak   long crash runs (never part of `make test`)
+#   make fuzz   each libFuzzer target for FUZZ_SECONDS (default 600); `make test`
+#               runs fuzz-smoke (20 s each) after the two ctest runs
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -11,8 +13,13 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
                libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils
 INTEROP_DIR = tests/interop
+# The fuzz targets only (R9): Debian's clang and libFuzzer runtime.
+FUZZ_PACKAGES = clang libfuzzer-14-dev
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 600
 
-.PHONY: deps interop-deps build build-asan run test test-fast bench soak clean
+.PHONY: deps interop-deps fuzz-deps build build-asan build-fuzz run test test-fast bench soak \
+        fuzz fuzz-smoke clean
 
 deps:
 	@./tools/install-deps.sh $(DEB_PACKAGES)
@@ -30,6 +37,9 @@ interop-deps:
 	  cd $(INTEROP_DIR) && npm ci --no-audit --no-fund; \
 	fi
 
+fuzz-deps:
+	@./tools/install-deps.sh $(FUZZ_PACKAGES)
+
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
@@ -37,6 +47,11 @@ build: deps
 build-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCRM_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# libFuzzer binaries (fuzz/), the kernel instrumented for them (CRM_FUZZ).
+build-fuzz: deps fuzz-deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRM_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_json fuzz_msgpack fuzz_schema fuzz_filter fuzz_request
 
 run: build
 	$(BUILD)/crmd serve --data ./data --schemas ./schemas --scripts ./scripts --plugins $(BUILD)/plugins
@@ -46,6 +61,7 @@ test: build build-asan interop-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
+	$(MAKE) fuzz-smoke
 
 test-fast: build interop-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
@@ -53,9 +69,17 @@ test-fast: build interop-deps
 bench: build
 	./bench/run.sh $(BUILD)
 
+# R9: every fuzz target 20 s from its corpus; fails on a crash, leak or timeout.
+fuzz-smoke: build-fuzz
+	FUZZ_BUILD=$(FUZZ_BUILD) ./fuzz/run.sh 20
+
+# R9, long: every target FUZZ_SECONDS; prints executions and coverage.
+fuzz: build-fuzz
+	FUZZ_BUILD=$(FUZZ_BUILD) ./fuzz/run.sh $(FUZZ_SECONDS)
+
 soak: build
 	CRM_CRASH_CYCLES=1000 $(BUILD)/tests/crash_store
 	cd $(BUILD)/tests && CRM_CRASH_CYCLES=200 ctest -R crash_hooks --output-on-failure
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -112,7 +112,13 @@ static int fan_entry(void *ud, const crm_feed_entry *e)
 {
     fanctx *fc = ud;
     if (fc->only) {
-        push_entry(fc->only, fc->only_sub, e);
+        /* A replay for one subscription: when it overflows push_entry ends
+         * (frees) it, so stop reading the feed for it (found by
+         * fuzz/fuzz_request.c: a use after free on the next entry). */
+        if (fc->only_sub && push_entry(fc->only, fc->only_sub, e) != 0) {
+            fc->only_sub = NULL;
+            return 1;
+        }
         return 0;
     }
     for (crm_sess *s = fc->n->sessions; s; s = s->next) {
@@ -362,9 +368,8 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
         sub->from_seq = (uint64_t)since;
         crm_feed_read(t, (uint64_t)since, 0, fan_entry, &fc, NULL, &err);
         /* the sub may have overflowed and gone; if not it is live from upto */
-        for (crm_sub *x = s->subs; x; x = x->next)
-            if (x == sub && sub->from_seq < upto)
-                sub->from_seq = upto;
+        if (fc.only_sub && sub->from_seq < upto)
+            sub->from_seq = upto;
     }
     crm_txn_end(t);
     return;

@@ -193,7 +193,9 @@ int crm_arr_push(crm_value *arr, crm_value *item)
 static crm_kv *map_find(const crm_value *map, const char *key, size_t klen)
 {
     crm_kv *kv, *end;
-    if (!map || map->type != CRM_T_MAP || (!key && klen))
+    /* an empty map may have no kv array yet, and NULL + 0 is undefined in
+     * C (clang's UBSan reports it; found by fuzz/fuzz_schema.c) */
+    if (!map || map->type != CRM_T_MAP || (!key && klen) || map->u.map.n == 0)
         return NULL;
     for (kv = map->u.map.kv, end = kv + map->u.map.n; kv < end; kv++)
         if (kv->klen == klen && memcmp(kv->key, key, klen) == 0)
