@@ -13,7 +13,8 @@
  *  - loops in C over a length the script chooses (table.move, insert,
  *    remove, sort, concat; the "" case of string.rep) are charged to the
  *    instruction budget before they start;
- *  - os.date formats are short (each conversion is a strftime call).
+ *  - os.date formats are short (each conversion is a strftime call);
+ *  - setmetatable refuses __gc (finalizers run with hooks off).
  */
 #include <string.h>
 
@@ -42,8 +43,10 @@ static size_t result_cap(lua_State *L)
 
 static int too_big(lua_State *L, const char *fn, uint64_t n)
 {
-    return luaL_error(L, "%s: the result would be %llu bytes, over the limit of %llu", fn,
-                      (unsigned long long)n, (unsigned long long)result_cap(L));
+    /* lua_pushfstring knows %I (lua_Integer), not %llu */
+    lua_Integer big = n > (uint64_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n;
+    return luaL_error(L, "%s: the result would be %I bytes, over the limit of %I", fn, big,
+                      (lua_Integer)result_cap(L));
 }
 
 /* ---- string ---- */
@@ -136,8 +139,8 @@ static void bound_pattern(lua_State *L, const char *fn, crm_lua_pat_kind kind, s
     int rc = crm_lua_pattern_cost(kind, s, ls, p, lp, init, max_subs, cap, &steps);
     crm_lua_guard_charge(L, steps); /* raises when that spends the budget */
     if (rc == CRM_PAT_OVER)
-        luaL_error(L, "%s: pattern too complex for this subject (more than %u steps)", fn,
-                   (unsigned)CRM_LUA_PATTERN_MAX_STEPS);
+        luaL_error(L, "%s: pattern too complex for this subject (more than %d steps)", fn,
+                   (int)CRM_LUA_PATTERN_MAX_STEPS);
 }
 
 static int find_aux(lua_State *L, int find)
@@ -274,6 +277,25 @@ static int lim_date(lua_State *L)
     return call_real(L);
 }
 
+/* ---- finalizers ---- */
+
+/* Lua 5.4 runs __gc with debug hooks off (lgc.c GCTM: "stop debug hooks
+ * during GC metamethod"), so no budget can stop a finalizer that loops.
+ * An object is marked for finalization only when setmetatable sees a __gc
+ * field (adding one later does nothing), and tables are the only values a
+ * script can give a metatable, so refusing __gc here closes the door. */
+static int lim_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in scripts "
+                                 "(a finalizer runs where no budget can stop it)");
+        lua_pop(L, 1);
+    }
+    return call_real(L);
+}
+
 /* ---- install ---- */
 
 static void wrap(lua_State *L, const char *lib, const char *name, lua_CFunction fn)
@@ -298,6 +320,9 @@ void crm_lua_limits_install(lua_State *L)
     wrap(L, "table", "remove", lim_remove);
     wrap(L, "table", "sort", lim_sort);
     wrap(L, "os", "date", lim_date);
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, lim_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
     lua_getglobal(L, "table");
     lua_pushcfunction(L, lim_concat);
     lua_setfield(L, -2, "concat");

@@ -37,6 +37,8 @@ crm_lua_guard *crm_lua_guard_of(lua_State *L)
 
 /* ---- memory ---- */
 
+static const char *broke_text(const crm_lua_guard *g, char *buf, size_t cap);
+
 /* Counts every byte the state holds and refuses past max_memory (Lua then
  * runs an emergency collection and asks once more with the same request;
  * refusing that too is a real out-of-memory and breaks the budget, so a
@@ -53,8 +55,20 @@ static void *guard_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     }
     if (nsize > old && g->mem - old + nsize > g->max_memory) {
         if (ptr == g->refused_ptr && osize == g->refused_osize && nsize == g->refused_nsize &&
-            !g->broken && g->depth > 0)
-            g->broken = CRM_LUA_BROKE_MEM; /* the hook names the line */
+            !g->broken && g->depth > 0) {
+            g->broken = CRM_LUA_BROKE_MEM;
+            /* Name the line now: the error that follows unwinds without a
+             * message handler.  Only reads the call's thread, which lives
+             * as long as the call (a loop doubling a string may never
+             * reach the hook before it runs out). */
+            if (g->call_L && !g->why[0]) {
+                char where[96], what[96];
+                crm_lua_where(g->call_L, 0, where, sizeof where);
+                if (where[0])
+                    snprintf(g->why, sizeof g->why, "%s %s", where,
+                             broke_text(g, what, sizeof what));
+            }
+        }
         g->refused_ptr = ptr;
         g->refused_osize = osize;
         g->refused_nsize = nsize;
@@ -171,6 +185,7 @@ void crm_lua_guard_enter(crm_lua_guard *g, lua_State *L)
         g->last_line = 0;
         g->refused_nsize = 0;
         g->deadline_ns = now_ns() + (int64_t)g->max_ms * 1000000;
+        g->call_L = L;
     }
     /* a nested call keeps the outer call's budget and its (maybe armed) hook */
     if (!g->broken && lua_gethookcount(L) != CRM_LUA_HOOK_EVERY)
@@ -181,15 +196,27 @@ void crm_lua_guard_leave(crm_lua_guard *g, lua_State *L, int status)
 {
     if (--g->depth > 0)
         return;
+    g->call_L = NULL;
     if (status == LUA_ERRMEM && !g->broken)
         g->broken = CRM_LUA_BROKE_MEM;
-    if (g->broken) {
-        /* depth is 0 and broken is set: a finalizer this collection runs
-         * stops at its first instruction */
+    if (g->broken || status != LUA_OK) {
+        /* A failed call's garbage (a bomb's tables) goes back now, not when
+         * the collector next gets round to it.  Scripts cannot set __gc
+         * (lua_limits.c), and with depth 0 any Lua code is stopped anyway. */
+        int was = g->broken;
+        if (!g->broken)
+            g->broken = CRM_LUA_BROKE_IDLE;
         lua_sethook(L, guard_hook, LUA_MASKCOUNT, 1);
-        lua_gc(L, LUA_GCCOLLECT);
-        lua_gc(L, LUA_GCCOLLECT); /* objects whose finalizer failed go now */
+        /* each collection frees half of a deep recursion's unused
+         * CallInfos (luaE_shrinkCI): repeat while it pays */
+        for (int i = 0; i < 16; i++) {
+            size_t before = g->mem;
+            lua_gc(L, LUA_GCCOLLECT);
+            if (g->mem + before / 8 >= before)
+                break;
+        }
         lua_sethook(L, guard_hook, LUA_MASKCOUNT, CRM_LUA_HOOK_EVERY);
+        g->broken = was; /* the host reads it: did the budget break? */
     }
 }
 

@@ -63,6 +63,8 @@ typedef struct crm_lua_guard {
      * is a real out-of-memory, which breaks the budget */
     const void *refused_ptr;
     size_t refused_osize, refused_nsize;
+    lua_State *call_L;    /* the thread of the outermost call in progress (alive
+                           * for its duration), or NULL */
     void *host;           /* the host's script (borrowed) */
 } crm_lua_guard;
 
@@ -77,9 +79,10 @@ crm_lua_guard *crm_lua_guard_of(lua_State *L);
 /* Starts a call on thread L (the outermost call resets the budget; nested
  * calls share it).  Never raises. */
 void crm_lua_guard_enter(crm_lua_guard *g, lua_State *L);
-/* Ends it.  When the outermost call ends after a break (or a memory error:
- * status LUA_ERRMEM), a full collection runs with the budget still broken,
- * so memory comes back and no finalizer runs unbounded. */
+/* Ends it (status: what lua_pcall returned).  When the outermost call
+ * failed (a break, a memory error, any error), a full collection runs
+ * with the budget broken, so the memory comes back at once and no Lua
+ * code can run during it. */
 void crm_lua_guard_leave(crm_lua_guard *g, lua_State *L, int status);
 /* Closes the state with finalizers stopped at their first instructions. */
 void crm_lua_guard_close(crm_lua_guard *g, lua_State *L);

@@ -155,7 +155,7 @@ static int convert_array(conv *c, int idx, lua_Integer n, int depth, crm_value *
         crm_value *item = NULL;
         size_t old = path_push_index(c, i);
         lua_rawgeti(L, idx, i);
-        if (convert(c, lua_gettop(L), depth + 1, &item) != 0) {
+        if (convert(c, lua_gettop(L), depth, &item) != 0) {
             lua_pop(L, 1);
             crm_value_free(arr);
             return -1;
@@ -224,7 +224,7 @@ static int convert_table(conv *c, int idx, int depth, crm_value **out)
             crm_value_free(map);
             return fail(c, "a key must be UTF-8 text without NUL bytes");
         }
-        if (add_bytes(c, kl + 32) != 0 || convert(c, lua_gettop(L), depth + 1, &val) != 0) {
+        if (add_bytes(c, kl + 32) != 0 || convert(c, lua_gettop(L), depth, &val) != 0) {
             lua_pop(L, 2);
             crm_value_free(map);
             return -1;
