@@ -136,8 +136,9 @@ static void bound_pattern(lua_State *L, const char *fn, crm_lua_pat_kind kind, s
     const char *p = lua_tolstring(L, 2, &lp);
     uint64_t left = crm_lua_guard_left(L), steps = 0;
     uint64_t cap = left < CRM_LUA_PATTERN_MAX_STEPS ? left + 1 : CRM_LUA_PATTERN_MAX_STEPS;
-    int rc = crm_lua_pattern_cost(kind, s, ls, p, lp, init, max_subs, cap, &steps);
-    crm_lua_guard_charge(L, steps); /* raises when that spends the budget */
+    int rc = crm_lua_pattern_cost(kind, s, ls, p, lp, init, max_subs, cap,
+                                  crm_lua_guard_of(L)->deadline_ns, &steps);
+    crm_lua_guard_charge(L, steps); /* raises when that spends the budget (or its time) */
     if (rc == CRM_PAT_OVER)
         luaL_error(L, "%s: pattern too complex for this subject (more than %d steps)", fn,
                    (int)CRM_LUA_PATTERN_MAX_STEPS);

@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <setjmp.h>
 #include <string.h>
+#include <time.h>
 
 #define ESC '%'
 #define MAXCAPTURES 32 /* LUA_MAXCAPTURES */
@@ -22,7 +23,8 @@
 
 typedef struct pm {
     const char *src_init, *src_end, *p_end;
-    uint64_t steps, cap;
+    uint64_t steps, cap, next_clock;
+    int64_t deadline_ns;
     int depth, level;
     struct {
         const char *init;
@@ -32,12 +34,23 @@ typedef struct pm {
     jmp_buf jb;
 } pm;
 
+static void over(pm *m)
+{
+    m->outcome = CRM_PAT_OVER;
+    longjmp(m->jb, 1);
+}
+
 static void tick(pm *m, uint64_t n)
 {
     m->steps += n;
-    if (m->steps > m->cap) {
-        m->outcome = CRM_PAT_OVER;
-        longjmp(m->jb, 1);
+    if (m->steps > m->cap)
+        over(m);
+    if (m->steps >= m->next_clock) {
+        struct timespec ts;
+        m->next_clock = m->steps + 65536;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (m->deadline_ns && (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec > m->deadline_ns)
+            over(m);
     }
 }
 
@@ -398,7 +411,7 @@ static void guarded_walk(pm *m, crm_lua_pat_kind kind, const char *s, const char
 
 int crm_lua_pattern_cost(crm_lua_pat_kind kind, const char *s, size_t ls, const char *p,
                          size_t lp, size_t init, int64_t max_subs, uint64_t cap,
-                         uint64_t *steps)
+                         int64_t deadline_ns, uint64_t *steps)
 {
     pm m;
     memset(&m, 0, sizeof m);
@@ -406,6 +419,8 @@ int crm_lua_pattern_cost(crm_lua_pat_kind kind, const char *s, size_t ls, const 
     m.src_end = s + ls;
     m.p_end = p + lp;
     m.cap = cap;
+    m.deadline_ns = deadline_ns;
+    m.next_clock = 65536;
     m.outcome = CRM_PAT_WITHIN;
     if (init > ls)
         init = ls;

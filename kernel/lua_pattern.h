@@ -36,10 +36,13 @@ enum {
 };
 
 /* init: 0-based start offset (<= ls).  max_subs: gsub's 4th argument (or
- * ls + 1).  Returns CRM_PAT_*; *steps gets the steps counted. */
+ * ls + 1).  deadline_ns (CLOCK_MONOTONIC; 0 = none): the walk also stops
+ * (CRM_PAT_OVER) once it is past, checked every 65536 steps, so the call's
+ * time budget covers the check itself.  Returns CRM_PAT_*; *steps gets the
+ * steps counted. */
 int crm_lua_pattern_cost(crm_lua_pat_kind kind, const char *s, size_t ls, const char *p,
                          size_t lp, size_t init, int64_t max_subs, uint64_t cap,
-                         uint64_t *steps);
+                         int64_t deadline_ns, uint64_t *steps);
 
 /* Work of a plain (no specials) search of a needle of length lp in ls
  * bytes, in the same units (worst case: a memcmp at every position). */

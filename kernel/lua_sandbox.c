@@ -240,7 +240,7 @@ void crm_lua_guard_charge(lua_State *L, uint64_t n)
             g->broken = CRM_LUA_BROKE_IDLE;
         else if ((g->used += n) > g->max_instructions)
             g->broken = CRM_LUA_BROKE_INSTR;
-        else if (n > 4096 && now_ns() > g->deadline_ns)
+        else if (n > 1024 && now_ns() > g->deadline_ns)
             g->broken = CRM_LUA_BROKE_TIME;
         if (!g->broken)
             return;

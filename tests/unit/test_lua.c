@@ -451,7 +451,9 @@ static void test_hostile_scripts_are_stopped(void **state)
         } else {
             assert_int_equal(rc, CRM_OK);
         }
-        assert_true(ms < 1000.0);
+        /* within the 1 s budget, or at most 50 ms past it (R14) */
+        if (ms >= 1050.0)
+            fail_msg("%s took %.1f ms", cases[i].method, ms);
         /* the state keeps working, and after a failure the memory came
          * back (a call that succeeds leaves its garbage to the collector) */
         assert_call_json(f, "ok", "{}", "\"fine\"");
