@@ -340,7 +340,7 @@ static crm_value *query_until(ws_client *c, const char *coll, const char *where,
                               int timeout_ms)
 {
     for (int waited = 0;; waited += 50) {
-        crm_value *r = req(c, "\"op\": \"query\", \"collection\": \"%s\", \"where\": %s, \"order_by\": \"at\"}",
+        crm_value *r = req(c, "\"op\": \"query\", \"collection\": \"%s\", \"where\": %s}",
                            coll, where);
         const crm_value *recs = crm_map_get(ok_result(r), "records");
         if (recs->u.arr.n == want || waited >= timeout_ms) {
