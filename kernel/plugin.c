@@ -259,12 +259,13 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
     }
     if ((rc = read_config(json_path, &config, err)) != CRM_OK)
         goto fail;
-    /* config passes to the owner */
-    if (!(l.owner = crm_bus_owner_new(b, "plugin", name, config))) {
+    /* config passes to the owner, also when that fails */
+    l.owner = crm_bus_owner_new(b, "plugin", name, config);
+    config = NULL;
+    if (!l.owner) {
         rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
         goto fail;
     }
-    config = NULL;
     crm_bus_owner_set_host(l.owner, ps);
 
     errbuf[0] = 0;
@@ -273,8 +274,11 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
         errbuf[sizeof errbuf - 1] = 0; /* a plugin may forget the NUL */
         if (rc < 0 || rc >= CRM_CODE_LAST)
             rc = CRM_INTERNAL;
+        const char *refused = crm_bus_owner_errmsg(l.owner);
         if (errbuf[0])
             crm_err_set(err, rc, "%s: init failed: %s", l.path, errbuf);
+        else if (refused && *refused) /* most likely why: a registration it made was refused */
+            crm_err_set(err, rc, "%s: init failed: %s", l.path, refused);
         else
             crm_err_set(err, rc, "%s: init failed: %s (no message)", l.path, crm_code_name(rc));
         /* removes whatever init registered before it failed; no fini: init
@@ -286,6 +290,11 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
     crm_bus_owner_seal(l.owner);
     ps->v[ps->n++] = l;
     snprintf(who, sizeof who, "plugin %s", name);
+    /* init succeeded although a registration was refused: the plugin did
+     * not check a return code.  It loads (its init said so), but say it. */
+    const char *refused = crm_bus_owner_errmsg(l.owner);
+    if (refused && *refused)
+        crm_bus_log(b, CRM_LOG_WARN, who, "%s: a registration was refused: %s", l.path, refused);
     crm_bus_log(b, CRM_LOG_INFO, who, "loaded %s: %s %s (plugin ABI %u, crm_api of %u bytes, this crmd has %zu)",
                 l.path, name, l.info->version ? l.info->version : "(no version)",
                 (unsigned)l.info->abi, (unsigned)l.info->api_size, sizeof(crm_api));

@@ -42,7 +42,8 @@ typedef struct crm_plugins crm_plugins;
  * returns its code, with a message that starts with the file's path:
  *   "DIR/x.so: built for plugin ABI 2, this crmd speaks ABI 1"
  *   "DIR/x.so: needs a crm_api of 312 bytes, this crmd has 296"
- *   "DIR/x.so: init failed: <the plugin's message>"
+ *   "DIR/x.so: init failed: <the plugin's message>" (when init wrote none:
+ *       why the bus refused its last registration, if one was refused)
  *   "DIR/x.json: invalid JSON at line 1, column 2: ..."
  * Codes: BAD_REQUEST for a file that is not a usable plugin (refused ABI,
  * size, entry point, configuration, duplicate name, dlopen error); the

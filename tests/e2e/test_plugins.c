@@ -666,6 +666,12 @@ static void failing_init_stops_start_up(void **state)
     refused("plugins-init", "init_fails", NULL, "init failed: no licence_key in its configuration");
 }
 
+static void refused_registration_is_init_failures_message(void **state)
+{
+    refused("plugins-event", "bad_event", NULL,
+            "init failed: event \"nosuch.create\": no collection \"nosuch\"");
+}
+
 static void no_entry_point_is_refused(void **state)
 {
     refused("plugins-noentry", "noentry", NULL, "not a crmd plugin");
@@ -807,6 +813,7 @@ int main(void)
         cmocka_unit_test(wrong_abi_is_refused),
         cmocka_unit_test(table_too_short_for_the_plugin_is_refused),
         cmocka_unit_test(failing_init_stops_start_up),
+        cmocka_unit_test(refused_registration_is_init_failures_message),
         cmocka_unit_test(no_entry_point_is_refused),
         cmocka_unit_test(bad_configuration_is_refused),
         cmocka_unit_test(first_refusal_in_name_order_wins),
