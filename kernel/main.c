@@ -20,20 +20,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "codec.h"
-#if __has_include("lua_host.h") /* TEMPORARY while the Lua host lands (issue 4) */
 #include "lua_host.h"
-#else
-typedef struct crm_lua crm_lua;
-static int crm_lua_open(crm_bus *b, const char *dir, const void *o, crm_lua **out, crm_err *err)
-{
-    (void)b; (void)dir; (void)o; (void)err;
-    *out = NULL;
-    return CRM_OK;
-}
-static int crm_lua_reload(crm_lua *l, crm_err *err) { (void)l; (void)err; return CRM_OK; }
-static void crm_lua_close(crm_lua *l) { (void)l; }
-static size_t crm_lua_count(const crm_lua *l) { (void)l; return 0; }
-#endif
 #include "net.h"
 #include "plugin.h"
 #include "schema.h"

@@ -1,0 +1,321 @@
+/*
+ * test_scripts -- Lua scripts in a real server, over WebSocket (issue 4):
+ * a before-hook changes a record and crm.reject refuses one (REJECTED with
+ * the script's message); an after-hook's write appears; `call` reaches a
+ * crm.method with the caller's role in ctx; hostile methods (endless loop,
+ * loop inside pcall, string.rep bomb, catastrophic pattern) each end with
+ * SCRIPT_ERROR within about a second while a second client keeps getting
+ * answers; SIGHUP reloads the scripts without dropping connections and
+ * refuses a broken script, keeping the running set; a timer scheduled an
+ * hour ahead fires under --time-scale 3600 in about a second.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "codec.h"
+#include "tmpdir.h"
+#include "wsclient.h"
+
+static const char CONTACTS[] =
+    "{\"collection\": \"contacts\", \"id_prefix\": \"c_\", \"fields\": {"
+    " \"name\": {\"type\": \"string\", \"required\": true},"
+    " \"tier\": {\"type\": \"string\"}}}";
+static const char NOTES[] =
+    "{\"collection\": \"notes\", \"id_prefix\": \"n_\", \"fields\": {"
+    " \"contact\": {\"type\": \"string\", \"index\": true},"
+    " \"text\":    {\"type\": \"string\"}}}";
+static const char ROLES[] =
+    "{\"roles\": {\"agent\": {\"contacts\": [\"read\", \"write\"], \"notes\": [\"read\"],"
+    " \"methods\": [\"demo.*\", \"hostile.*\"]}}}";
+
+static const char GUARD_LUA[] =
+    "-- before: refuse Mallory, give everyone else a tier; after: a note\n"
+    "crm.on(\"contacts.create\", function(ev)\n"
+    "  if ev.record.name == \"Mallory\" then crm.reject(\"no Mallory here\") end\n"
+    "  ev.record.tier = \"bronze\"\n"
+    "end, {phase = \"before\"})\n"
+    "crm.on(\"contacts.create\", function(ev)\n"
+    "  crm.create(\"notes\", {contact = ev.id, text = \"welcome \" .. ev.record.name})\n"
+    "end, {phase = \"after\"})\n"
+    "crm.on_timer(\"later\", function(payload)\n"
+    "  crm.create(\"notes\", {contact = payload.contact, text = \"an hour later\"})\n"
+    "end)\n"
+    "crm.method(\"demo.later\", function(params, ctx)\n"
+    "  crm.schedule(3600, \"later\", {contact = params.contact})\n"
+    "  return true\n"
+    "end)\n";
+
+static const char METHODS_V1[] =
+    "crm.method(\"demo.whoami\", function(params, ctx)\n"
+    "  return {role = ctx.role, echo = params.x, version = 1}\n"
+    "end)\n";
+static const char METHODS_V2[] =
+    "crm.method(\"demo.whoami\", function(params, ctx)\n"
+    "  return {role = ctx.role, echo = params.x, version = 2}\n"
+    "end)\n";
+static const char METHODS_BROKEN[] =
+    "crm.method(\"demo.whoami\", function(params, ctx)\n"
+    "  return {version = 3\n" /* unclosed: a syntax error on line 3 */
+    "end)\n";
+
+static const char HOSTILE_LUA[] =
+    "crm.method(\"hostile.loop\", function() while true do end end)\n"
+    "crm.method(\"hostile.pcall\", function()\n"
+    "  while true do pcall(function() while true do end end) end\n"
+    "end)\n"
+    "crm.method(\"hostile.rep\", function() return #string.rep(\"x\", 1 << 30) end)\n"
+    "crm.method(\"hostile.pattern\", function()\n"
+    "  return string.find(string.rep(\"a\", 40), string.rep(\"a*\", 12) .. \"b\")\n"
+    "end)\n";
+
+typedef struct fixture {
+    crmd_proc p;
+    char *sdir, *scripts, *token;
+} fixture;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char args[2048];
+    f->sdir = crm_tmpdir_make("scripts-schemas");
+    f->scripts = crm_tmpdir_make("scripts");
+    crm_tmpdir_write(f->sdir, "contacts.json", CONTACTS);
+    crm_tmpdir_write(f->sdir, "notes.json", NOTES);
+    crm_tmpdir_write(f->sdir, "roles.json", ROLES);
+    crm_tmpdir_write(f->scripts, "guard.lua", GUARD_LUA);
+    crm_tmpdir_write(f->scripts, "methods.lua", METHODS_V1);
+    crm_tmpdir_write(f->scripts, "hostile.lua", HOSTILE_LUA);
+    snprintf(args, sizeof args, "--scripts %s --time-scale 3600", f->scripts);
+    setenv("CRMD_ARGS", args, 1);
+    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), f->sdir, NULL), 0);
+    unsetenv("CRMD_ARGS");
+    assert_non_null(f->token = crmd_token(&f->p, "agent"));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(crmd_stop(&f->p), 0); /* removes its data folder */
+    crm_tmpdir_remove(f->sdir);
+    crm_tmpdir_remove(f->scripts);
+    free(f->token);
+    free(f);
+    return 0;
+}
+
+static void connect_authed(fixture *f, ws_client *c)
+{
+    char buf[256];
+    crm_value *r;
+    assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
+    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
+    assert_int_equal(ws_send_json(c, buf), 0);
+    r = ws_reply(c, 1, 3000, NULL);
+    assert_non_null(r);
+    assert_true(crm_map_get(r, "ok")->u.b);
+    crm_value_free(r);
+}
+
+static long long next_ref = 100;
+
+/* Sends a request (printf-style JSON without ref) and returns its reply. */
+static crm_value *req(ws_client *c, int timeout_ms, const char *fmt, ...)
+{
+    char body[2048], buf[2300];
+    va_list ap;
+    long long ref = next_ref++;
+    va_start(ap, fmt);
+    vsnprintf(body, sizeof body, fmt, ap);
+    va_end(ap);
+    snprintf(buf, sizeof buf, "{\"ref\": %lld, %s", ref, body + 1);
+    assert_int_equal(ws_send_json(c, buf), 0);
+    return ws_reply(c, ref, timeout_ms, NULL);
+}
+
+static const char *code_of(const crm_value *r)
+{
+    const crm_value *e = crm_map_get(r, "error");
+    return e ? crm_map_str(e, "code", "") : "OK";
+}
+
+static const char *msg_of(const crm_value *r)
+{
+    const crm_value *e = crm_map_get(r, "error");
+    return e ? crm_map_str(e, "message", "") : "";
+}
+
+static int64_t count_notes(ws_client *c, const char *where_json)
+{
+    crm_value *r = req(c, 3000, "{\"op\": \"query\", \"collection\": \"notes\", \"where\": %s}",
+                       where_json);
+    int64_t n;
+    assert_non_null(r);
+    assert_string_equal(code_of(r), "OK");
+    n = (int64_t)crm_map_get(crm_map_get(r, "result"), "records")->u.arr.n;
+    crm_value_free(r);
+    return n;
+}
+
+static void test_hooks_and_methods_over_the_wire(void **state)
+{
+    fixture *f = *state;
+    ws_client c;
+    crm_value *r;
+    const crm_value *res;
+    connect_authed(f, &c);
+
+    r = req(&c, 3000, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"name\": \"Mallory\"}}");
+    assert_string_equal(code_of(r), "REJECTED");
+    assert_string_equal(msg_of(r), "no Mallory here");
+    crm_value_free(r);
+
+    r = req(&c, 3000, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_ann\", \"name\": \"Ann\"}}");
+    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(crm_map_str(crm_map_get(r, "result"), "tier", ""), "bronze");
+    crm_value_free(r);
+
+    /* the after-hook's note comes once the change is durable */
+    {
+        double t0 = now_s();
+        while (count_notes(&c, "{\"contact\": \"c_ann\"}") == 0 && now_s() - t0 < 3)
+            usleep(20000);
+        assert_int_equal(count_notes(&c, "{\"contact\": \"c_ann\"}"), 1);
+    }
+
+    r = req(&c, 3000, "{\"op\": \"call\", \"method\": \"demo.whoami\", \"params\": {\"x\": 42}}");
+    assert_string_equal(code_of(r), "OK");
+    res = crm_map_get(r, "result");
+    assert_string_equal(crm_map_str(res, "role", ""), "agent");
+    assert_int_equal(crm_map_int(res, "echo", 0), 42);
+    crm_value_free(r);
+
+    r = req(&c, 3000, "{\"op\": \"call\", \"method\": \"demo.nothing\", \"params\": {}}");
+    assert_string_equal(code_of(r), "NOT_FOUND");
+    crm_value_free(r);
+
+    /* a timer an hour ahead, on a clock running 3600 times faster */
+    r = req(&c, 3000, "{\"op\": \"call\", \"method\": \"demo.later\", \"params\": {\"contact\": \"c_ann\"}}");
+    assert_string_equal(code_of(r), "OK");
+    crm_value_free(r);
+    {
+        double t0 = now_s();
+        while (count_notes(&c, "{\"text\": \"an hour later\"}") == 0 && now_s() - t0 < 5)
+            usleep(50000);
+        assert_int_equal(count_notes(&c, "{\"text\": \"an hour later\"}"), 1);
+        assert_true(now_s() - t0 < 4);
+    }
+    ws_close(&c);
+}
+
+static void test_hostile_methods_stopped_others_served(void **state)
+{
+    fixture *f = *state;
+    static const char *const methods[] = {"hostile.loop", "hostile.pcall", "hostile.rep",
+                                          "hostile.pattern"};
+    ws_client a, b;
+    connect_authed(f, &a);
+    connect_authed(f, &b);
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
+        char buf[256];
+        long long ref = next_ref++;
+        double t0 = now_s(), took, ping_wait;
+        crm_value *r, *p;
+        snprintf(buf, sizeof buf, "{\"ref\": %lld, \"op\": \"call\", \"method\": \"%s\", \"params\": {}}",
+                 ref, methods[i]);
+        assert_int_equal(ws_send_json(&a, buf), 0);
+        usleep(50000); /* the attack is running */
+        {
+            double p0 = now_s();
+            p = req(&b, 5000, "{\"op\": \"ping\"}");
+            ping_wait = now_s() - p0;
+        }
+        assert_non_null(p); /* the other client is answered */
+        crm_value_free(p);
+        r = ws_reply(&a, ref, 5000, NULL);
+        took = now_s() - t0;
+        assert_non_null(r);
+        print_message("%s: %s after %.3f s (%s); a ping from another client waited %.3f s\n",
+                      methods[i], code_of(r), took, msg_of(r), ping_wait);
+        assert_string_equal(code_of(r), "SCRIPT_ERROR");
+        assert_non_null(strstr(msg_of(r), "hostile.lua"));
+        assert_true(took < 1.5);
+        crm_value_free(r);
+    }
+    /* and the server goes on serving scripts */
+    {
+        crm_value *r = req(&a, 3000, "{\"op\": \"call\", \"method\": \"demo.whoami\", \"params\": {}}");
+        assert_string_equal(code_of(r), "OK");
+        crm_value_free(r);
+    }
+    ws_close(&a);
+    ws_close(&b);
+}
+
+static int64_t whoami_version(ws_client *c)
+{
+    crm_value *r = req(c, 3000, "{\"op\": \"call\", \"method\": \"demo.whoami\", \"params\": {}}");
+    int64_t v;
+    assert_non_null(r);
+    assert_string_equal(code_of(r), "OK");
+    v = crm_map_int(crm_map_get(r, "result"), "version", 0);
+    crm_value_free(r);
+    return v;
+}
+
+static void test_sighup_reloads_without_dropping_connections(void **state)
+{
+    fixture *f = *state;
+    ws_client c;
+    double t0;
+    connect_authed(f, &c);
+    assert_int_equal(whoami_version(&c), 1);
+
+    crm_tmpdir_write(f->scripts, "methods.lua", METHODS_V2);
+    kill(f->p.pid, SIGHUP);
+    t0 = now_s();
+    while (whoami_version(&c) != 2 && now_s() - t0 < 3)
+        usleep(20000);
+    assert_int_equal(whoami_version(&c), 2); /* same connection, new script */
+
+    /* a broken script is refused and the running set stays */
+    crm_tmpdir_write(f->scripts, "methods.lua", METHODS_BROKEN);
+    kill(f->p.pid, SIGHUP);
+    usleep(300000);
+    assert_int_equal(whoami_version(&c), 2);
+    /* hooks of the running set still work too */
+    {
+        crm_value *r = req(&c, 3000, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"name\": \"Mallory\"}}");
+        assert_string_equal(code_of(r), "REJECTED");
+        crm_value_free(r);
+    }
+    ws_close(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_hooks_and_methods_over_the_wire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_methods_stopped_others_served, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sighup_reloads_without_dropping_connections, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
