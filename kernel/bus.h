@@ -54,7 +54,8 @@ const crm_api *crm_bus_api(crm_bus *b);
 /* ---- owners ---- */
 /* A new owner of registrations: kind "plugin" or "script", name e.g. "loyalty"
  * or "lifecycle.lua" (copied).  config: the owner's configuration map,
- * ownership passes to the owner (may be NULL).  NULL on OOM. */
+ * ownership passes to the owner (may be NULL), also on failure (then it is
+ * freed).  NULL on OOM. */
 crm_plugin *crm_bus_owner_new(crm_bus *b, const char *kind, const char *name, crm_value *config);
 /* Removes every registration of p (hooks, timers, methods) and frees p.
  * Durable state (cursors, pending timers) stays: a reload that registers

@@ -291,6 +291,8 @@ static void *api_alloc(crm_ctx *c, size_t n)
 
 static crm_plugin *api_ctx_plugin(crm_ctx *c) { return c ? c->p : NULL; }
 
+static const char *api_registration_error(crm_plugin *p) { return p ? p->err.msg : ""; }
+
 /* api->now needs the bus but its signature has only a ctx; the clock is
  * the store's, so one bus per process is assumed for ctx-less calls. */
 static crm_bus *clock_bus;
@@ -345,6 +347,7 @@ void crm_bus_api_init(crm_bus *b)
     a->plugin_name = api_plugin_name;
     a->alloc = api_alloc;
     a->ctx_plugin = api_ctx_plugin;
+    a->registration_error = api_registration_error;
     clock_bus = b;
 }
 

@@ -245,8 +245,18 @@ typedef struct crm_api {
     /* -- per-call memory: freed by the kernel when the call returns -- */
     void *(*alloc)(crm_ctx *ctx, size_t n);      /* NULL on OOM; 16-byte aligned */
     crm_plugin *(*ctx_plugin)(crm_ctx *ctx);     /* the plugin this call belongs to */
+    /* The message of p's most recent refused registration (on, on_timer,
+     * method); "" when none was refused.  Borrowed, valid until p's next
+     * registration. */
+    const char *(*registration_error)(crm_plugin *p);
     /* new members go here, at the end */
 } crm_api;
+
+/* True when the kernel's table has member m (a plugin built against a newer
+ * header may run on an older kernel only if it checks before use):
+ *     if (CRM_API_HAS(api, registration_error)) ...                       */
+#define CRM_API_HAS(api, m) \
+    (offsetof(crm_api, m) + sizeof(((crm_api *)0)->m) <= (size_t)(api)->size)
 
 /* ---- the entry point ---- */
 

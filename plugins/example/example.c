@@ -415,8 +415,8 @@ static int example_init(crm_plugin *p, const crm_api *a, char *errbuf, size_t ca
     api = a;
     /* Built against this header, we use its last member: a kernel whose
      * table is shorter would have refused us, but say so if not. */
-    if (api->size < offsetof(crm_api, ctx_plugin) + sizeof api->ctx_plugin) {
-        snprintf(errbuf, cap, "needs crm_api members up to ctx_plugin");
+    if (!CRM_API_HAS(api, registration_error)) {
+        snprintf(errbuf, cap, "needs crm_api members up to registration_error");
         return CRM_INTERNAL;
     }
     if (api->from_json(DEFAULTS, sizeof DEFAULTS - 1, &defaults, &e) != CRM_OK) {
@@ -444,7 +444,8 @@ static int example_init(crm_plugin *p, const crm_api *a, char *errbuf, size_t ca
         api->on_timer(p, "example.followup", followup, NULL) ||
         api->method(p, "example.echo", echo, NULL) ||
         api->method(p, "example.stats", get_stats, NULL)) {
-        snprintf(errbuf, cap, "could not register its hooks, timer and methods");
+        snprintf(errbuf, cap, "could not register its hooks, timer and methods: %s",
+                 api->registration_error(p));
         goto fail;
     }
     json = api->to_json(api->config(p, NULL) ? api->config(p, NULL) : defaults, NULL);
