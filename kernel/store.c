@@ -387,6 +387,7 @@ static int txn_child(crm_txn *parent, crm_txn *child, crm_err *err)
     *child = *parent;
     child->parent = parent;
     child->fatal = 0;
+    child->lazy = 0;
     if ((mrc = mdb_txn_begin(parent->s->env, parent->txn, 0, &child->txn)))
         return crm_store_mdb_err(parent, mrc, err, "nested transaction");
     return CRM_OK;
@@ -836,10 +837,22 @@ done:
         w->seq = 0;
         /* half a write may be in t: without a nested txn of its own to
          * abort, the whole batch must go (it is retried or failed whole) */
-        if (mutating && direct)
+        if (mutating && (direct || t->lazy))
             mark_fatal(t);
     }
     return rc;
+}
+
+int crm_txn_ensure(crm_txn *t, crm_err *err)
+{
+    int mrc;
+    if (!t->lazy)
+        return CRM_OK;
+    /* its parent is never lazy: a write into a lazy txn ensures it first */
+    if ((mrc = mdb_txn_begin(t->s->env, t->parent->txn, 0, &t->txn)))
+        return crm_store_mdb_err(t->parent, mrc, err, "nested transaction");
+    t->lazy = 0;
+    return CRM_OK;
 }
 
 int crm_txn_write(crm_txn *t, crm_write *w)
@@ -851,6 +864,8 @@ int crm_txn_write(crm_txn *t, crm_write *w)
     crm_write_clear(w);
     if (!t->write)
         return w->rc = crm_err_set(&w->err, CRM_INTERNAL, "write in a read transaction");
+    if ((rc = crm_txn_ensure(t, &w->err)) != CRM_OK)
+        return w->rc = w->err.code = rc;
     if (!t->s->before) {
         /* No hooks: every refusal (validation, refs, unique, if_rev) is
          * found before the write touches t, so it needs no nested txn of
@@ -866,14 +881,28 @@ int crm_txn_write(crm_txn *t, crm_write *w)
         }
         return rc;
     }
-    if ((rc = txn_child(t, &child, &w->err)) != CRM_OK)
-        return w->rc = rc;
+    /* With before-hooks: a lazy child.  Hooks that only look at or change
+     * the record (the common case) leave it lazy, and the write goes
+     * straight into t like a write without hooks (every refusal is still
+     * found before the first change).  A hook that writes makes it a real
+     * nested txn, so a later refusal undoes the hook's writes too. */
+    child = *t;
+    child.parent = t;
+    child.fatal = 0;
+    child.lazy = 1;
     rc = write_body(&child, w, 0, &enc);
     free(enc);
-    if (rc == CRM_OK)
+    if (child.lazy) {
+        if (rc == CRM_OK) {
+            t->seq = child.seq;
+            t->id_clock = child.id_clock;
+            t->feed_bytes = child.feed_bytes;
+        }
+    } else if (rc == CRM_OK) {
         rc = txn_child_commit(&child, &w->err);
-    else
+    } else {
         mdb_txn_abort(child.txn);
+    }
     if (child.fatal && !t->fatal)
         t->fatal = child.fatal;
     if (rc != CRM_OK) { /* keep the details (they say why), drop any result */
@@ -892,6 +921,8 @@ int crm_txn_nest(crm_txn *t, int depth, int (*fn)(void *ud, crm_txn *child, crm_
     crm_err_clear(err);
     if (!t->write)
         return crm_err_set(err, CRM_INTERNAL, "nested transaction of a read transaction");
+    if ((rc = crm_txn_ensure(t, err)) != CRM_OK)
+        return rc;
     if ((rc = txn_child(t, &child, err)) != CRM_OK)
         return rc;
     if (depth >= 0)
@@ -1180,7 +1211,7 @@ int crm_txn_aux_put(crm_txn *t, const char *table, const void *key, size_t klen,
     int mrc, rc;
     if (!t->write)
         return crm_err_set(err, CRM_INTERNAL, "aux write in a read transaction");
-    if ((rc = aux_dbi(t->s, table, &dbi, err)) != CRM_OK)
+    if ((rc = crm_txn_ensure(t, err)) != CRM_OK || (rc = aux_dbi(t->s, table, &dbi, err)) != CRM_OK)
         return rc;
     mrc = val ? mdb_put(t->txn, dbi, &k, &v, 0) : mdb_del(t->txn, dbi, &k, NULL);
     if (mrc == MDB_NOTFOUND)

@@ -50,7 +50,17 @@ struct crm_txn {
     int64_t now;          /* one clock reading per batch */
     uint64_t seq, id_clock, feed_bytes;
     int fatal;            /* an LMDB error that spoils the whole batch (MAP_FULL, I/O) */
+    /* A write's transaction while its before-hooks run: it shares its
+     * parent's LMDB txn (so a write whose hooks write nothing costs no
+     * nested txn) until something writes into it; then crm_txn_ensure
+     * begins its own nested txn, from a parent state this write has not
+     * yet touched (hooks run before the write's own mutation). */
+    int lazy;
 };
+
+/* Gives a lazy t its own nested LMDB txn (no-op otherwise); every write
+ * into a txn calls it first. */
+int crm_txn_ensure(crm_txn *t, crm_err *err);
 
 const crm_coll_rt *crm_store_coll(const crm_store *s, const char *name);
 
