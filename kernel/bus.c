@@ -124,6 +124,21 @@ crm_plugin *crm_bus_owner_new(crm_bus *b, const char *kind, const char *name, cr
 static void update_before_fn(crm_bus *b);
 static void update_floor(crm_bus *b);
 
+/* Removes p's entries from a list of timer handlers or methods. */
+static void drop_named(crm_named **list, const crm_plugin *p)
+{
+    while (*list) {
+        if ((*list)->owner == p) {
+            crm_named *dead = *list;
+            *list = dead->next;
+            free(dead->name);
+            free(dead);
+        } else {
+            list = &(*list)->next;
+        }
+    }
+}
+
 void crm_bus_owner_free(crm_plugin *p)
 {
     crm_bus *b;
@@ -140,26 +155,8 @@ void crm_bus_owner_free(crm_plugin *p)
             h = &(*h)->next;
         }
     }
-    for (crm_named **t = &b->timers; *t;) {
-        if ((*t)->owner == p) {
-            crm_named *dead = *t;
-            *t = dead->next;
-            free(dead->name);
-            free(dead);
-        } else {
-            t = &(*t)->next;
-        }
-    }
-    for (crm_named **m = &b->methods; *m;) {
-        if ((*m)->owner == p) {
-            crm_named *dead = *m;
-            *m = dead->next;
-            free(dead->name);
-            free(dead);
-        } else {
-            m = &(*m)->next;
-        }
-    }
+    drop_named(&b->timers, p);
+    drop_named(&b->methods, p);
     for (crm_plugin **o = &b->owners; *o; o = &(*o)->next)
         if (*o == p) {
             *o = p->next;

@@ -17,3 +17,53 @@ crm_value *crm_test_json(const char *json)
     }
     return v;
 }
+
+int crm_test_write(crm_store *s, crm_op op, const char *coll, const char *id, const char *json,
+                   crm_value **result, crm_err *err_out)
+{
+    crm_write w;
+    crm_value *v = json ? crm_test_json(json) : NULL;
+    int rc;
+    memset(&w, 0, sizeof w);
+    w.op = op;
+    w.coll = coll;
+    w.id = id;
+    w.data = v;
+    rc = crm_store_write1(s, &w);
+    if (err_out)
+        *err_out = w.err;
+    if (result) {
+        *result = w.result;
+        w.result = NULL;
+    }
+    crm_write_clear(&w);
+    crm_value_free(v);
+    return rc;
+}
+
+int crm_test_pump(crm_store *s, crm_bus *b)
+{
+    for (int i = 0; i < 500; i++) {
+        crm_unit *u;
+        crm_err e;
+        int rc;
+        if (!(u = crm_bus_unit(b)))
+            return 0;
+        rc = crm_store_apply(s, u, 1, &e);
+        crm_bus_unit_done(b, u, rc);
+    }
+    return -1;
+}
+
+uint64_t crm_test_count(crm_store *s, const char *coll)
+{
+    crm_txn *t;
+    crm_err e;
+    uint64_t n = 0;
+    if (crm_store_begin_read(s, &t, &e) != CRM_OK)
+        return UINT64_MAX;
+    if (crm_txn_count(t, coll, &n, &e) != CRM_OK)
+        n = UINT64_MAX;
+    crm_txn_end(t);
+    return n;
+}

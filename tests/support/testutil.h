@@ -2,11 +2,23 @@
 #ifndef CRM_TEST_UTIL_H
 #define CRM_TEST_UTIL_H
 
+#include "bus.h"
+#include "store.h"
 #include "value.h"
 
 /* Parses a JSON literal of a test (default limits).  A literal that does not
  * parse is a bug in the test: it is reported and the program aborts.
  * Caller owns the result. */
 crm_value *crm_test_json(const char *json);
+
+/* One write through crm_store_write1; json NULL for a delete.  *result (may
+ * be NULL) gets the stored record, caller's; *err_out the error. */
+int crm_test_write(crm_store *s, crm_op op, const char *coll, const char *id, const char *json,
+                   crm_value **result, crm_err *err_out);
+/* Runs bus rounds (after-hooks, due timers) until it has nothing to do now:
+ * 0, or -1 when it did not settle in 500 rounds. */
+int crm_test_pump(crm_store *s, crm_bus *b);
+/* Records in coll (UINT64_MAX when it cannot be read). */
+uint64_t crm_test_count(crm_store *s, const char *coll);
 
 #endif

@@ -112,45 +112,20 @@ static int teardown(void **state)
 static int write1(fixture *f, crm_op op, const char *coll, const char *id, const char *json,
                   crm_err *err_out)
 {
-    crm_write w;
-    crm_value *v = json ? crm_test_json(json) : NULL;
-    int rc;
-    memset(&w, 0, sizeof w);
-    w.op = op;
-    w.coll = coll;
-    w.id = id;
-    w.data = v;
-    rc = crm_store_write1(f->store, &w);
-    if (err_out)
-        *err_out = w.err;
-    crm_write_clear(&w);
-    crm_value_free(v);
-    return rc;
+    return crm_test_write(f->store, op, coll, id, json, NULL, err_out);
 }
 
 /* Runs bus rounds until it has nothing to do now. */
 static void pump(fixture *f)
 {
-    for (int i = 0; i < 200; i++) {
-        crm_unit *u = crm_bus_unit(f->bus);
-        crm_err e;
-        int rc;
-        if (!u)
-            return;
-        rc = crm_store_apply(f->store, u, 1, &e);
-        crm_bus_unit_done(f->bus, u, rc);
-    }
-    fail_msg("the bus did not settle");
+    if (crm_test_pump(f->store, f->bus) != 0)
+        fail_msg("the bus did not settle");
 }
 
 static uint64_t count(fixture *f, const char *coll)
 {
-    crm_txn *t;
-    crm_err e;
-    uint64_t n = 0;
-    assert_int_equal(crm_store_begin_read(f->store, &t, &e), CRM_OK);
-    assert_int_equal(crm_txn_count(t, coll, &n, &e), CRM_OK);
-    crm_txn_end(t);
+    uint64_t n = crm_test_count(f->store, coll);
+    assert_true(n != UINT64_MAX);
     return n;
 }
 

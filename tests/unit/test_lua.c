@@ -114,24 +114,7 @@ static void open_ok(fixture *f) { assert_int_equal(open_lua(f, NULL, NULL), CRM_
 static int write1(fixture *f, crm_op op, const char *coll, const char *id, const char *json,
                   crm_value **result, crm_err *err_out)
 {
-    crm_write w;
-    crm_value *v = json ? crm_test_json(json) : NULL;
-    int rc;
-    memset(&w, 0, sizeof w);
-    w.op = op;
-    w.coll = coll;
-    w.id = id;
-    w.data = v;
-    rc = crm_store_write1(f->store, &w);
-    if (err_out)
-        *err_out = w.err;
-    if (result) {
-        *result = w.result;
-        w.result = NULL;
-    }
-    crm_write_clear(&w);
-    crm_value_free(v);
-    return rc;
+    return crm_test_write(f->store, op, coll, id, json, result, err_out);
 }
 
 /* A contact id made by a create that must work. */
@@ -149,18 +132,8 @@ static void create_contact(fixture *f, const char *json, char *id, size_t cap)
 
 static void pump(fixture *f)
 {
-    for (int i = 0; i < 500; i++) {
-        crm_unit *u;
-        crm_err e;
-        int rc;
-        if (crm_bus_next_work_ms(f->bus) != 0)
-            return;
-        if (!(u = crm_bus_unit(f->bus)))
-            return;
-        rc = crm_store_apply(f->store, u, 1, &e);
-        crm_bus_unit_done(f->bus, u, rc);
-    }
-    fail_msg("the bus did not settle");
+    if (crm_test_pump(f->store, f->bus) != 0)
+        fail_msg("the bus did not settle");
 }
 
 static crm_value *get(fixture *f, const char *coll, const char *id)
@@ -177,12 +150,8 @@ static crm_value *get(fixture *f, const char *coll, const char *id)
 
 static uint64_t count(fixture *f, const char *coll)
 {
-    crm_txn *t;
-    crm_err e;
-    uint64_t n = 0;
-    assert_int_equal(crm_store_begin_read(f->store, &t, &e), CRM_OK);
-    assert_int_equal(crm_txn_count(t, coll, &n, &e), CRM_OK);
-    crm_txn_end(t);
+    uint64_t n = crm_test_count(f->store, coll);
+    assert_true(n != UINT64_MAX);
     return n;
 }
 
