@@ -12,7 +12,7 @@
 set -u
 secs=${1:-20}
 [ $# -gt 0 ] && shift
-targets=${*:-json msgpack schema filter request}
+targets=${*:-json msgpack schema filter request luavalue}
 build=${FUZZ_BUILD:-build-fuzz}
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$(cd "$build/fuzz" && pwd) || { echo "run.sh: no $build/fuzz: make build-fuzz" >&2; exit 2; }
