@@ -405,14 +405,169 @@ static void test_stages_from_orders(void **state)
     ws_close(&sub);
 }
 
+/* The server clock, estimated from a record's _created seen at real time t_real. */
+typedef struct sclock {
+    int64_t server_ms;
+    double real_s, scale;
+} sclock;
+
+static int64_t server_now(const sclock *k)
+{
+    return k->server_ms + (int64_t)((now_s() - k->real_s) * k->scale * 1000.0);
+}
+
+static void test_inactivity_at_risk_churned_and_back(void **state)
+{
+    fixture *f = *state;
+    ws_client c;
+    char buf[1024];
+    sclock k;
+    int64_t created;
+    double t_order, t_risk, t_churn;
+    crm_value *r;
+    connect_authed(f, &c);
+
+    char *dora = new_contact(&c, "Dora", &created);
+    k.server_ms = created;
+    k.real_s = now_s();
+    k.scale = f->scale;
+    char *eve = new_contact(&c, "Eve", NULL);
+    char *pete = new_contact(&c, "Pete", NULL); /* a prospect: never lapses */
+    interaction(&c, pete, server_now(&k));
+    free(order(&c, dora, 1000, "paid", server_now(&k)));
+    free(order(&c, eve, 1000, "paid", server_now(&k)));
+    t_order = now_s();
+    crm_value_free(wait_stage(&c, dora, "new_customer", 3));
+    crm_value_free(wait_stage(&c, eve, "new_customer", 3));
+
+    /* Eve is kept active by a call every 1.5 s (9 server hours); Dora is idle */
+    {
+        double last_call = now_s();
+        for (;;) {
+            r = get_contact(&c, dora);
+            int risk = strcmp(crm_map_str(result_of(r), "lifecycle_stage", ""), "at_risk") == 0;
+            crm_value_free(r);
+            if (risk)
+                break;
+            assert_true(now_s() - t_order < 15);
+            if (now_s() - last_call > 1.5) {
+                interaction(&c, eve, server_now(&k));
+                last_call = now_s();
+            }
+            usleep(20000);
+        }
+        t_risk = now_s() - t_order;
+        r = get_contact(&c, dora);
+        assert_string_equal(crm_map_str(result_of(r), "life_phase", ""), "decline");
+        crm_value_free(r);
+        for (;;) {
+            r = get_contact(&c, dora);
+            int churned = strcmp(crm_map_str(result_of(r), "lifecycle_stage", ""), "churned") == 0;
+            crm_value_free(r);
+            if (churned)
+                break;
+            assert_true(now_s() - t_order < 25);
+            if (now_s() - last_call > 1.5) {
+                interaction(&c, eve, server_now(&k));
+                last_call = now_s();
+            }
+            usleep(20000);
+        }
+        t_churn = now_s() - t_order;
+    }
+    print_message("at_risk after %.2f s, churned after %.2f s (1 server day = %.2f s)\n", t_risk,
+                  t_churn, 86400 / f->scale);
+    /* 1 day and 2 days of a 6-hours-a-second clock: 4 s and 8 s */
+    assert_true(t_risk > 3 && t_risk < 8);
+    assert_true(t_churn > 7 && t_churn < 14);
+    r = get_contact(&c, dora);
+    assert_string_equal(crm_map_str(result_of(r), "life_phase", ""), "termination");
+    crm_value_free(r);
+    check_contact(get_contact(&c, eve), "new_customer", "growth", 1, 1000);
+    check_contact(get_contact(&c, pete), "prospect", "acquisition", 0, 0);
+
+    /* a new order brings Dora back: two orders, so repeat */
+    free(order(&c, dora, 2000, "paid", server_now(&k)));
+    check_contact(wait_stage(&c, dora, "repeat", 3), "repeat", "growth", 2, 3000);
+    transitions(&c, dora, buf, sizeof buf);
+    assert_string_equal(buf, "prospect>new_customer:first_order;new_customer>at_risk:inactivity;"
+                             "at_risk>churned:inactivity;churned>repeat:reactivated;");
+    transitions(&c, eve, buf, sizeof buf);
+    assert_string_equal(buf, "prospect>new_customer:first_order;");
+    transitions(&c, pete, buf, sizeof buf);
+    assert_string_equal(buf, "");
+
+    /* an interaction brings an at_risk customer back too */
+    for (;;) {
+        r = get_contact(&c, eve);
+        int risk = strcmp(crm_map_str(result_of(r), "lifecycle_stage", ""), "at_risk") == 0;
+        crm_value_free(r);
+        if (risk)
+            break;
+        assert_true(now_s() - t_order < 40);
+        usleep(20000);
+    }
+    interaction(&c, eve, server_now(&k));
+    check_contact(wait_stage(&c, eve, "new_customer", 3), "new_customer", "growth", 1, 1000);
+    transitions(&c, eve, buf, sizeof buf);
+    assert_string_equal(buf, "prospect>new_customer:first_order;new_customer>at_risk:inactivity;"
+                             "at_risk>new_customer:reactivated;");
+    free(dora);
+    free(eve);
+    free(pete);
+    ws_close(&c);
+}
+
+static void test_inactivity_timer_survives_restart(void **state)
+{
+    fixture *f = *state;
+    ws_client c;
+    char buf[1024];
+    int64_t created;
+    double t0;
+    crm_value *r;
+    connect_authed(f, &c);
+    char *finn = new_contact(&c, "Finn", &created);
+    free(order(&c, finn, 700, "paid", created));
+    crm_value_free(wait_stage(&c, finn, "new_customer", 3));
+    ws_close(&c);
+
+    /* down before the at_risk timer (4 s) is due */
+    stop_keep(f);
+    sleep(1);
+    restart(f);
+    t0 = now_s();
+    connect_authed(f, &c);
+    r = get_contact(&c, finn);
+    assert_string_equal(crm_map_str(result_of(r), "lifecycle_stage", ""), "new_customer");
+    crm_value_free(r);
+    crm_value_free(wait_stage(&c, finn, "at_risk", 10));
+    print_message("at_risk %.2f s after the restart\n", now_s() - t0);
+    ws_close(&c);
+
+    /* down again while at_risk: the churn timer fires after the next restart */
+    stop_keep(f);
+    restart(f);
+    t0 = now_s();
+    connect_authed(f, &c);
+    r = get_contact(&c, finn);
+    assert_string_equal(crm_map_str(result_of(r), "lifecycle_stage", ""), "at_risk");
+    crm_value_free(r);
+    crm_value_free(wait_stage(&c, finn, "churned", 10));
+    print_message("churned %.2f s after the second restart\n", now_s() - t0);
+    transitions(&c, finn, buf, sizeof buf);
+    assert_string_equal(buf, "prospect>new_customer:first_order;new_customer>at_risk:inactivity;"
+                             "at_risk>churned:inactivity;");
+    free(finn);
+    ws_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stages_from_orders, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_inactivity_at_risk_churned_and_back, setup_fast, teardown),
+        cmocka_unit_test_setup_teardown(test_inactivity_timer_survives_restart, setup_fast, teardown),
     };
-    (void)setup_fast;
-    (void)interaction;
-    (void)restart;
-    (void)stop_keep;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
