@@ -545,7 +545,8 @@ crm.method("tickets.history", function(params)
   return {contact = contact, total = #out, open = open, tickets = out, truncated = truncated}
 end)
 
--- tickets.sla_due {priority | hours, from} -> {due, due_local, from_local, hours}
+-- tickets.sla_due {priority | hours, from} -> {due, due_local, from, from_local, hours}
+-- (from defaults to the server clock's now)
 -- The business-hours arithmetic on the configured calendar; changes nothing.
 crm.method("tickets.sla_due", function(params)
   params = params or {}
@@ -560,8 +561,8 @@ crm.method("tickets.sla_due", function(params)
     crm.reject("hours must be a number from 0 to 100000")
   end
   local due = business_add(CAL, from, hours)
-  return {due = due, due_local = local_text(CAL, due), from_local = local_text(CAL, from),
-          hours = hours}
+  return {due = due, due_local = local_text(CAL, due), from = from,
+          from_local = local_text(CAL, from), hours = hours}
 end)
 
 -- tickets.recount_agents {} -> {agents = n}: recomputes agents.open_tickets
