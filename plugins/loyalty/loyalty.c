@@ -816,6 +816,7 @@ static int redeem(crm_ctx *ctx, const char *contact, int64_t n, const char *reas
 {
     crm_value *from, *extra;
     int rc;
+    memset(a, 0, sizeof *a); /* the caller frees it on every path */
     if (n <= 0)
         return api->error(ctx, CRM_BAD_REQUEST, "loyalty: points to redeem must be a positive integer");
     if ((rc = acc_load(ctx, contact, 0, a)) != CRM_OK)
