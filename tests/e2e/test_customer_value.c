@@ -78,7 +78,7 @@ static void copy_script(const char *dir, const char *name, const char *from, con
     free(src);
 }
 
-static int setup(void **state)
+static int setup_scaled(void **state, const char *scale)
 {
     fixture *f = calloc(1, sizeof *f);
     char args[1024];
@@ -86,13 +86,23 @@ static int setup(void **state)
     f->scripts = crm_tmpdir_make("value-scripts");
     copy_script(f->scripts, "lifecycle.lua", NULL, NULL);
     copy_script(f->scripts, "customer_value.lua", "  page = 200,", "  page = 50,");
-    snprintf(args, sizeof args, "--scripts %s", f->scripts);
+    snprintf(args, sizeof args, "--scripts %s --time-scale %s", f->scripts, scale);
     setenv("CRMD_ARGS", args, 1);
     assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
     unsetenv("CRMD_ARGS");
     assert_non_null(f->token = crmd_token(&f->p, "admin"));
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_scaled(state, "1");
+}
+
+static int setup_fast(void **state)
+{
+    return setup_scaled(state, "86400"); /* a day a second */
 }
 
 static int teardown(void **state)
@@ -435,10 +445,50 @@ static void test_scores_equal_independent_computation(void **state)
     ws_close(&c);
 }
 
+/* The daily timer, armed by the first order, starts jobs by itself. */
+static void test_daily_timer_runs_the_job(void **state)
+{
+    fixture *f = *state;
+    ws_client c;
+    crm_value *r;
+    double t0;
+    int64_t t;
+    connect_authed(f, &c);
+    r = req(&c, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_d\", \"name\": \"D\"}}");
+    t = crm_map_int(crm_map_get(r, "result"), "_created", 0);
+    crm_value_free(r);
+    crm_value_free(req(&c, "{\"op\": \"create\", \"collection\": \"orders\", \"record\": {\"contact\": \"c_d\","
+                           " \"amount\": 5000, \"currency\": \"EUR\", \"status\": \"paid\", \"ordered_at\": %lld}}",
+                       (long long)t));
+    t0 = now_s();
+    for (;;) {
+        r = req(&c, "{\"op\": \"call\", \"method\": \"value.status\", \"params\": {}}");
+        const crm_value *last = crm_map_get(crm_map_get(r, "result"), "last");
+        int done = last && strcmp(crm_map_str(last, "reason", ""), "daily") == 0 &&
+                   crm_map_int(last, "customers", 0) == 1;
+        crm_value_free(r);
+        if (done)
+            break;
+        assert_true(now_s() - t0 < 10);
+        usleep(50000);
+    }
+    print_message("daily job ran %.2f s after the first order (1 day = 1 s)\n", now_s() - t0);
+    r = req(&c, "{\"op\": \"get\", \"collection\": \"contacts\", \"id\": \"c_d\"}");
+    const crm_value *rec = crm_map_get(r, "result");
+    /* one customer: nobody below it, so scores 1; A; CLV (5000*0.3-500)*1*3 = 3000 */
+    assert_int_equal(crm_map_int(rec, "rfm_r", 0), 1);
+    assert_int_equal(crm_map_int(rec, "rfm_m", 0), 1);
+    assert_string_equal(crm_map_str(rec, "abc_class", ""), "A");
+    assert_int_equal(crm_map_int(rec, "clv", 0), 3000);
+    crm_value_free(r);
+    ws_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scores_equal_independent_computation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_daily_timer_runs_the_job, setup_fast, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
