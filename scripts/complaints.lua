@@ -410,6 +410,64 @@ crm.on_timer(TIMER, function(p)
   end
 end)
 
+-- ---- the contact's ticket summary (before-hooks: exact, in the write's txn) ---
+
+-- The contact's summary counted from its stored tickets (every page),
+-- leaving out ticket `exclude`.
+local function count_contact(contact_id, exclude)
+  local open, total, last, after = 0, 0, nil, nil
+  repeat
+    local page = crm.query("tickets", {contact = contact_id}, {limit = 1000, after = after})
+    for _, t in ipairs(page.records) do
+      if t.id ~= exclude then
+        total = total + 1
+        if OPEN[t.state] then open = open + 1 end
+        if not last or t._created > last then last = t._created end
+      end
+    end
+    after = page.next
+  until not after
+  return {open = open, total = total, last_at = last}
+end
+
+-- contacts.extra.tickets moved by one ticket's change: from the stored
+-- summary, or from a count of the stored tickets when there is none yet
+-- (or `exclude` asks for a recount without that ticket).
+local function refresh_contact(contact_id, d_total, d_open, created, exclude)
+  if not CONFIG.contact_summary then return end
+  local c = contact_id and crm.get("contacts", contact_id)
+  if not c then return end
+  local extra = c.extra or {}
+  local old, base = extra.tickets, nil
+  if not exclude and type(old) == "table" and math.type(old.total) == "integer"
+     and math.type(old.open) == "integer" then
+    base = old
+  else
+    base = count_contact(contact_id, exclude)
+  end
+  local new = {total = math.max(0, base.total + d_total), open = math.max(0, base.open + d_open),
+               last_at = base.last_at}
+  if created and (not new.last_at or created > new.last_at) then new.last_at = created end
+  if type(old) == "table" and old.open == new.open and old.total == new.total
+     and old.last_at == new.last_at then
+    return
+  end
+  extra.tickets = new
+  crm.update("contacts", contact_id, {extra = extra})
+end
+
+local function open_n(rec) return (rec and OPEN[rec.state]) and 1 or 0 end
+
+local function summary_on_update(ev)
+  local r, p = ev.record, ev.prev
+  if r.contact ~= p.contact then
+    refresh_contact(p.contact, 0, 0, nil, ev.id)
+    refresh_contact(r.contact, 1, open_n(r), p._created)
+  elseif open_n(r) ~= open_n(p) then
+    refresh_contact(r.contact, 0, open_n(r) - open_n(p))
+  end
+end
+
 -- ---- the state machine (before-hooks: inside the write's transaction) ------
 
 local function allowed_list(from)
@@ -436,6 +494,7 @@ crm.on("tickets.create", function(ev)
   if r.state == "closed" then r.closed_at = r.closed_at or now end
   move_load(nil, r)
   if OPEN[r.state] then start_sla(ev.id, r, now) end
+  refresh_contact(r.contact, 1, open_n(r), now)
 end, {phase = "before"})
 
 crm.on("tickets.update", function(ev)
@@ -482,48 +541,24 @@ crm.on("tickets.update", function(ev)
   elseif OPEN[from] then
     stop_sla(ev.id)
   end
+  summary_on_update(ev)
 end, {phase = "before"})
 
 crm.on("tickets.delete", function(ev)
   move_load(ev.prev, nil)
   stop_sla(ev.id)
+  refresh_contact(ev.prev.contact, 0, 0, nil, ev.id)
 end, {phase = "before"})
 
--- ---- after the change is stored: survey and the contact's summary ----------
+-- ---- after the change is stored: the survey ------------------------------
 
-local function refresh_contact(contact_id)
-  local c = contact_id and crm.get("contacts", contact_id)
-  if not c then return end
-  local open, total, last, after = 0, 0, nil, nil
-  repeat
-    local page = crm.query("tickets", {contact = contact_id}, {limit = 1000, after = after})
-    for _, t in ipairs(page.records) do
-      total = total + 1
-      if OPEN[t.state] then open = open + 1 end
-      if not last or t._created > last then last = t._created end
-    end
-    after = page.next
-  until not after
-  local extra = c.extra or {}
-  local old = extra.tickets
-  if old and old.open == open and old.total == total and old.last_at == last then return end
-  extra.tickets = {open = open, total = total, last_at = last}
-  crm.update("contacts", contact_id, {extra = extra})
-end
-
-crm.on("tickets.*", function(ev)
+crm.on("tickets.update", function(ev)
   local r, p = ev.record, ev.prev
-  if CONFIG.survey.on_close and ev.op == "update" and r.state == "closed" and p.state ~= "closed" then
+  if CONFIG.survey.on_close and r.state == "closed" and p.state ~= "closed" then
     crm.create("surveys", {contact = r.contact, ticket = ev.id, kind = CONFIG.survey.kind,
                            state = "sent", sent_at = crm.now()})
   end
-  if CONFIG.contact_summary then
-    if ev.op ~= "update" or r.state ~= p.state or r.contact ~= p.contact then
-      if r then refresh_contact(r.contact) end
-      if p and (not r or p.contact ~= r.contact) then refresh_contact(p.contact) end
-    end
-  end
-end, {name = "complaints.after"})
+end, {name = "complaints.survey"})
 
 -- ---- methods ------------------------------------------------------------------
 
