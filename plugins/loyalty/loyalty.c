@@ -584,8 +584,6 @@ static int earn(crm_ctx *ctx, const char *order_id, const crm_value *order)
         return CRM_OK;
     }
     snprintf(key, sizeof key, "earn:%s", order_id);
-    if ((rc = ledger_find(ctx, key, NULL)) != 0)
-        return rc < 0 ? -rc : CRM_OK; /* earned already: an order earns once */
     base = amount / r->per * r->points;
     if (base <= 0)
         return CRM_OK;
@@ -608,9 +606,16 @@ static int earn(crm_ctx *ctx, const char *order_id, const crm_value *order)
         acc_free(&a);
         return oom(ctx);
     }
+    /* An order earns once: the unique dedupe_key refuses a second earn
+     * line (CONFLICT), which leaves the transaction as it was, before
+     * anything else is written.  Cheaper than looking first. */
     rc = ledger_write(ctx, &a, "earn", pts, reason, order_id, key,
                       cfg.expiry_days > 0 ? api->now(ctx) + (int64_t)(cfg.expiry_days * DAY_MS) : 0,
                       extra, &line);
+    if (rc == CRM_CONFLICT) {
+        acc_free(&a);
+        return CRM_OK;
+    }
     if (rc == CRM_OK)
         rc = add_lot(ctx, &a, line, order_id, pts);
     if (rc == CRM_OK && cfg.rolling) {
