@@ -155,7 +155,7 @@ local function parse_hhmm(s, where)
   local h, m = tostring(s):match("^(%d%d?):(%d%d)$")
   h, m = tonumber(h), tonumber(m)
   if not h or m > 59 or h * 60 + m > 24 * 60 then
-    error(("calendar: %s: %q is not a time HH:MM (00:00 to 24:00)"):format(where, tostring(s)), 0)
+    error(("calendar.%s: %q is not a time HH:MM (00:00 to 24:00)"):format(where, tostring(s)), 0)
   end
   return (h * 60 + m) * 60000
 end
