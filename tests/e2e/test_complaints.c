@@ -540,6 +540,13 @@ static void test_sla_escalation_survives_restart(void **state)
     assert_int_equal(due - created, 4 * HOUR_MS); /* always-open calendar */
     set_state(&c, "t_done", "in_progress");
     set_state(&c, "t_done", "resolved"); /* in time: its timer is cancelled */
+    /* low (72 h) raised to urgent: the deadline and its timer move to 4 h from the change */
+    create_ticket(&c, "t_raised", "\"priority\": \"low\"");
+    r = ok(&c, "{\"op\": \"update\", \"collection\": \"tickets\", \"id\": \"t_raised\","
+               " \"patch\": {\"priority\": \"urgent\"}}");
+    assert_int_equal(crm_map_int(res(r), "sla_due_at", 0) - crm_map_int(res(r), "_updated", 0),
+                     4 * HOUR_MS);
+    crm_value_free(r);
     ws_close(&c);
 
     t0 = now_s();
@@ -579,6 +586,10 @@ static void test_sla_escalation_survives_restart(void **state)
     assert_true(crm_map_int(res(r), "escalated_at", 0) >= due + HOUR_MS);
     crm_value_free(r);
 
+    t0 = now_s();
+    while (field_int(&c, "tickets", "t_raised", "escalation_level") < 1 && now_s() - t0 < 20)
+        usleep(50000);
+    assert_true(field_int(&c, "tickets", "t_raised", "escalation_level") >= 1);
     assert_int_equal(field_int(&c, "tickets", "t_done", "escalation_level"), 0);
     assert_int_equal(field_int(&c, "tickets", "t_slow", "escalation_level"), 0);
     /* no third level is configured */
