@@ -26,6 +26,7 @@
 static const char META_SEQ[] = "last_seq";
 static const char META_IDCLOCK[] = "id_clock";
 static const char META_FEEDBYTES[] = "feed_bytes";
+static const char META_LASTCOMMIT[] = "last_commit_ms";
 
 const char *crm_op_name(crm_op op)
 {
@@ -60,7 +61,11 @@ int64_t crm_store_now(const crm_store *s)
     return s->o.clock_ms ? s->o.clock_ms(s->o.clock_ud) : real_clock();
 }
 
-int64_t crm_store_last_commit_ms(const crm_store *s) { return (int64_t)(s->id_clock >> 20); }
+int64_t crm_store_last_commit_ms(const crm_store *s)
+{
+    int64_t ids = (int64_t)(s->id_clock >> 20); /* stores from before last_commit_ms */
+    return s->last_commit_ms > ids ? s->last_commit_ms : ids;
+}
 void crm_store_set_feed_floor(crm_store *s, uint64_t floor) { s->feed_floor = floor; }
 int crm_txn_depth(const crm_txn *t) { return t->depth; }
 int64_t crm_txn_now(const crm_txn *t) { return t->now; }
@@ -291,7 +296,8 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
     }
     if ((mrc = meta_get_u64(txn, s->meta, META_SEQ, &s->last_seq)) ||
         (mrc = meta_get_u64(txn, s->meta, META_IDCLOCK, &s->id_clock)) ||
-        (mrc = meta_get_u64(txn, s->meta, META_FEEDBYTES, &s->feed_bytes)))
+        (mrc = meta_get_u64(txn, s->meta, META_FEEDBYTES, &s->feed_bytes)) ||
+        (mrc = meta_get_u64(txn, s->meta, META_LASTCOMMIT, (uint64_t *)&s->last_commit_ms)))
         goto mdb_fail;
     if ((mrc = mdb_txn_commit(txn))) {
         txn = NULL;
@@ -1048,7 +1054,8 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
         if (!top.fatal) {
             if ((mrc = meta_put_u64(top.txn, s->meta, META_SEQ, top.seq)) ||
                 (mrc = meta_put_u64(top.txn, s->meta, META_IDCLOCK, top.id_clock)) ||
-                (mrc = meta_put_u64(top.txn, s->meta, META_FEEDBYTES, top.feed_bytes)))
+                (mrc = meta_put_u64(top.txn, s->meta, META_FEEDBYTES, top.feed_bytes)) ||
+                (mrc = meta_put_u64(top.txn, s->meta, META_LASTCOMMIT, (uint64_t)top.now)))
                 top.fatal = mrc;
         }
         if (!top.fatal) {
@@ -1058,6 +1065,7 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
                 s->last_seq = top.seq;
                 s->id_clock = top.id_clock;
                 s->feed_bytes = top.feed_bytes;
+                s->last_commit_ms = top.now;
                 return CRM_OK;
             }
             top.fatal = mrc;

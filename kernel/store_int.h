@@ -30,6 +30,7 @@ struct crm_store {
     uint64_t feed_floor;  /* trim keeps entries after this seq */
     /* committed counters (the write txn carries its own working copies) */
     uint64_t last_seq, id_clock, feed_bytes;
+    int64_t last_commit_ms; /* the clock of the last committed batch */
     size_t map_size;
     atomic_int readers;   /* open read txns: the map may only grow at zero */
     crm_before_fn before;
