@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <crm/plugin.h>
 
@@ -48,7 +49,8 @@ static const crm_api *api;
  * path below it, e.g. extra.vip_level) or a list of enum values.  A key of
  * segments.json's "fields" adds a field or replaces its type. */
 static const char DEFAULTS[] =
-    "{\"chunk_size\": 200, \"chunk_pause_seconds\": 0,"
+    "{\"chunk_size\": 100, \"chunk_pause_seconds\": 0,"
+    " \"backfill_share\": 0.5, \"backfill_burst_ms\": 25,"
     " \"max_conditions\": 100, \"max_depth\": 2, \"max_in_values\": 1000,"
     " \"tags_field\": \"tags\", \"stage_field\": \"lifecycle_stage\","
     " \"score_fields\": [\"rfm_r\", \"rfm_f\", \"rfm_m\", \"value_class\", \"abc_class\","
@@ -84,7 +86,7 @@ static const char DEFAULTS[] =
 static struct {
     crm_value *all; /* ours */
     int64_t chunk_size, max_conditions, max_depth, max_in;
-    double pause;
+    double pause, share, burst_ms;
     const char *tags_field, *stage_field;
     const crm_value *score_fields, *fields; /* borrowed from all */
 } cfg;
@@ -92,6 +94,45 @@ static struct {
 /* Non-zero while this plugin writes a segment: the before-hook then lets
  * member_count, evaluated_at and extra.segmentation through. */
 static int internal_write;
+
+/* The active, usable segments (ours; NULL: not loaded).  Dropped whenever
+ * the after-hook on segments sees a change that matters; that hook also
+ * starts a backfill, which walks every contact after the drop, so a
+ * contact evaluated meanwhile with the older list is corrected by it. */
+static crm_value *seg_cache;
+
+/* Backfill pacing, across all segments (timers due together run in the
+ * same round): a bucket of backfill_burst_ms that refills at backfill_share
+ * of wall time.  A chunk runs only while the bucket is not empty; otherwise
+ * it is put off until it refills.  In memory only: it paces, it keeps no
+ * state that matters. */
+static struct {
+    double tokens, last;
+    int started;
+} pace;
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* 0 when a chunk may run now, else the seconds to wait. */
+static double pace_wait(void)
+{
+    double now = mono_ms();
+    if (!pace.started) {
+        pace.started = 1;
+        pace.tokens = cfg.burst_ms;
+        pace.last = now;
+    }
+    pace.tokens += (now - pace.last) * cfg.share;
+    if (pace.tokens > cfg.burst_ms)
+        pace.tokens = cfg.burst_ms;
+    pace.last = now;
+    return pace.tokens > 0 ? 0 : -pace.tokens / cfg.share / 1000.0 + 0.002;
+}
 
 /* ---- small helpers ---- */
 
@@ -844,6 +885,31 @@ static int on_contact(crm_ctx *ctx, crm_event *ev, void *ud)
         rc = oom(ctx);
         goto out;
     }
+    if (!seg_cache) {
+        const crm_value **all;
+        size_t nall;
+        crm_value *fresh;
+        if ((rc = query_all(ctx, "segments", where, segs)) != CRM_OK)
+            goto out;
+        if (!(all = flatten(ctx, segs, &nall)) || !(fresh = api->value_arr())) {
+            rc = oom(ctx);
+            goto out;
+        }
+        for (size_t i = 0; i < nall; i++) {
+            vstate vs;
+            if (str_of(all[i], "id") && segment_usable(all[i], &vs) &&
+                api->arr_push(fresh, api->value_dup(all[i]))) {
+                api->value_free(fresh);
+                rc = oom(ctx);
+                goto out;
+            }
+        }
+        seg_cache = fresh;
+    }
+    seglist = (const crm_value **)seg_cache->u.arr.items;
+    nseg = seg_cache->u.arr.n;
+    if (nseg == 0)
+        goto out; /* no active segment: nothing to keep (purges remove the rest) */
     rc = api->get(ctx, "contacts", ev->id, &contact);
     if (rc == CRM_NOT_FOUND) {
         contact = NULL; /* deleted (now): it leaves every segment */
@@ -851,10 +917,9 @@ static int on_contact(crm_ctx *ctx, crm_event *ev, void *ud)
     } else if (rc != CRM_OK) {
         goto out;
     }
-    if ((rc = query_all(ctx, "segments", where, segs)) != CRM_OK ||
-        (rc = query_all(ctx, MEMBERS, mwhere, mems)) != CRM_OK)
+    if ((rc = query_all(ctx, MEMBERS, mwhere, mems)) != CRM_OK)
         goto out;
-    if (!(seglist = flatten(ctx, segs, &nseg)) || !(memlist = flatten(ctx, mems, &nmem)) ||
+    if (!(memlist = flatten(ctx, mems, &nmem)) ||
         !(handled = api->alloc(ctx, nmem + 1))) {
         rc = oom(ctx);
         goto out;
@@ -863,9 +928,8 @@ static int on_contact(crm_ctx *ctx, crm_event *ev, void *ud)
     for (size_t s = 0; s < nseg; s++) {
         const crm_value *seg = seglist[s], *member = NULL;
         const char *sid = str_of(seg, "id");
-        vstate vs;
         int match;
-        if (!sid || !segment_usable(seg, &vs))
+        if (!sid)
             continue;
         match = contact && rule_holds(api->map_get(seg, "rules"), contact);
         for (size_t k = 0; k < nmem && !member; k++) {
@@ -1104,21 +1168,24 @@ static int backfill(crm_ctx *ctx, const char *name, const crm_value *payload, vo
     const char *sid = str_of(payload, "segment"), *after = str_of(payload, "after");
     crm_value *seg = NULL;
     vstate vs;
+    double wait, t0;
     int rc;
     (void)name;
     (void)ud;
     if (!sid)
         return CRM_OK;
+    if ((wait = pace_wait()) > 0) /* other chunks just ran: later, same cursor */
+        return api->schedule(ctx, wait, TIMER, payload, sid);
+    t0 = mono_ms();
     rc = api->get(ctx, "segments", sid, &seg);
     if (rc == CRM_NOT_FOUND)
-        return purge_chunk(ctx, sid, NULL, "deleted");
-    if (rc != CRM_OK)
-        return rc;
-    if (!segment_usable(seg, &vs))
+        rc = purge_chunk(ctx, sid, NULL, "deleted");
+    else if (rc == CRM_OK && !segment_usable(seg, &vs))
         rc = purge_chunk(ctx, sid, seg, vs.msg);
-    else
+    else if (rc == CRM_OK)
         rc = eval_chunk(ctx, sid, seg, after);
     api->value_free(seg);
+    pace.tokens -= mono_ms() - t0;
     return rc;
 }
 
@@ -1213,6 +1280,8 @@ static int on_segment(crm_ctx *ctx, crm_event *ev, void *ud)
         same_json(api->map_get(ev->record, "active"), api->map_get(ev->prev, "active")) &&
         same_json(api->map_get(ev->record, "target"), api->map_get(ev->prev, "target")))
         return CRM_OK; /* member_count, status, name...: nothing to re-evaluate */
+    api->value_free(seg_cache); /* reloaded by the next contact change */
+    seg_cache = NULL;
     api->log(api->ctx_plugin(ctx), CRM_LOG_INFO, "segment %s %sd: backfill scheduled", ev->id,
              ev->op);
     return schedule_run(ctx, ev->id, 0, NULL);
@@ -1319,6 +1388,18 @@ static int segments_init(crm_plugin *p, const crm_api *a, char *errbuf, size_t c
         snprintf(errbuf, cap, "segments.json: chunk_pause_seconds must be a number from 0 to 3600");
         goto fail;
     }
+    v = api->map_get(cfg.all, "backfill_share");
+    if (!v || !is_number(v) || (cfg.share = v->type == CRM_T_INT ? (double)v->u.i : v->u.n) < 0.01 ||
+        cfg.share > 1) {
+        snprintf(errbuf, cap, "segments.json: backfill_share must be a number from 0.01 to 1");
+        goto fail;
+    }
+    v = api->map_get(cfg.all, "backfill_burst_ms");
+    if (!v || !is_number(v) ||
+        (cfg.burst_ms = v->type == CRM_T_INT ? (double)v->u.i : v->u.n) < 1 || cfg.burst_ms > 10000) {
+        snprintf(errbuf, cap, "segments.json: backfill_burst_ms must be a number from 1 to 10000");
+        goto fail;
+    }
     cfg.tags_field = str_of(cfg.all, "tags_field");
     cfg.stage_field = str_of(cfg.all, "stage_field");
     cfg.score_fields = api->map_get(cfg.all, "score_fields");
@@ -1382,6 +1463,8 @@ fail:
 static void segments_fini(crm_plugin *p, const crm_api *a)
 {
     (void)p;
+    a->value_free(seg_cache);
+    seg_cache = NULL;
     a->value_free(cfg.all);
     cfg.all = NULL;
 }
