@@ -877,7 +877,7 @@ static int on_contact(crm_ctx *ctx, crm_event *ev, void *ud)
     const crm_value **seglist, **memlist;
     unsigned char *handled;
     size_t nseg, nmem;
-    int rc;
+    int rc = CRM_OK;
     (void)ud;
 
     if (!segs || !mems || !where || !mwhere || put(where, "active", api->value_bool(1)) ||
