@@ -752,7 +752,17 @@ static void membership_equals_brute_force(void **state)
     assert_true(crm_map_int(crm_map_get(crm_map_get(crm_map_get(r, "result"), "extra"), "segmentation"),
                             "run", 0) >= 2);
     crm_value_free(r);
-    /* no after-hook or timer of the plugin gave up */
+    /* no after-hook or timer of the plugin failed, not even once */
+    {
+        int status;
+        char *body = NULL;
+        assert_int_equal(http_get(f->p.port, "/metrics", &status, &body), 0);
+        assert_int_equal(status, 200);
+        if (!strstr(body, "crmd_hook_failures_total 0\n") ||
+            !strstr(body, "crmd_timer_failures_total 0\n"))
+            fail_msg("hooks or timers failed:\n%s", body);
+        free(body);
+    }
     r = req_ok(&f->c, "dead letters", "{\"op\": \"query\", \"collection\": \"dead_letters\"}");
     assert_int_equal(crm_map_get(crm_map_get(r, "result"), "records")->u.arr.n, 0);
     crm_value_free(r);
