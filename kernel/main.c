@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "bus.h"
 #include "codec.h"
+#include "demo.h"
 #include "lua_host.h"
 #include "net.h"
 #include "plugin.h"
@@ -117,6 +118,9 @@ static void usage(FILE *f)
             "                  [--time-scale N]\n"
             "       crmd token create [--data DIR] [--schemas DIR] --role ROLE\n"
             "       crmd token revoke [--data DIR] [--schemas DIR] TOKEN\n"
+            "       crmd demo [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
+            "                 [--contacts N] [--seed S] [--years Y] [--force] [--no-value]\n"
+            "                 [--quiet]   (synthetic CRM data through the hooks; docs/features/demo.md)\n"
             "       crmd version\n"
             "defaults: --data ./data --schemas ./schemas --scripts ./scripts\n"
             "          --plugins ./plugins --listen 127.0.0.1:8420 --web ./web\n"
@@ -390,6 +394,76 @@ static int cmd_token(int argc, char **argv)
     return rc;
 }
 
+/* `crmd demo`: flags -> crm_demo_run (kernel/demo.c), then a summary. */
+static int cmd_demo(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},     {"schemas", required_argument, 0, 's'},
+        {"scripts", required_argument, 0, 'l'},  {"plugins", required_argument, 0, 'p'},
+        {"contacts", required_argument, 0, 'c'}, {"seed", required_argument, 0, 'S'},
+        {"years", required_argument, 0, 'y'},    {"force", no_argument, 0, 'f'},
+        {"no-value", no_argument, 0, 'n'},       {"quiet", no_argument, 0, 'q'},
+        {0, 0, 0, 0}};
+    crm_demo_opts o;
+    crm_demo_stats st;
+    crm_err err;
+    long long x;
+    int c;
+    crm_demo_opts_default(&o);
+    o.stats = &st;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.data = optarg; break;
+        case 's': o.schemas = optarg; break;
+        case 'l': o.scripts = optarg; break;
+        case 'p': o.plugins = optarg; break;
+        case 'f': o.force = 1; break;
+        case 'n': o.value_recompute = 0; break;
+        case 'q': o.progress = 0; break;
+        case 'c':
+            if ((x = num_arg("contacts", optarg, 1, 100000000)) < 0)
+                return 2;
+            o.contacts = (long)x;
+            break;
+        case 'S':
+            if ((x = num_arg("seed", optarg, 0, 1LL << 62)) < 0)
+                return 2;
+            o.seed = (uint64_t)x;
+            break;
+        case 'y':
+            if ((x = num_arg("years", optarg, 1, 20)) < 0)
+                return 2;
+            o.years = (int)x;
+            break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (crm_demo_run(&o, &err) != CRM_OK) {
+        fprintf(stderr, "crmd demo: %s\n", err.msg);
+        return 1;
+    }
+    printf("crmd demo: %llu contacts, %llu orders, %llu interactions, %llu tickets "
+           "(%llu workflow steps), %llu companies, %llu agents, %llu segments in %s\n"
+           "crmd demo: %.1f s (records %.1f s, hooks catching up %.1f s, value %.1f s); "
+           "%llu hook runs, %llu timer runs, %llu refused, %llu hook failures, "
+           "%llu dead letters\n",
+           (unsigned long long)st.contacts, (unsigned long long)st.orders,
+           (unsigned long long)st.interactions, (unsigned long long)st.tickets,
+           (unsigned long long)st.ticket_updates, (unsigned long long)st.companies,
+           (unsigned long long)st.agents, (unsigned long long)st.segments, o.data,
+           st.seconds_total, st.seconds_records, st.seconds_drain, st.seconds_value,
+           (unsigned long long)st.hook_runs, (unsigned long long)st.timer_runs,
+           (unsigned long long)st.refused,
+           (unsigned long long)(st.hook_failures + st.timer_failures),
+           (unsigned long long)st.dead_letters);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -398,6 +472,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "demo") == 0)
+        return cmd_demo(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
