@@ -13,6 +13,8 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
                libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils
 INTEROP_DIR = tests/interop
+# the libFuzzer targets (fuzz/fuzz_<name>.c), built and run by fuzz-smoke and fuzz
+FUZZ_TARGETS = json msgpack schema filter request luavalue
 # The fuzz targets only (R9): Debian's clang and libFuzzer runtime.
 FUZZ_PACKAGES = clang libfuzzer-14-dev
 FUZZ_BUILD   ?= build-fuzz
@@ -51,7 +53,7 @@ build-asan: deps
 # libFuzzer binaries (fuzz/), the kernel instrumented for them (CRM_FUZZ).
 build-fuzz: deps fuzz-deps
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRM_FUZZ=ON >/dev/null
-	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_json fuzz_msgpack fuzz_schema fuzz_filter fuzz_request
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 
 run: build
 	$(BUILD)/crmd serve --data ./data --schemas ./schemas --scripts ./scripts --plugins $(BUILD)/plugins
@@ -71,11 +73,11 @@ bench: build
 
 # R9: every fuzz target 20 s from its corpus; fails on a crash, leak or timeout.
 fuzz-smoke: build-fuzz
-	FUZZ_BUILD=$(FUZZ_BUILD) ./fuzz/run.sh 20
+	FUZZ_BUILD=$(FUZZ_BUILD) ./fuzz/run.sh 20 $(FUZZ_TARGETS)
 
 # R9, long: every target FUZZ_SECONDS; prints executions and coverage.
 fuzz: build-fuzz
-	FUZZ_BUILD=$(FUZZ_BUILD) ./fuzz/run.sh $(FUZZ_SECONDS)
+	FUZZ_BUILD=$(FUZZ_BUILD) ./fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 soak: build
 	CRM_CRASH_CYCLES=1000 $(BUILD)/tests/crash_store
