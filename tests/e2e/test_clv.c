@@ -307,7 +307,7 @@ static void test_fit_recovers_known_parameters(void **state)
             s->last = s->first + (int64_t)llround(s->s.tx * WEEK_MS);
             s->n = (int64_t)s->s.x + 1;
             s->spent = (int64_t)llround(s->s.spent * 100); /* cents */
-            sb_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_s%05d\", \"name\": \"S%d\","
+            sb_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_s%06d\", \"name\": \"S%d\","
                        " \"order_count\": %lld, \"total_spent\": %lld, \"first_order_at\": %lld, \"last_order_at\": %lld,"
                        " \"extra\": {\"keep\": \"me\"}}}",
                        j > i ? "," : "", j, j, (long long)s->n, (long long)s->spent, (long long)s->first,
