@@ -192,11 +192,16 @@ static crm_value *job_stats(void)
     return s;
 }
 
+/* The payload carries the counters as of this step's start: a step that
+ * fails (or whose commit fails) is retried by the kernel with the same
+ * payload, and starts again from them (the in-memory summary is cut back). */
 static int schedule_step(crm_ctx *ctx, double seconds, const char *phase, const char *after)
 {
     crm_value *pl = api->value_map();
     int rc;
     if (!pl || set_str(pl, "job", job.id) || set_str(pl, "phase", phase) ||
+        set_int(pl, "n", (int64_t)job.n) || set_int(pl, "repeat", (int64_t)job.repeat) ||
+        set_int(pl, "contacts", job.contacts) || set_int(pl, "written", job.written) ||
         (after && set_str(pl, "after", after))) {
         api->value_free(pl);
         return api->error(ctx, CRM_INTERNAL, "out of memory");
@@ -489,6 +494,16 @@ static int on_step(crm_ctx *ctx, const char *name, const crm_value *payload, voi
     }
     double t0 = mono_ms();
     int rc;
+    if (job.phase == COLLECTING) {
+        int64_t n0 = get_int(payload, "n", 0);
+        if (n0 >= 0 && (size_t)n0 <= job.n) {
+            job.n = (size_t)n0;
+            job.repeat = (size_t)get_int(payload, "repeat", 0);
+            job.contacts = get_int(payload, "contacts", 0);
+        }
+    } else if (job.phase == WRITING) {
+        job.written = get_int(payload, "written", 0);
+    }
     if (strcmp(ph->u.str.s, "collect") == 0 && job.phase == COLLECTING)
         rc = step_collect(ctx, after);
     else if (strcmp(ph->u.str.s, "wait") == 0 && job.phase == FITTING)
