@@ -378,8 +378,8 @@ static void test_fit_recovers_known_parameters(void **state)
      * this size in bench/clv_recovery.c (see the doc) */
     assert_true(fabs(par[0] / truth[0] - 1) < 0.12);
     assert_true(fabs(par[1] / truth[1] - 1) < 0.20);
-    assert_true(fabs(par[2] / truth[2] - 1) < 0.35);
-    assert_true(fabs(par[3] / truth[3] - 1) < 0.50);
+    assert_true(fabs(par[2] / truth[2] - 1) < 0.45);
+    assert_true(fabs(par[3] / truth[3] - 1) < 0.65);
     assert_true(fabs(par[5] / truth[5] - 1) < 0.20);
     /* p and gamma lie on a ridge (only their product is pinned down well):
      * the population mean spend p gamma / (q - 1) within 8 %, each within a factor 2.5 */
