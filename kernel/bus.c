@@ -79,10 +79,18 @@ void crm_ctx_init(crm_ctx *c, crm_bus *b, crm_plugin *p, crm_txn *t, const char 
     c->t = t;
     c->user = user;
     c->role = role;
+    /* whose write this is, when c is a before-hook's: the innermost owner
+     * already running (none: a client's write) */
+    c->origin = b->nrunning ? b->running[b->nrunning - 1] : NULL;
+    if (b->nrunning < (int)(sizeof b->running / sizeof *b->running))
+        b->running[b->nrunning] = p;
+    b->nrunning++;
 }
 
 void crm_ctx_done(crm_ctx *c)
 {
+    if (c->b && c->b->nrunning > 0)
+        c->b->nrunning--;
     while (c->arena) {
         struct crm_arena_block *next = c->arena->next;
         free(c->arena);

@@ -293,6 +293,8 @@ static crm_plugin *api_ctx_plugin(crm_ctx *c) { return c ? c->p : NULL; }
 
 static const char *api_registration_error(crm_plugin *p) { return p ? p->err.msg : ""; }
 
+static crm_plugin *api_write_origin(crm_ctx *c) { return c ? c->origin : NULL; }
+
 /* api->now needs the bus but its signature has only a ctx; the clock is
  * the store's, so one bus per process is assumed for ctx-less calls. */
 static crm_bus *clock_bus;
@@ -348,6 +350,7 @@ void crm_bus_api_init(crm_bus *b)
     a->alloc = api_alloc;
     a->ctx_plugin = api_ctx_plugin;
     a->registration_error = api_registration_error;
+    a->write_origin = api_write_origin;
     clock_bus = b;
 }
 

@@ -67,6 +67,7 @@ struct crm_ctx {
     crm_plugin *p;
     crm_txn *t;           /* NULL outside a call (init) */
     const char *user, *role;
+    crm_plugin *origin;   /* before-hooks: whose code made the write (NULL: a client) */
     crm_err err;
     struct crm_arena_block *arena;
 };
@@ -86,6 +87,10 @@ struct crm_bus {
     size_t timers_count;  /* as of the last scan */
     crm_bus_stats stats;
     crm_api api;
+    /* the owners whose code is running now, innermost last: a write made
+     * while one runs is that owner's (write_origin) */
+    crm_plugin *running[4 * CRM_MAX_HOOK_DEPTH + 8];
+    int nrunning;
 };
 
 void crm_ctx_init(crm_ctx *c, crm_bus *b, crm_plugin *p, crm_txn *t, const char *user,

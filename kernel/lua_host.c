@@ -145,6 +145,7 @@ static int script_call(lua_script *sc, lua_frame *fr, lua_CFunction body, void *
 typedef struct hook_call {
     lua_reg *r;
     crm_event *ev;
+    crm_ctx *ctx;
 } hook_call;
 
 static int hook_body(lua_State *L)
@@ -175,6 +176,14 @@ static int hook_body(lua_State *L)
     lua_setfield(L, evi, "seq");
     lua_pushstring(L, ev->phase == CRM_BEFORE ? "before" : "after");
     lua_setfield(L, evi, "phase");
+    if (ev->phase == CRM_BEFORE) { /* whose write: a plugin or script name; nil = a client */
+        const crm_api *api = hc->r->sc->api;
+        crm_plugin *origin = api->write_origin(hc->ctx);
+        if (origin) {
+            lua_pushstring(L, api->plugin_name(origin));
+            lua_setfield(L, evi, "origin");
+        }
+    }
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, hc->r->fnref);
     lua_pushvalue(L, evi);
@@ -214,7 +223,7 @@ int crm_lua_tramp_hook(crm_ctx *ctx, crm_event *ev, void *ud)
     lua_reg *r = ud;
     lua_script *sc = r->sc;
     lua_frame fr;
-    hook_call hc = {r, ev};
+    hook_call hc = {r, ev, ctx};
     char msg[256];
     memset(&fr, 0, sizeof fr);
     fr.ctx = ctx;

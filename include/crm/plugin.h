@@ -249,6 +249,11 @@ typedef struct crm_api {
      * method); "" when none was refused.  Borrowed, valid until p's next
      * registration. */
     const char *(*registration_error)(crm_plugin *p);
+    /* In a before-hook: the plugin or script whose hook, timer or method
+     * made the write being checked, or NULL when a client made it (through
+     * the WebSocket API).  Lets a plugin keep its own collections to itself
+     * (refuse writes that are not its own).  NULL outside a before-hook. */
+    crm_plugin *(*write_origin)(crm_ctx *ctx);
     /* new members go here, at the end */
 } crm_api;
 

@@ -48,7 +48,7 @@ static crm_value *defaults; /* ours: freed in fini */
 
 /* Counters for example.stats (the loop thread is the only one touching them). */
 static struct {
-    long long screened, rejected, orders, amount, followups, cancelled, echoes;
+    long long screened, rejected, orders, amount, followups, cancelled, echoes, own_writes;
 } stats;
 
 /* ---- small helpers ---- */
@@ -115,6 +115,11 @@ static int screen_interaction(crm_ctx *ctx, crm_event *ev, void *ud)
     const crm_value *words = conf(p, "forbidden_words");
     crm_value *extra;
     const char *me = api->plugin_name(p);
+
+    /* whose code made this write: our own orders after-hook (its
+     * confirmations), another plugin or script, or (NULL) a client */
+    if (api->write_origin(ctx) == p)
+        stats.own_writes++;
 
     for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
         const crm_value *v = api->map_get(ev->record, fields[f]);
@@ -374,7 +379,7 @@ fail:
 
 /* example.stats: {"role", "screened", "rejected", "orders", "avg_amount"
  * (num, or null before the first order), "followups", "cancelled", "echoes",
- * "forbidden_words": [...]} */
+ * "own_writes" (interactions this plugin's own hooks wrote), "forbidden_words": [...]} */
 static int get_stats(crm_ctx *ctx, const crm_value *params, crm_value **result, void *ud)
 {
     const crm_value *words = conf(api->ctx_plugin(ctx), "forbidden_words");
@@ -394,7 +399,8 @@ static int get_stats(crm_ctx *ctx, const crm_value *params, crm_value **result, 
                                           : api->value_nil()) ||
         put(r, "followups", api->value_int(stats.followups)) ||
         put(r, "cancelled", api->value_int(stats.cancelled)) ||
-        put(r, "echoes", api->value_int(stats.echoes)))
+        put(r, "echoes", api->value_int(stats.echoes)) ||
+        put(r, "own_writes", api->value_int(stats.own_writes)))
         goto nomem;
     *result = r; /* the kernel's now */
     return CRM_OK;

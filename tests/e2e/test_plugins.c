@@ -628,6 +628,11 @@ static void stats_count_and_show_its_configuration(void **state)
     assert_true(crm_map_int(res, "followups", 0) >= 1);
     assert_true(crm_map_int(res, "cancelled", 0) >= 1);
     assert_true(crm_map_int(res, "echoes", 0) >= 2);
+    /* its confirmations (one per order) were its own writes, per write_origin;
+     * the interactions the test created were not */
+    assert_true(crm_map_int(res, "own_writes", 0) >= 6);
+    assert_true(crm_map_int(res, "own_writes", 0) < crm_map_int(res, "screened", 0) +
+                                                         crm_map_int(res, "rejected", 0));
     assert_int_equal(crm_map_get(res, "avg_amount")->type, CRM_T_NUM);
     crm_value_free(words);
     crm_value_free(r);

@@ -47,6 +47,10 @@ static const char GUARD_LUA[] =
     "crm.on(\"contacts.create\", function(ev)\n"
     "  crm.create(\"notes\", {contact = ev.id, text = \"welcome \" .. ev.record.name})\n"
     "end, {phase = \"after\"})\n"
+    "-- ev.origin: the script or plugin whose code made the write; nil for a client\n"
+    "crm.on(\"notes.create\", function(ev)\n"
+    "  ev.record.text = ev.record.text .. \" by \" .. (ev.origin or \"a client\")\n"
+    "end, {phase = \"before\"})\n"
     "crm.on_timer(\"later\", function(payload)\n"
     "  crm.create(\"notes\", {contact = payload.contact, text = \"an hour later\"})\n"
     "end)\n"
@@ -199,6 +203,7 @@ static void test_hooks_and_methods_over_the_wire(void **state)
         while (count_notes(&c, "{\"contact\": \"c_ann\"}") == 0 && now_s() - t0 < 3)
             usleep(20000);
         assert_int_equal(count_notes(&c, "{\"contact\": \"c_ann\"}"), 1);
+        assert_int_equal(count_notes(&c, "{\"text\": \"welcome Ann by guard.lua\"}"), 1);
     }
 
     r = req(&c, 3000, "{\"op\": \"call\", \"method\": \"demo.whoami\", \"params\": {\"x\": 42}}");
@@ -218,9 +223,9 @@ static void test_hooks_and_methods_over_the_wire(void **state)
     crm_value_free(r);
     {
         double t0 = now_s();
-        while (count_notes(&c, "{\"text\": \"an hour later\"}") == 0 && now_s() - t0 < 5)
+        while (count_notes(&c, "{\"text\": \"an hour later by guard.lua\"}") == 0 && now_s() - t0 < 5)
             usleep(50000);
-        assert_int_equal(count_notes(&c, "{\"text\": \"an hour later\"}"), 1);
+        assert_int_equal(count_notes(&c, "{\"text\": \"an hour later by guard.lua\"}"), 1);
         assert_true(now_s() - t0 < 4);
     }
     ws_close(&c);

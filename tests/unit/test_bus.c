@@ -510,6 +510,40 @@ static void test_api_table_checks_its_inputs(void **state)
     }
 }
 
+/* ---- write_origin ---- */
+
+static const crm_plugin *seen_origin[4];
+static int nseen;
+
+static int before_company(crm_ctx *c, crm_event *ev, void *ud)
+{
+    fixture *f = ud;
+    (void)ev;
+    if (nseen < 4)
+        seen_origin[nseen++] = f->api->write_origin(c);
+    return CRM_OK;
+}
+
+static void test_write_origin_tells_clients_from_plugins(void **state)
+{
+    fixture *f = *state;
+    crm_plugin *guard = crm_bus_owner_new(f->bus, "plugin", "guard", NULL);
+    nseen = 0;
+    assert_int_equal(f->api->on(guard, "companies.create", CRM_BEFORE, NULL, before_company, f), CRM_OK);
+    assert_int_equal(f->api->on(f->p, "contacts.create", CRM_AFTER, NULL, after_contact, f), CRM_OK);
+    /* a client's write: no origin */
+    assert_int_equal(write1(f, CRM_OP_CREATE, "companies", NULL, "{\"name\": \"c\"}", NULL), CRM_OK);
+    /* plugin t's after-hook writes a company: its origin is t */
+    assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", "c_o", "{\"name\": \"o\"}", NULL), CRM_OK);
+    pump(f);
+    assert_int_equal(nseen, 2);
+    assert_null(seen_origin[0]);
+    assert_ptr_equal(seen_origin[1], f->p);
+    assert_string_equal(f->api->plugin_name((crm_plugin *)seen_origin[1]), "t");
+    assert_null(f->api->write_origin(NULL));
+    crm_bus_owner_free(guard);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +554,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timers_fire_once_replace_cancel_and_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_timer_dead_lettered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_table_checks_its_inputs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_origin_tells_clients_from_plugins, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
