@@ -1070,7 +1070,7 @@ static int write_setup(demo *d, crm_err *err)
             return rc = CRM_INTERNAL;
         }
         /* a segment name is unique: this run's tag keeps a --force run apart */
-        if (strcmp(d->g.tag, "d1"))
+        if (strchr(d->g.tag, 'r'))
             snprintf(buf, sizeof buf, "%s (%s)", SEGMENTS[s][0], d->g.tag);
         else
             snprintf(buf, sizeof buf, "%s", SEGMENTS[s][0]);
