@@ -1,5 +1,7 @@
 # crmd -- convenience wrapper around CMake and ctest.
 #   make run    install what is missing, build, run the server on ./data
+#   make demo   build, fill ./demo-data with `crmd demo` (100,000 contacts, about
+#               1,000,000 orders; several minutes), then: make demo-serve
 #   make test   install what is missing, build (normal + ASan/UBSan), run every test
 #               (also Node and the interop test's npm packages: interop-deps)
 #   make bench  build and run the benchmarks (never part of `make test`)
@@ -21,7 +23,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 600
 
 .PHONY: deps interop-deps fuzz-deps build build-asan build-fuzz run test test-fast bench soak \
-        fuzz fuzz-smoke clean
+        fuzz fuzz-smoke clean demo demo-serve
 
 deps:
 	@./tools/install-deps.sh $(DEB_PACKAGES)
@@ -57,6 +59,16 @@ build-fuzz: deps fuzz-deps
 
 run: build
 	$(BUILD)/crmd serve --data ./data --schemas ./schemas --scripts ./scripts --plugins $(BUILD)/plugins
+
+# Synthetic CRM data through every feature's hooks (docs/features/demo.md).
+# DEMO_ARGS adds flags, e.g. make demo DEMO_ARGS="--contacts 10000 --seed 2".
+DEMO_DATA ?= ./demo-data
+demo: build
+	$(BUILD)/crmd demo --data $(DEMO_DATA) --schemas ./schemas --scripts ./scripts \
+	  --plugins $(BUILD)/plugins $(DEMO_ARGS)
+
+demo-serve: build
+	$(BUILD)/crmd serve --data $(DEMO_DATA) --schemas ./schemas --scripts ./scripts --plugins $(BUILD)/plugins
 
 # The whole suite twice: an optimised build, then under ASan + UBSan.
 test: build build-asan interop-deps

@@ -5,7 +5,9 @@
 #   bench_store -> results/store.md  (the store against raw LMDB)
 #   bench_ws    -> results/ws.md     (a real crmd over WebSocket, load generator in C)
 #   bench_hooks -> results/hooks.md  (C and Lua hooks against none)
-# CRM_BENCH_ONLY=store, ws or hooks runs just one of them.
+#   bench_features -> results/features.md (orders/s with every CRM feature vs
+#                     the bare kernel, crmd demo's time, value recomputation)
+# CRM_BENCH_ONLY=store, ws, hooks or features runs just one of them.
 #
 # The stores go in BUILD_DIR unless CRM_BENCH_DIR says otherwise: on the same
 # disk as the checkout, not /tmp, which may be tmpfs (where fsync is free and
@@ -18,7 +20,7 @@ results="$here/results"
 only=${CRM_BENCH_ONLY:-}
 mkdir -p "$results"
 
-for b in bench_store bench_ws bench_hooks; do
+for b in bench_store bench_ws bench_hooks bench_features; do
   if [ -z "$only" ] || [ "$only" = "${b#bench_}" ]; then
     if [ ! -x "$build/bench/$b" ]; then
       echo "run.sh: $build/bench/$b is missing; build first (make build)" >&2
@@ -44,4 +46,8 @@ fi
 if [ -z "$only" ] || [ "$only" = hooks ]; then
   if [ -z "$only" ]; then echo; fi
   run bench_hooks hooks.md
+fi
+if [ -z "$only" ] || [ "$only" = features ]; then
+  if [ -z "$only" ]; then echo; fi
+  run bench_features features.md
 fi
