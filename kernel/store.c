@@ -19,7 +19,7 @@
 
 #include "codec.h"
 
-#define DEFAULT_MAP_SIZE ((size_t)64 << 20)
+#define DEFAULT_MAP_SIZE ((size_t)1 << 30) /* address space, not disk: the file grows as written */
 #define DEFAULT_MAP_MAX ((size_t)16 << 30)
 #define DEFAULT_FEED_AGE_MS ((int64_t)7 * 24 * 3600 * 1000)
 

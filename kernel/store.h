@@ -28,7 +28,7 @@ typedef struct crm_store crm_store;
 typedef struct crm_txn crm_txn;
 
 typedef struct crm_store_opts {
-    size_t map_size;            /* initial map size; default 64 MiB */
+    size_t map_size;            /* initial map size; default 1 GiB (growth needs no reader open) */
     size_t map_max;             /* auto-grow ceiling; default 16 GiB */
     int64_t feed_max_age_ms;    /* retention by age; default 7 days; 0 = keep forever */
     uint64_t feed_max_bytes;    /* retention by size; default 0 = no size cap */

@@ -30,6 +30,13 @@ local CONFIG = {
   --       * orders per year * expected_lifetime_years
   -- orders per year = order_count / max(tenure in years, min_tenure_days/365),
   -- tenure = now - first order
+  -- When the clv plugin (BG/NBD + Gamma-Gamma, plugins/clv) has a fitted
+  -- model (value_models/vm_bgnbd_gg with status "ready"), it writes the
+  -- contacts' clv and churn_risk, and this script leaves those two fields
+  -- alone (it still uses its own CLV below to rank value classes).  Set to
+  -- false to have this script write them regardless.
+  defer_to_model = true,
+
   gross_margin = 0.30,
   cost_per_order = 500,          -- minor units (5.00) to serve one order
   expected_lifetime_years = 3,
@@ -127,6 +134,8 @@ local function start_job(reason)
   JOB = {id = tostring(now) .. "-" .. tostring(math.random(1, 1 << 30)), now = now, reason = reason,
          R = {}, F = {}, M = {}, V = {}, total = 0, customers = 0, contacts = 0,
          pages = 0, updated = 0, cpu_s = 0, max_page_s = 0, started_clock = os.clock()}
+  local model = CONFIG.defer_to_model and crm.get("value_models", "vm_bgnbd_gg")
+  JOB.model_owns = model ~= nil and model.status == "ready"
   crm.schedule(0, "page", {job = JOB.id, pass = 1}, {key = "job"})
   return JOB
 end
@@ -198,6 +207,9 @@ crm.on_timer("page", function(p)
       local patch, changed = {}, false
       for _, f in ipairs(FIELDS) do
         local v = s[f]
+        if job.model_owns and (f == "clv" or f == "churn_risk") then
+          v = c[f] -- the fitted model's
+        end
         if v ~= c[f] then
           patch[f] = v == nil and crm.null or v
           changed = true

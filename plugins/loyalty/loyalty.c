@@ -1271,6 +1271,21 @@ static int load_config(crm_plugin *p, char *errbuf, size_t cap)
     return CRM_OK;
 }
 
+/* Accounts and ledger lines are this plugin's alone: a write any other
+ * code makes (a client, even admin; another plugin or script) could break
+ * the ledger-sums-to-balance invariant, so it is refused.  Corrections go
+ * through loyalty.adjust, which writes both sides together. */
+static int guard_own(crm_ctx *ctx, crm_event *ev, void *ud)
+{
+    (void)ud;
+    if (api->write_origin(ctx) == api->ctx_plugin(ctx))
+        return CRM_OK;
+    return api->error(ctx, CRM_REJECTED,
+                      "%s records are written by the loyalty plugin only (use loyalty.redeem or "
+                      "loyalty.adjust)",
+                      ev->collection);
+}
+
 static int loyalty_init(crm_plugin *p, const crm_api *a, char *errbuf, size_t cap)
 {
     int rc;
@@ -1289,7 +1304,11 @@ static int loyalty_init(crm_plugin *p, const crm_api *a, char *errbuf, size_t ca
         (rc = api->on_timer(p, "loyalty.tier_review", on_tier_review, NULL)) != CRM_OK ||
         (rc = api->method(p, "loyalty.redeem", m_redeem, NULL)) != CRM_OK ||
         (rc = api->method(p, "loyalty.balance", m_balance, NULL)) != CRM_OK ||
-        (rc = api->method(p, "loyalty.adjust", m_adjust, NULL)) != CRM_OK) {
+        (rc = api->method(p, "loyalty.adjust", m_adjust, NULL)) != CRM_OK ||
+        (rc = api->on(p, "loyalty_accounts.*", CRM_BEFORE, "loyalty.guard_accounts", guard_own,
+                      NULL)) != CRM_OK ||
+        (rc = api->on(p, "loyalty_ledger.*", CRM_BEFORE, "loyalty.guard_ledger", guard_own,
+                      NULL)) != CRM_OK) {
         snprintf(errbuf, cap, "%s", api->registration_error(p));
         goto fail;
     }

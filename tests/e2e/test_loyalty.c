@@ -388,6 +388,17 @@ static void test_earn_tiers_redeem_cancel(void **state)
     r = redeem(&c, "c_nobody", 5, NULL);
     assert_string_equal(code_of(r), "REJECTED");
     crm_value_free(r);
+    /* accounts and ledger are the plugin's alone: even admin cannot write
+     * them directly (write_origin), so the invariant cannot be broken by hand */
+    r = req(&c, "{\"op\": \"update\", \"collection\": \"loyalty_accounts\", \"id\": \"la_c_ann\","
+                " \"patch\": {\"points\": 100000}}");
+    assert_string_equal(code_of(r), "REJECTED");
+    assert_non_null(strstr(msg_of(r), "written by the loyalty plugin only"));
+    crm_value_free(r);
+    r = req(&c, "{\"op\": \"create\", \"collection\": \"loyalty_ledger\", \"record\":"
+                " {\"account\": \"la_c_ann\", \"kind\": \"adjust\", \"points\": 5}}");
+    assert_string_equal(code_of(r), "REJECTED");
+    crm_value_free(r);
     {   /* the bundled loyalty_operator role (methods loyalty.*) redeems;
          * the plugin's own writes need no grant on the loyalty collections */
         char *tok = crmd_token(&f->p, "loyalty_operator"), buf[256];
