@@ -302,7 +302,7 @@ static void plan_contact(const gen *g, long i, plan *p)
     p->norders = p->ninter = p->ntickets = 0;
 
     int buyer = chance(r, 0.8);
-    double rate = rgamma1(r, 0.9) / 0.9 * (1.0 / 15.0); /* purchases per day */
+    double rate = rgamma1(r, 0.9) / 0.9 * (1.0 / 13.0); /* purchases per day */
     double dropout = rbeta(r, 1.2, 24.0);
     double mean_amount = rlognorm(r, log(p->b2b ? 16000.0 : 4800.0), 0.55);
     int64_t last_active = p->acquired;
@@ -909,6 +909,7 @@ static int add(demo *d, crm_op op, const char *coll, const char *id, crm_value *
 /* Runs after-hooks and timers until nothing is due within DRAIN_WAIT_MS. */
 static int drain(demo *d, crm_err *err)
 {
+    uint64_t base = crm_store_last_seq(d->store) - lag(d); /* progress: feed entries run */
     int rc = flush(d, err);
     while (rc == CRM_OK && d->n)
         rc = flush(d, err);
@@ -927,8 +928,8 @@ static int drain(demo *d, crm_err *err)
         }
         {
             uint64_t last = crm_store_last_seq(d->store), l = lag(d);
-            d->pr.total = last;
-            d->pr.done = last - l;
+            d->pr.total = last - base;
+            d->pr.done = last - l - base;
         }
         prog_show(&d->pr, 0);
     }
