@@ -314,12 +314,94 @@ static int call_fn(void *ud, crm_txn *t, crm_err *err)
     return rc;
 }
 
+/* (c): value.recompute on the store in dir (made by crmd demo). */
+static void value_section(const crm_schema *schema, const char *ddir, const char *what)
+{
+    crm_err e;
+    crm_store *s;
+    crm_bus *bus;
+    crm_plugins *pl;
+    crm_lua *lua;
+    crm_bus_opts bo;
+    crm_unit u[1];
+    call_ud c;
+    uint64_t rounds = 0, customers = 0, contacts = 0;
+    double t0, total, worst;
+    if (crm_store_open(ddir, schema, NULL, &s, &e) != CRM_OK)
+        die("open demo: %s", e.msg);
+    crm_bus_opts_default(&bo);
+    bo.log = quiet_log;
+    if (crm_bus_new(s, &bo, &bus, &e) != CRM_OK ||
+        crm_plugins_load(bus, plugins_dir, &pl, &e) != CRM_OK ||
+        crm_lua_open(bus, scripts_dir, NULL, &lua, &e) != CRM_OK)
+        die("demo store: %s", e.msg);
+    if (!crm_bus_has_method(bus, "value.recompute"))
+        die("no value.recompute method in %s", scripts_dir);
+    drain(s, bus, NULL);
+    {
+        crm_txn *t;
+        if (crm_store_begin_read(s, &t, &e) == CRM_OK) {
+            crm_txn_count(t, "contacts", &contacts, &e);
+            crm_txn_end(t);
+        }
+    }
+    t0 = now_s();
+    memset(u, 0, sizeof u);
+    memset(&c, 0, sizeof c);
+    c.bus = bus;
+    c.method = "value.recompute";
+    u[0].fn = call_fn;
+    u[0].fn_ud = &c;
+    worst = apply_batch(s, bus, u, 1);
+    if (u[0].rc != CRM_OK)
+        die("value.recompute: %s", u[0].err.msg);
+    crm_value_free(c.result);
+    {
+        double w = drain(s, bus, &rounds);
+        if (w > worst)
+            worst = w;
+    }
+    total = now_s() - t0;
+    {
+        /* the finished job's own account (value.status .last) */
+        call_ud st = {bus, "value.status", NULL};
+        memset(u, 0, sizeof u);
+        u[0].fn = call_fn;
+        u[0].fn_ud = &st;
+        apply_batch(s, bus, u, 1);
+        if (u[0].rc == CRM_OK && st.result) {
+            const crm_value *last = crm_map_get(st.result, "last");
+            char *txt = last ? crm_json_encode(last, NULL) : NULL;
+            customers = (uint64_t)crm_map_int(last, "customers", 0);
+            fprintf(stderr, "bench_features: value.status last = %s\n", txt ? txt : "null");
+            free(txt);
+        }
+        crm_value_free(st.result);
+    }
+    printf("## (c) Full value recomputation, %" PRIu64 " contacts\n\n", contacts);
+    printf("`value.recompute` (scripts/customer_value.lua, a chunked job: two passes of "
+           "pages run by a timer) over the %" PRIu64 " contacts %s (%" PRIu64 " of them "
+           "customers), every "
+           "feature loaded (the scores it writes trigger the segments' hooks too). The "
+           "stall is the longest single bus round (one `crm_store_apply` of the bus's unit: "
+           "the server's loop serves nothing else meanwhile), measured in-process.\n\n",
+           contacts, what, customers);
+    printf("| what | figure |\n|---|---:|\n");
+    printf("| time until the job is done (and the hooks it caused) | %.2f s |\n", total);
+    printf("| bus rounds | %" PRIu64 " |\n", rounds);
+    printf("| longest single round (event-loop stall) | %.1f ms |\n\n", worst * 1000);
+    crm_lua_close(lua);
+    crm_plugins_unload(pl);
+    crm_bus_free(bus);
+    crm_store_close(s);
+    }
+
 static void rm_rf(const char *dir)
 {
     char cmd[PATH_MAX + 32];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
-        fprintf(stderr, "bench_features: could not remove %s\n", dir);
+    fprintf(stderr, "bench_features: could not remove %s\n", dir);
 }
 
 int main(void)
@@ -421,84 +503,11 @@ int main(void)
     }
 
     /* (c) */
-    {
-        crm_store *s;
-        crm_bus *bus;
-        crm_plugins *pl;
-        crm_lua *lua;
-        crm_bus_opts bo;
-        crm_unit u[1];
-        call_ud c;
-        uint64_t rounds = 0, customers = 0, contacts = 0;
-        double t0, total, worst;
-        if (crm_store_open(ddir, schema, NULL, &s, &e) != CRM_OK)
-            die("open demo: %s", e.msg);
-        crm_bus_opts_default(&bo);
-        bo.log = quiet_log;
-        if (crm_bus_new(s, &bo, &bus, &e) != CRM_OK ||
-            crm_plugins_load(bus, plugins_dir, &pl, &e) != CRM_OK ||
-            crm_lua_open(bus, scripts_dir, NULL, &lua, &e) != CRM_OK)
-            die("demo store: %s", e.msg);
-        if (!crm_bus_has_method(bus, "value.recompute"))
-            die("no value.recompute method in %s", scripts_dir);
-        drain(s, bus, NULL);
-        {
-            crm_txn *t;
-            if (crm_store_begin_read(s, &t, &e) == CRM_OK) {
-                crm_txn_count(t, "contacts", &contacts, &e);
-                crm_txn_end(t);
-            }
-        }
-        t0 = now_s();
-        memset(u, 0, sizeof u);
-        memset(&c, 0, sizeof c);
-        c.bus = bus;
-        c.method = "value.recompute";
-        u[0].fn = call_fn;
-        u[0].fn_ud = &c;
-        worst = apply_batch(s, bus, u, 1);
-        if (u[0].rc != CRM_OK)
-            die("value.recompute: %s", u[0].err.msg);
-        crm_value_free(c.result);
-        {
-            double w = drain(s, bus, &rounds);
-            if (w > worst)
-                worst = w;
-        }
-        total = now_s() - t0;
-        {
-            /* the finished job's own account (value.status .last) */
-            call_ud st = {bus, "value.status", NULL};
-            memset(u, 0, sizeof u);
-            u[0].fn = call_fn;
-            u[0].fn_ud = &st;
-            apply_batch(s, bus, u, 1);
-            if (u[0].rc == CRM_OK && st.result) {
-                const crm_value *last = crm_map_get(st.result, "last");
-                char *txt = last ? crm_json_encode(last, NULL) : NULL;
-                customers = (uint64_t)crm_map_int(last, "customers", 0);
-                fprintf(stderr, "bench_features: value.status last = %s\n", txt ? txt : "null");
-                free(txt);
-            }
-            crm_value_free(st.result);
-        }
-        printf("## (c) Full value recomputation\n\n");
-        printf("`value.recompute` (scripts/customer_value.lua, a chunked job: two passes of "
-               "pages run by a timer) over the %" PRIu64 " contacts generated in (b) (%" PRIu64 " of them "
-               "customers), every "
-               "feature loaded (the scores it writes trigger the segments' hooks too). The "
-               "stall is the longest single bus round (one `crm_store_apply` of the bus's unit: "
-               "the server's loop serves nothing else meanwhile), measured in-process.\n\n",
-               contacts, customers);
-        printf("| what | figure |\n|---|---:|\n");
-        printf("| time until the job is done (and the hooks it caused) | %.2f s |\n", total);
-        printf("| bus rounds | %" PRIu64 " |\n", rounds);
-        printf("| longest single round (event-loop stall) | %.1f ms |\n\n", worst * 1000);
-        crm_lua_close(lua);
-        crm_plugins_unload(pl);
-        crm_bus_free(bus);
-        crm_store_close(s);
-    }
+    value_section(schema, ddir, "generated in (b)");
+    if (getenv("CRM_BENCH_VALUE_DIR"))
+        value_section(schema, getenv("CRM_BENCH_VALUE_DIR"),
+                      "of a store made by a full-size `crmd demo` (CRM_BENCH_VALUE_DIR; its "
+                      "scores were computed once already, so pass 2 rewrites only what changed)");
     crm_schema_free(schema);
     rm_rf(base);
     return 0;
