@@ -1,7 +1,7 @@
 # crmd -- convenience wrapper around CMake and ctest.
 #   make run    install what is missing, build, run the server on ./data
 #   make demo   build, fill ./demo-data with `crmd demo` (100,000 contacts, about
-#               1,000,000 orders; several minutes), then: make demo-serve
+#               1,000,000 orders; about 12 minutes), then: make demo-serve
 #   make test   install what is missing, build (normal + ASan/UBSan), run every test
 #               (also Node and the interop test's npm packages: interop-deps)
 #   make bench  build and run the benchmarks (never part of `make test`)
