@@ -36,7 +36,8 @@
  *  (6) memory: crmd's VmRSS before and after 1000 idle authenticated
  *      connections (the fan-out's, before they subscribe), on a fresh crmd.
  *
- * crmd runs as `crmd serve --rate 10000000`: its default per-connection limit
+ * crmd runs as `crmd serve --rate 10000000` with no scripts or plugins (the bare
+ * kernel; bench_features measures the CRM features): its default per-connection limit
  * (10,000 requests/s) would otherwise cap the one-connection rows.  Its data
  * folder goes under CRM_BENCH_DIR, else under the build folder (the one
  * holding bench/bench_ws): on the checkout's disk, not a tmpfs /tmp where
@@ -1034,7 +1035,7 @@ static void crmd_token_create(env *e)
         die("`crmd token create` failed");
 }
 
-static const char *CRMD_FLAGS = "--rate 10000000";
+static const char *CRMD_FLAGS = "--rate 10000000 --scripts /nonexistent/no-scripts --plugins /nonexistent/no-plugins";
 
 static void crmd_start(env *e)
 {
@@ -1048,8 +1049,11 @@ static void crmd_start(env *e)
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        /* the bare kernel: no scripts or plugins (bench_features measures
+         * the CRM features' hooks; the defaults would load ./scripts) */
         execl(e->crmd, e->crmd, "serve", "--data", e->data, "--schemas", e->schemas, "--listen",
-              "127.0.0.1:0", "--rate", "10000000", (char *)NULL);
+              "127.0.0.1:0", "--rate", "10000000", "--scripts", "/nonexistent/no-scripts",
+              "--plugins", "/nonexistent/no-plugins", (char *)NULL);
         _exit(127);
     }
     while (now_ns() < until) {
