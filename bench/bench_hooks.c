@@ -171,8 +171,6 @@ static double slice(variant *v, double seconds)
     double t0 = now_s(), t;
     uint64_t done = 0;
     do {
-        crm_unit *bu = crm_bus_unit(v->bus);
-        size_t nu = BATCH;
         memset(w, 0, sizeof w);
         memset(u, 0, sizeof u);
         for (int i = 0; i < BATCH; i++) {
@@ -183,14 +181,8 @@ static double slice(variant *v, double seconds)
             u[i].writes = &w[i];
             u[i].n = 1;
         }
-        if (bu)
-            u[nu++] = *bu;
-        if (crm_store_apply(v->s, u, nu, &e) != CRM_OK)
+        if (crm_bus_apply(v->bus, u, BATCH, NULL, &e) != CRM_OK) /* u has room for the bus's */
             die("%s: apply: %s", v->name, e.msg);
-        if (bu) {
-            *bu = u[BATCH];
-            crm_bus_unit_done(v->bus, bu, CRM_OK);
-        }
         for (int i = 0; i < BATCH; i++) {
             if (u[i].rc != CRM_OK)
                 die("%s: create: %s", v->name, u[i].err.msg);

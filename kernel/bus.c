@@ -726,6 +726,38 @@ void crm_bus_unit_done(crm_bus *b, crm_unit *u, int batch_rc)
     update_floor(b);
 }
 
+int crm_bus_apply(crm_bus *b, crm_unit *units, size_t n, int *ran_bus, crm_err *err)
+{
+    crm_unit *bu = crm_bus_unit(b);
+    int rc;
+    if (ran_bus)
+        *ran_bus = bu != NULL;
+    crm_err_clear(err);
+    if (!n && !bu)
+        return CRM_OK;
+    if (bu)
+        units[n] = *bu;
+    rc = crm_store_apply(b->s, units, n + (bu != NULL), err);
+    if (bu) {
+        *bu = units[n]; /* its rc and err, for unit_done */
+        crm_bus_unit_done(b, bu, rc);
+    }
+    return rc;
+}
+
+int crm_bus_drain(crm_bus *b, size_t max_rounds, crm_err *err)
+{
+    crm_unit u[1];
+    for (size_t i = 0; !max_rounds || i < max_rounds; i++) {
+        int ran, rc = crm_bus_apply(b, u, 0, &ran, err);
+        if (rc != CRM_OK)
+            return rc;
+        if (!ran)
+            return CRM_OK;
+    }
+    return crm_err_set(err, CRM_UNAVAILABLE, "the bus did not settle in %zu rounds", max_rounds);
+}
+
 int64_t crm_bus_next_work_ms(crm_bus *b)
 {
     int64_t now = crm_store_now(b->s), at = INT64_MAX;

@@ -78,6 +78,18 @@ const char *crm_bus_owner_errmsg(crm_plugin *p);
  * then calls crm_bus_unit_done with the batch's result. */
 crm_unit *crm_bus_unit(crm_bus *b);
 void crm_bus_unit_done(crm_bus *b, crm_unit *u, int batch_rc);
+/* One batch as the server runs it: units[0..n) plus, when the bus has work
+ * now, its unit (appended at units[n], so units must have room for n + 1),
+ * in one crm_store_apply; then crm_bus_unit_done.  *ran_bus (may be NULL)
+ * says whether the bus's unit was in it.  n may be 0 (a bus-only round;
+ * nothing is applied when the bus has nothing to do).  Returns the apply's
+ * code (CRM_OK with nothing to do). */
+int crm_bus_apply(crm_bus *b, crm_unit *units, size_t n, int *ran_bus, crm_err *err);
+/* Runs bus-only rounds until nothing is due now, at most max_rounds (0 =
+ * no limit).  CRM_OK when it settled; UNAVAILABLE when a round's commit
+ * failed or max_rounds ran out first. */
+int crm_bus_drain(crm_bus *b, size_t max_rounds, crm_err *err);
+
 /* Milliseconds until the bus has work (0 = now), or -1 when it has none
  * until the next commit or schedule. */
 int64_t crm_bus_next_work_ms(crm_bus *b);

@@ -777,24 +777,16 @@ static int add(demo *d, crm_op op, const char *coll, const char *id, crm_value *
  * server's loop does; then queues the workflow steps of new tickets. */
 static int flush(demo *d, crm_err *err)
 {
-    crm_unit *bu = crm_bus_unit(d->bus);
-    size_t nu = d->n;
-    int rc = CRM_OK;
-    if (!d->n && !bu)
-        return CRM_OK;
+    int rc, ran;
     for (size_t i = 0; i < d->n; i++) {
         d->w[i].data = d->data[i];
         d->u[i].writes = &d->w[i];
         d->u[i].n = 1;
         d->u[i].fn = NULL;
     }
-    if (bu)
-        d->u[nu++] = *bu;
-    rc = crm_store_apply(d->store, d->u, nu, err);
-    if (bu) {
-        *bu = d->u[d->n];
-        crm_bus_unit_done(d->bus, bu, rc);
-    }
+    rc = crm_bus_apply(d->bus, d->u, d->n, &ran, err); /* d->u has room for the bus's unit */
+    if (!d->n && !ran)
+        return CRM_OK;
     d->st.batches++;
     for (size_t i = 0; i < d->n; i++) {
         crm_write *w = &d->w[i];
@@ -851,18 +843,8 @@ static int flush(demo *d, crm_err *err)
 /* A bus-only batch: after-hooks and due timers, no writes of ours. */
 static int bus_round(demo *d, int *did, crm_err *err)
 {
-    crm_unit *bu = crm_bus_unit(d->bus);
-    crm_unit u;
-    int rc;
-    *did = 0;
-    if (!bu)
-        return CRM_OK;
-    u = *bu;
-    rc = crm_store_apply(d->store, &u, 1, err);
-    *bu = u;
-    crm_bus_unit_done(d->bus, bu, rc);
-    *did = 1;
-    return rc;
+    crm_unit u[1];
+    return crm_bus_apply(d->bus, u, 0, did, err);
 }
 
 static uint64_t lag(demo *d)

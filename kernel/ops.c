@@ -661,13 +661,13 @@ void crm_ops_flush(crm_net *n)
 {
     crm_item *items = n->batch;
     size_t ni = n->nbatch;
-    crm_unit *units, *bu = n->o.bus ? crm_bus_unit(n->o.bus) : NULL;
+    crm_unit *units;
+    int bus_work = n->o.bus && crm_bus_next_work_ms(n->o.bus) == 0;
     crm_err err;
     struct timespec t0, t1;
     size_t nwrites = 0;
-    int rc;
 
-    if (ni == 0 && !bu) {
+    if (ni == 0 && !bus_work) {
         crm_subs_fanout(n);
         bus_reschedule(n);
         return;
@@ -685,8 +685,6 @@ void crm_ops_flush(crm_net *n)
             crm_value_free(items[i].req);
         }
         free(items);
-        if (bu)
-            crm_bus_unit_done(n->o.bus, bu, CRM_UNAVAILABLE);
         return;
     }
     for (size_t i = 0; i < ni; i++) {
@@ -698,15 +696,15 @@ void crm_ops_flush(crm_net *n)
         }
         nwrites += items[i].nw;
     }
-    if (bu) /* after-hooks and timers ride in the same commit */
-        units[ni] = *bu;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    rc = crm_store_apply(n->store, units, ni + (bu != NULL), &err); /* the one fsync */
+    /* the one fsync; after-hooks and due timers ride in the same commit.
+     * A failed batch fails every unit (crm_store_apply): each item's reply
+     * reads its own unit. */
+    if (n->o.bus)
+        crm_bus_apply(n->o.bus, units, ni, NULL, &err);
+    else
+        crm_store_apply(n->store, units, ni, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (bu) {
-        *bu = units[ni];
-        crm_bus_unit_done(n->o.bus, bu, rc);
-    }
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     n->batches++;
     n->batch_writes += nwrites;
