@@ -296,18 +296,9 @@ int main(void)
             usleep(100000);
         }
         usleep(600000); /* the last timers (0.2 s) */
-        {
-            /* not crmd_stop: it would remove the data folder */
-            int st = -1;
-            kill(p.pid, SIGTERM);
-            waitpid(p.pid, &st, 0);
-            free(p.data);
-            free(p.bin);
-            free(p.schemas);
-            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-                rc = fail("crmd did not stop cleanly");
-                goto out;
-            }
+        if (crmd_stop_keep(&p) != 0) { /* not crmd_stop: that removes the data */
+            rc = fail("crmd did not stop cleanly");
+            goto out;
         }
     }
 

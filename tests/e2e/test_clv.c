@@ -36,6 +36,7 @@
 #include "clv_sim.h"
 #include "codec.h"
 #include "tmpdir.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 /* customers simulated; CLV_TEST_CUSTOMERS=N overrides it for a measurement
@@ -48,13 +49,6 @@ typedef struct fixture {
     crmd_proc p;
     char *plugins, *token, *args;
 } fixture;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static char *slurp(const char *path)
 {
@@ -114,43 +108,22 @@ static int teardown(void **state)
 static void restart(fixture *f)
 {
     char *data = strdup(f->p.data);
-    int st = -1;
-    kill(f->p.pid, SIGTERM);
-    assert_int_equal(waitpid(f->p.pid, &st, 0), f->p.pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    free(f->p.bin);
-    free(f->p.schemas);
-    free(f->p.data);
+    assert_int_equal(crmd_stop_keep(&f->p), 0);
     start(f, data);
     free(data);
 }
 
 static void connect_authed(fixture *f, ws_client *c)
 {
-    char buf[256];
-    crm_value *r;
     assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
-    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, 1, 5000, NULL);
-    assert_non_null(r);
-    assert_true(crm_map_get(r, "ok")->u.b);
-    crm_value_free(r);
+    assert_int_equal(ws_auth(c, f->token, 5000), 0);
 }
 
-static long long next_ref = 100;
 
 /* Sends body (a JSON object without ref); returns the whole reply. */
 static crm_value *send_raw(ws_client *c, const char *body)
 {
-    size_t n = strlen(body);
-    char *buf = malloc(n + 64);
-    long long ref = next_ref++;
-    crm_value *r;
-    snprintf(buf, n + 64, "{\"ref\": %lld, %s", ref, body + 1);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    free(buf);
-    r = ws_reply(c, ref, 60000, NULL);
+    crm_value *r = ws_request(c, 60000, NULL, "%s", body);
     assert_non_null(r);
     return r;
 }
@@ -296,7 +269,7 @@ static void test_fit_recovers_known_parameters(void **state)
 
     /* a cohort acquired over 12 weeks, observed 66 to 78 weeks (as CDNOW) */
     clv_sim_seed(&sim, 20260501);
-    double t0 = now_s();
+    double t0 = crm_test_now_s();
     for (int i = 0; i < NCUST; i += 100) {
         b.n = 0;
         sb_add(&b, "{\"op\": \"tx\", \"ops\": [");
@@ -323,10 +296,10 @@ static void test_fit_recovers_known_parameters(void **state)
                j ? "," : "", j, j);
     sb_add(&b, "]}");
     crm_value_free(send_req(&c, b.s));
-    print_message("%d customers written in %.2f s\n", NCUST, now_s() - t0);
+    print_message("%d customers written in %.2f s\n", NCUST, crm_test_now_s() - t0);
 
     /* the fit, with pings meanwhile */
-    double max_ping = 0, started = now_s();
+    double max_ping = 0, started = crm_test_now_s();
     long pings = 0;
     char job[64];
     r = req(&c, "{\"op\": \"call\", \"method\": \"value.fit\", \"params\": {}}");
@@ -339,10 +312,10 @@ static void test_fit_recovers_known_parameters(void **state)
     int saw_fitting = 0;
     for (;;) {
         for (int k = 0; k < 5; k++) {
-            double p0 = now_s();
+            double p0 = crm_test_now_s();
             r = req(&c, "{\"op\": \"ping\"}");
             crm_value_free(r);
-            max_ping = fmax(max_ping, now_s() - p0);
+            max_ping = fmax(max_ping, crm_test_now_s() - p0);
             pings++;
             usleep(10000);
         }
@@ -357,12 +330,12 @@ static void test_fit_recovers_known_parameters(void **state)
             break;
         }
         crm_value_free(r);
-        assert_true(now_s() - started < 120);
+        assert_true(crm_test_now_s() - started < 120);
     }
     const crm_value *st = crm_map_get(model, "stats");
     print_message("job: %.2f s end to end; fit %.0f ms on the worker (%lld evaluations); collect %.0f ms, write %.0f ms,"
                   " %lld pages, longest chunk %.1f ms; %ld pings, longest %.1f ms; saw fitting: %d\n",
-                  now_s() - started, num(model, "fit_ms"), (long long)crm_map_int(model, "evals", 0),
+                  crm_test_now_s() - started, num(model, "fit_ms"), (long long)crm_map_int(model, "evals", 0),
                   num(st, "collect_ms"), num(st, "write_ms"), (long long)crm_map_int(st, "pages", 0),
                   num(st, "max_chunk_ms"), pings, 1000 * max_ping, saw_fitting);
     assert_true(max_ping < 3.0);

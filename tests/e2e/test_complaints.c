@@ -30,6 +30,7 @@
 
 #include "tmpdir.h"
 #include "value.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 #define HOUR_MS 3600000LL
@@ -59,28 +60,11 @@ typedef struct fixture {
     char *scripts, *token, *args;
 } fixture;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *read_text(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
+    char *text = crm_test_read_file(path);
+    assert_non_null(text);
+    return text;
 }
 
 /* The repo's complaints.lua, with override lines put at the end of its
@@ -144,59 +128,28 @@ static int teardown(void **state)
 static void restart(fixture *f)
 {
     char *data = strdup(f->p.data);
-    int st = -1;
-    kill(f->p.pid, SIGTERM);
-    assert_int_equal(waitpid(f->p.pid, &st, 0), f->p.pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    free(f->p.bin);
-    free(f->p.schemas);
-    free(f->p.data);
+    assert_int_equal(crmd_stop_keep(&f->p), 0);
     start(f, data);
     free(data);
 }
 
 static void connect_authed(fixture *f, ws_client *c)
 {
-    char buf[256];
-    crm_value *r;
     assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
-    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, 1, 5000, NULL);
-    assert_non_null(r);
-    assert_true(crm_map_get(r, "ok")->u.b);
-    crm_value_free(r);
+    assert_int_equal(ws_auth(c, f->token, 5000), 0);
 }
 
-static long long next_ref = 100;
 
 /* Sends a request (printf-style JSON without ref) and returns its reply. */
 static crm_value *req(ws_client *c, const char *fmt, ...)
 {
-    char body[4096], buf[4200];
     va_list ap;
-    long long ref = next_ref++;
     crm_value *r;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    r = ws_vrequest(c, 10000, NULL, fmt, ap);
     va_end(ap);
-    snprintf(buf, sizeof buf, "{\"ref\": %lld, %s", ref, body + 1);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, ref, 10000, NULL);
     assert_non_null(r);
     return r;
-}
-
-static const char *code_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "code", "") : "OK";
-}
-
-static const char *msg_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "message", "") : "";
 }
 
 /* A request that must succeed; returns the reply (result under "result"). */
@@ -209,8 +162,8 @@ static crm_value *ok(ws_client *c, const char *fmt, ...)
     vsnprintf(body, sizeof body, fmt, ap);
     va_end(ap);
     r = req(c, "%s", body);
-    if (strcmp(code_of(r), "OK") != 0)
-        fail_msg("%s -> %s %s", body, code_of(r), msg_of(r));
+    if (strcmp(ws_code(r), "OK") != 0)
+        fail_msg("%s -> %s %s", body, ws_code(r), ws_message(r));
     return r;
 }
 
@@ -248,10 +201,10 @@ static void expect_rejected(ws_client *c, const char *id, const char *from, cons
     char want[128];
     crm_value *r = req(c, "{\"op\": \"update\", \"collection\": \"tickets\", \"id\": \"%s\","
                           " \"patch\": {\"state\": \"%s\"}}", id, to);
-    assert_string_equal(code_of(r), "REJECTED");
+    assert_string_equal(ws_code(r), "REJECTED");
     snprintf(want, sizeof want, "%s -> %s", from, to);
-    if (!strstr(msg_of(r), want))
-        fail_msg("message \"%s\" does not name %s", msg_of(r), want);
+    if (!strstr(ws_message(r), want))
+        fail_msg("message \"%s\" does not name %s", ws_message(r), want);
     crm_value_free(r);
 }
 
@@ -323,7 +276,7 @@ static void test_business_hours(void **state)
     assert_int_equal(crm_map_int(res(r), "due", 0), utc_ms(2026, 11, 30, 11, 0));
     crm_value_free(r);
     r = req(&c, "{\"op\": \"call\", \"method\": \"tickets.sla_due\", \"params\": {\"priority\": \"whenever\"}}");
-    assert_string_equal(code_of(r), "REJECTED");
+    assert_string_equal(ws_code(r), "REJECTED");
     crm_value_free(r);
     ws_close(&c);
 }
@@ -414,8 +367,8 @@ static void test_workflow(void **state)
 
     /* a survey for the closed ticket */
     {
-        double t0 = now_s();
-        while (count_where(&c, "surveys", "{\"ticket\": \"t_1\"}") == 0 && now_s() - t0 < 5)
+        double t0 = crm_test_now_s();
+        while (count_where(&c, "surveys", "{\"ticket\": \"t_1\"}") == 0 && crm_test_now_s() - t0 < 5)
             usleep(20000);
         r = ok(&c, "{\"op\": \"query\", \"collection\": \"surveys\", \"where\": {\"ticket\": \"t_1\"}}");
         assert_int_equal(crm_map_get(res(r), "records")->u.arr.n, 1);
@@ -443,7 +396,7 @@ static void test_workflow(void **state)
 
     /* a hand-picked assignee must be an agent; reassigning moves the load */
     r = req(&c, "{\"op\": \"update\", \"collection\": \"tickets\", \"id\": \"t_2\", \"patch\": {\"assignee\": \"nobody\"}}");
-    assert_string_equal(code_of(r), "REJECTED");
+    assert_string_equal(ws_code(r), "REJECTED");
     crm_value_free(r);
     crm_value_free(ok(&c, "{\"op\": \"update\", \"collection\": \"tickets\", \"id\": \"t_2\", \"patch\": {\"assignee\": \"ag_cid\"}}"));
     assert_int_equal(field_int(&c, "agents", "ag_bob", "open_tickets"), 0);
@@ -549,9 +502,9 @@ static void test_sla_escalation_survives_restart(void **state)
     crm_value_free(r);
     ws_close(&c);
 
-    t0 = now_s();
+    t0 = crm_test_now_s();
     restart(f);
-    print_message("restart took %.3f s\n", now_s() - t0);
+    print_message("restart took %.3f s\n", crm_test_now_s() - t0);
     connect_authed(f, &c);
     r = ok(&c, "{\"op\": \"call\", \"method\": \"tickets.sla_due\", \"params\": {\"hours\": 0}}");
     now = crm_map_int(res(r), "from", 0);
@@ -561,14 +514,14 @@ static void test_sla_escalation_survives_restart(void **state)
     assert_true(now < due); /* the restart came between scheduling and deadline */
     assert_int_equal(field_int(&c, "tickets", "t_late", "escalation_level"), 0);
 
-    t0 = now_s();
-    while (field_int(&c, "tickets", "t_late", "escalation_level") < 1 && now_s() - t0 < 20)
+    t0 = crm_test_now_s();
+    while (field_int(&c, "tickets", "t_late", "escalation_level") < 1 && crm_test_now_s() - t0 < 20)
         usleep(50000);
     r = get_rec(&c, "tickets", "t_late");
     assert_int_equal(crm_map_int(res(r), "escalation_level", 0), 1);
     assert_true(crm_map_int(res(r), "escalated_at", 0) >= due);
     print_message("escalated %.2f h after the deadline (server clock), %.2f s after the restart\n",
-                  (double)(crm_map_int(res(r), "escalated_at", 0) - due) / HOUR_MS, now_s() - t0);
+                  (double)(crm_map_int(res(r), "escalated_at", 0) - due) / HOUR_MS, crm_test_now_s() - t0);
     {
         const crm_value *tags = crm_map_get(res(r), "tags");
         assert_non_null(tags);
@@ -578,16 +531,16 @@ static void test_sla_escalation_survives_restart(void **state)
     crm_value_free(r);
 
     /* the second level, one business hour after the deadline */
-    t0 = now_s();
-    while (field_int(&c, "tickets", "t_late", "escalation_level") < 2 && now_s() - t0 < 20)
+    t0 = crm_test_now_s();
+    while (field_int(&c, "tickets", "t_late", "escalation_level") < 2 && crm_test_now_s() - t0 < 20)
         usleep(50000);
     r = get_rec(&c, "tickets", "t_late");
     assert_int_equal(crm_map_int(res(r), "escalation_level", 0), 2);
     assert_true(crm_map_int(res(r), "escalated_at", 0) >= due + HOUR_MS);
     crm_value_free(r);
 
-    t0 = now_s();
-    while (field_int(&c, "tickets", "t_raised", "escalation_level") < 1 && now_s() - t0 < 20)
+    t0 = crm_test_now_s();
+    while (field_int(&c, "tickets", "t_raised", "escalation_level") < 1 && crm_test_now_s() - t0 < 20)
         usleep(50000);
     assert_true(field_int(&c, "tickets", "t_raised", "escalation_level") >= 1);
     assert_int_equal(field_int(&c, "tickets", "t_done", "escalation_level"), 0);

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "codec.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 typedef struct fixture {
@@ -30,13 +31,6 @@ typedef struct fixture {
 } fixture;
 
 static long long next_ref = 10;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int setup(void **state)
 {
@@ -136,7 +130,7 @@ static void test_one_customer_through_every_feature(void **state)
     crm_value_free(r);
 
     /* lifecycle, loyalty and segmentation follow from after-hooks */
-    t0 = now_s();
+    t0 = crm_test_now_s();
     for (;;) {
         char where[256];
         int64_t points = 0;
@@ -152,7 +146,7 @@ static void test_one_customer_through_every_feature(void **state)
         members = count(f, "segment_members", where);
         if (strcmp(stage, "new_customer") == 0 && points > 0 && members == 1)
             break;
-        if (now_s() - t0 > 10)
+        if (crm_test_now_s() - t0 > 10)
             fail_msg("after 10 s: stage %s, points %lld, segment members %zu", stage,
                      (long long)points, members);
         usleep(50000);

@@ -24,6 +24,7 @@
 
 #include "codec.h"
 #include "tmpdir.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 #define NC 300
@@ -34,27 +35,11 @@ typedef struct fixture {
     char *scripts, *token;
 } fixture;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *read_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
+    char *text = crm_test_read_file(path);
+    assert_non_null(text);
+    return text;
 }
 
 static void copy_script(const char *dir, const char *name, const char *from, const char *to)
@@ -117,30 +102,15 @@ static int teardown(void **state)
 
 static void connect_authed(fixture *f, ws_client *c)
 {
-    char buf[256];
-    crm_value *r;
     assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
-    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, 1, 5000, NULL);
-    assert_non_null(r);
-    assert_true(crm_map_get(r, "ok")->u.b);
-    crm_value_free(r);
+    assert_int_equal(ws_auth(c, f->token, 5000), 0);
 }
 
-static long long next_ref = 100;
 
 /* Sends body (JSON object text without ref) and returns the result (fails on error). */
 static crm_value *send_req(ws_client *c, const char *body)
 {
-    size_t n = strlen(body);
-    char *buf = malloc(n + 64);
-    long long ref = next_ref++;
-    crm_value *r;
-    snprintf(buf, n + 64, "{\"ref\": %lld, %s", ref, body + 1);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    free(buf);
-    r = ws_reply(c, ref, 20000, NULL);
+    crm_value *r = ws_request(c, 20000, NULL, "%s", body);
     assert_non_null(r);
     if (crm_map_get(r, "error")) {
         char *j = crm_json_encode(r, NULL);
@@ -305,9 +275,9 @@ static void test_scores_equal_independent_computation(void **state)
     }
     /* lifecycle.lua's after-hooks have counted every order */
     {
-        double t0 = now_s();
+        double t0 = crm_test_now_s();
         int64_t got_n = -1, got_s = -1;
-        while (now_s() - t0 < 30) {
+        while (crm_test_now_s() - t0 < 30) {
             r = req(&c, "{\"op\": \"aggregate\", \"collection\": \"contacts\", \"metrics\": [\"sum:order_count\", \"sum:total_spent\"]}");
             const crm_value *g = crm_map_get(r, "result");
             g = crm_map_get(g, "groups")->u.arr.items[0];
@@ -324,7 +294,7 @@ static void test_scores_equal_independent_computation(void **state)
 
     /* the chunked job */
     {
-        double t0 = now_s();
+        double t0 = crm_test_now_s();
         char job[128];
         r = req(&c, "{\"op\": \"call\", \"method\": \"value.recompute\", \"params\": {}}");
         now = crm_map_int(crm_map_get(r, "result"), "now", 0);
@@ -338,7 +308,7 @@ static void test_scores_equal_independent_computation(void **state)
                               " cpu %.3f s, longest page %.1f ms\n",
                               (long long)crm_map_int(last, "contacts", 0), (long long)crm_map_int(last, "customers", 0),
                               (long long)crm_map_int(last, "updated", 0), (long long)crm_map_int(last, "pages", 0),
-                              now_s() - t0, crm_value_as_double(crm_map_get(last, "cpu_s")),
+                              crm_test_now_s() - t0, crm_value_as_double(crm_map_get(last, "cpu_s")),
                               1000 * crm_value_as_double(crm_map_get(last, "max_page_s")));
                 assert_int_equal(crm_map_int(last, "contacts", 0), NC + 1);
                 assert_true(crm_map_int(last, "pages", 0) >= 2 * (NC + 1) / 50);
@@ -346,7 +316,7 @@ static void test_scores_equal_independent_computation(void **state)
                 break;
             }
             crm_value_free(r);
-            assert_true(now_s() - t0 < 60);
+            assert_true(crm_test_now_s() - t0 < 60);
             usleep(50000);
         }
     }
@@ -460,7 +430,7 @@ static void test_daily_timer_runs_the_job(void **state)
     crm_value_free(req(&c, "{\"op\": \"create\", \"collection\": \"orders\", \"record\": {\"contact\": \"c_d\","
                            " \"amount\": 5000, \"currency\": \"EUR\", \"status\": \"paid\", \"ordered_at\": %lld}}",
                        (long long)t));
-    t0 = now_s();
+    t0 = crm_test_now_s();
     for (;;) {
         r = req(&c, "{\"op\": \"call\", \"method\": \"value.status\", \"params\": {}}");
         const crm_value *last = crm_map_get(crm_map_get(r, "result"), "last");
@@ -469,10 +439,10 @@ static void test_daily_timer_runs_the_job(void **state)
         crm_value_free(r);
         if (done)
             break;
-        assert_true(now_s() - t0 < 10);
+        assert_true(crm_test_now_s() - t0 < 10);
         usleep(50000);
     }
-    print_message("daily job ran %.2f s after the first order (1 day = 1 s)\n", now_s() - t0);
+    print_message("daily job ran %.2f s after the first order (1 day = 1 s)\n", crm_test_now_s() - t0);
     r = req(&c, "{\"op\": \"get\", \"collection\": \"contacts\", \"id\": \"c_d\"}");
     const crm_value *rec = crm_map_get(r, "result");
     /* one customer: nobody below it, so scores 1; A; CLV (5000*0.3-500)*1*3 = 3000 */

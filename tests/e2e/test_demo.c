@@ -29,29 +29,22 @@
 #include <cmocka.h>
 
 #include "tmpdir.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 #define CONTACTS "300"
 
-static long long next_ref = 100;
 
 static crm_value *req(ws_client *c, const char *fmt, ...)
 {
-    char body[4096], buf[4200];
     va_list ap;
-    long long ref = next_ref++;
     crm_value *r;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    r = ws_vrequest(c, 20000, NULL, fmt, ap);
     va_end(ap);
-    snprintf(buf, sizeof buf, "{\"ref\": %lld, %s", ref, body + 1);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, ref, 20000, NULL);
     assert_non_null(r);
     if (!crm_map_get(r, "ok")->u.b) {
-        const crm_value *e = crm_map_get(r, "error");
-        fprintf(stderr, "unexpected error: %s %s\n", crm_map_str(e, "code", ""),
-                crm_map_str(e, "message", ""));
+        fprintf(stderr, "unexpected error: %s %s\n", ws_code(r), ws_message(r));
         fail();
     }
     return r;

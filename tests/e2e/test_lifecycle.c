@@ -26,6 +26,7 @@
 
 #include "codec.h"
 #include "tmpdir.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 typedef struct fixture {
@@ -35,27 +36,11 @@ typedef struct fixture {
     char args[1024];
 } fixture;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *read_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
+    char *text = crm_test_read_file(path);
+    assert_non_null(text);
+    return text;
 }
 
 /* Replaces the one occurrence of from in *text with to (asserting it is there). */
@@ -101,14 +86,7 @@ static void start(fixture *f, double scale, int fast)
 /* Stops the server but keeps its data folder. */
 static void stop_keep(fixture *f)
 {
-    int st;
-    kill(f->p.pid, SIGTERM);
-    assert_int_equal(waitpid(f->p.pid, &st, 0), f->p.pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    free(f->p.bin);
-    free(f->p.schemas);
-    free(f->p.data);
-    memset(&f->p, 0, sizeof f->p);
+    assert_int_equal(crmd_stop_keep(&f->p), 0);
 }
 
 static void restart(fixture *f)
@@ -147,45 +125,26 @@ static int setup_fast(void **state)
 
 static void connect_authed(fixture *f, ws_client *c)
 {
-    char buf[256];
-    crm_value *r;
     assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
-    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, 1, 5000, NULL);
-    assert_non_null(r);
-    assert_true(crm_map_get(r, "ok")->u.b);
-    crm_value_free(r);
+    assert_int_equal(ws_auth(c, f->token, 5000), 0);
 }
 
-static long long next_ref = 100;
 
 static crm_value *req_pushes(ws_client *c, crm_value *pushes, const char *fmt, ...)
 {
-    char body[4096], buf[4200];
     va_list ap;
-    long long ref = next_ref++;
     crm_value *r;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    r = ws_vrequest(c, 10000, pushes, fmt, ap);
     va_end(ap);
-    snprintf(buf, sizeof buf, "{\"ref\": %lld, %s", ref, body + 1);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, ref, 10000, pushes);
     assert_non_null(r);
     return r;
 }
 #define req(c, ...) req_pushes(c, NULL, __VA_ARGS__)
 
-static const char *code_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "code", "") : "OK";
-}
-
 static crm_value *result_of(crm_value *r)
 {
-    if (strcmp(code_of(r), "OK") != 0) {
+    if (strcmp(ws_code(r), "OK") != 0) {
         char *j = crm_json_encode(r, NULL);
         fail_msg("request failed: %s", j);
     }
@@ -237,14 +196,14 @@ static crm_value *get_contact(ws_client *c, const char *id)
 static crm_value *wait_field(ws_client *c, const char *id, const char *field, const char *s,
                              int64_t i, double secs)
 {
-    double t0 = now_s();
+    double t0 = crm_test_now_s();
     for (;;) {
         crm_value *r = get_contact(c, id);
         const crm_value *rec = result_of(r);
         int ok = s ? strcmp(crm_map_str(rec, field, ""), s) == 0 : crm_map_int(rec, field, -1) == i;
         if (ok)
             return r;
-        if (now_s() - t0 > secs) {
+        if (crm_test_now_s() - t0 > secs) {
             char *j = crm_json_encode(rec, NULL);
             fail_msg("contact %s: %s did not become %s within %.1f s: %s", id, field, s ? s : "(int)",
                      secs, j);
@@ -374,9 +333,9 @@ static void test_stages_from_orders(void **state)
 
     /* the subscriber saw every transition: Ann 3, Bob 2, Carl 3 */
     {
-        double w0 = now_s();
+        double w0 = crm_test_now_s();
         size_t n = 0;
-        while (now_s() - w0 < 5) {
+        while (crm_test_now_s() - w0 < 5) {
             n = 0;
             for (size_t i = 0; i < pushes->u.arr.n; i++)
                 if (strcmp(crm_map_str(pushes->u.arr.items[i], "collection", ""), "lifecycle_transitions") == 0)
@@ -413,7 +372,7 @@ typedef struct sclock {
 
 static int64_t server_now(const sclock *k)
 {
-    return k->server_ms + (int64_t)((now_s() - k->real_s) * k->scale * 1000.0);
+    return k->server_ms + (int64_t)((crm_test_now_s() - k->real_s) * k->scale * 1000.0);
 }
 
 static void test_inactivity_at_risk_churned_and_back(void **state)
@@ -429,34 +388,34 @@ static void test_inactivity_at_risk_churned_and_back(void **state)
 
     char *dora = new_contact(&c, "Dora", &created);
     k.server_ms = created;
-    k.real_s = now_s();
+    k.real_s = crm_test_now_s();
     k.scale = f->scale;
     char *eve = new_contact(&c, "Eve", NULL);
     char *pete = new_contact(&c, "Pete", NULL); /* a prospect: never lapses */
     interaction(&c, pete, server_now(&k));
     free(order(&c, dora, 1000, "paid", server_now(&k)));
     free(order(&c, eve, 1000, "paid", server_now(&k)));
-    t_order = now_s();
+    t_order = crm_test_now_s();
     crm_value_free(wait_stage(&c, dora, "new_customer", 3));
     crm_value_free(wait_stage(&c, eve, "new_customer", 3));
 
     /* Eve is kept active by a call every 1.5 s (9 server hours); Dora is idle */
     {
-        double last_call = now_s();
+        double last_call = crm_test_now_s();
         for (;;) {
             r = get_contact(&c, dora);
             int risk = strcmp(crm_map_str(result_of(r), "lifecycle_stage", ""), "at_risk") == 0;
             crm_value_free(r);
             if (risk)
                 break;
-            assert_true(now_s() - t_order < 15);
-            if (now_s() - last_call > 1.5) {
+            assert_true(crm_test_now_s() - t_order < 15);
+            if (crm_test_now_s() - last_call > 1.5) {
                 interaction(&c, eve, server_now(&k));
-                last_call = now_s();
+                last_call = crm_test_now_s();
             }
             usleep(20000);
         }
-        t_risk = now_s() - t_order;
+        t_risk = crm_test_now_s() - t_order;
         r = get_contact(&c, dora);
         assert_string_equal(crm_map_str(result_of(r), "life_phase", ""), "decline");
         crm_value_free(r);
@@ -466,14 +425,14 @@ static void test_inactivity_at_risk_churned_and_back(void **state)
             crm_value_free(r);
             if (churned)
                 break;
-            assert_true(now_s() - t_order < 25);
-            if (now_s() - last_call > 1.5) {
+            assert_true(crm_test_now_s() - t_order < 25);
+            if (crm_test_now_s() - last_call > 1.5) {
                 interaction(&c, eve, server_now(&k));
-                last_call = now_s();
+                last_call = crm_test_now_s();
             }
             usleep(20000);
         }
-        t_churn = now_s() - t_order;
+        t_churn = crm_test_now_s() - t_order;
     }
     print_message("at_risk after %.2f s, churned after %.2f s (1 server day = %.2f s)\n", t_risk,
                   t_churn, 86400 / f->scale);
@@ -504,7 +463,7 @@ static void test_inactivity_at_risk_churned_and_back(void **state)
         crm_value_free(r);
         if (risk)
             break;
-        assert_true(now_s() - t_order < 40);
+        assert_true(crm_test_now_s() - t_order < 40);
         usleep(20000);
     }
     interaction(&c, eve, server_now(&k));
@@ -536,25 +495,25 @@ static void test_inactivity_timer_survives_restart(void **state)
     stop_keep(f);
     sleep(1);
     restart(f);
-    t0 = now_s();
+    t0 = crm_test_now_s();
     connect_authed(f, &c);
     r = get_contact(&c, finn);
     assert_string_equal(crm_map_str(result_of(r), "lifecycle_stage", ""), "new_customer");
     crm_value_free(r);
     crm_value_free(wait_stage(&c, finn, "at_risk", 10));
-    print_message("at_risk %.2f s after the restart\n", now_s() - t0);
+    print_message("at_risk %.2f s after the restart\n", crm_test_now_s() - t0);
     ws_close(&c);
 
     /* down again while at_risk: the churn timer fires after the next restart */
     stop_keep(f);
     restart(f);
-    t0 = now_s();
+    t0 = crm_test_now_s();
     connect_authed(f, &c);
     r = get_contact(&c, finn);
     assert_string_equal(crm_map_str(result_of(r), "lifecycle_stage", ""), "at_risk");
     crm_value_free(r);
     crm_value_free(wait_stage(&c, finn, "churned", 10));
-    print_message("churned %.2f s after the second restart\n", now_s() - t0);
+    print_message("churned %.2f s after the second restart\n", crm_test_now_s() - t0);
     transitions(&c, finn, buf, sizeof buf);
     assert_string_equal(buf, "prospect>new_customer:first_order;new_customer>at_risk:inactivity;"
                              "at_risk>churned:inactivity;");

@@ -30,19 +30,13 @@
 #include <cmocka.h>
 
 #include "tmpdir.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 typedef struct fixture {
     crmd_proc p;
     char *plugins, *token;
 } fixture;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* A crmd with only the loyalty plugin, configured with config_json. */
 static fixture *start(const char *config_json, const char *extra_args)
@@ -76,15 +70,8 @@ static void stop(fixture *f)
 
 static void connect_authed(fixture *f, ws_client *c)
 {
-    char buf[256];
-    crm_value *r;
     assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
-    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, 1, 5000, NULL);
-    assert_non_null(r);
-    assert_true(crm_map_get(r, "ok")->u.b);
-    crm_value_free(r);
+    assert_int_equal(ws_auth(c, f->token, 5000), 0);
 }
 
 static long long next_ref = 100;
@@ -92,37 +79,20 @@ static long long next_ref = 100;
 /* Sends a request (printf-style JSON without ref) and returns its reply. */
 static crm_value *req(ws_client *c, const char *fmt, ...)
 {
-    char body[4096], buf[4200];
     va_list ap;
-    long long ref = next_ref++;
     crm_value *r;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    r = ws_vrequest(c, 10000, NULL, fmt, ap);
     va_end(ap);
-    snprintf(buf, sizeof buf, "{\"ref\": %lld, %s", ref, body + 1);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, ref, 10000, NULL);
     assert_non_null(r);
     return r;
 }
 
-static const char *code_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "code", "") : "OK";
-}
-
-static const char *msg_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "message", "") : "";
-}
-
 static void ok(crm_value *r)
 {
-    if (strcmp(code_of(r), "OK") != 0)
-        fprintf(stderr, "unexpected error: %s %s\n", code_of(r), msg_of(r));
-    assert_string_equal(code_of(r), "OK");
+    if (strcmp(ws_code(r), "OK") != 0)
+        fprintf(stderr, "unexpected error: %s %s\n", ws_code(r), ws_message(r));
+    assert_string_equal(ws_code(r), "OK");
     crm_value_free(r);
 }
 
@@ -151,7 +121,7 @@ static void order_status(ws_client *c, const char *id, const char *status)
 static crm_value *balance(ws_client *c, const char *who)
 {
     crm_value *r = req(c, "{\"op\": \"call\", \"method\": \"loyalty.balance\", \"params\": {\"contact\": \"%s\"}}", who);
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     return r;
 }
 
@@ -166,9 +136,9 @@ static int64_t points_of(ws_client *c, const char *who)
 /* Polls until the contact's balance is want (after-hooks are asynchronous). */
 static void wait_points(ws_client *c, const char *who, int64_t want, double secs)
 {
-    double t0 = now_s();
+    double t0 = crm_test_now_s();
     int64_t n;
-    while ((n = points_of(c, who)) != want && now_s() - t0 < secs)
+    while ((n = points_of(c, who)) != want && crm_test_now_s() - t0 < secs)
         usleep(20000);
     if (n != want)
         fprintf(stderr, "%s: points %lld, want %lld\n", who, (long long)n, (long long)want);
@@ -207,7 +177,7 @@ static ledger_stats ledger(ws_client *c, const char *account, const char *extra_
         r = req(c, "{\"op\": \"query\", \"collection\": \"loyalty_ledger\", \"where\": {\"account\": \"%s\"%s},"
                    " \"limit\": 1000%s}",
                 account, extra_where ? extra_where : "", afterarg);
-        assert_string_equal(code_of(r), "OK");
+        assert_string_equal(ws_code(r), "OK");
         recs = crm_map_get(crm_map_get(r, "result"), "records");
         for (size_t i = 0; i < recs->u.arr.n; i++) {
             const crm_value *l = recs->u.arr.items[i];
@@ -240,11 +210,11 @@ static crm_value *account(ws_client *c, const char *who)
 {
     crm_value *r = req(c, "{\"op\": \"get\", \"collection\": \"loyalty_accounts\", \"id\": \"la_%s\"}", who);
     crm_value *rec;
-    if (strcmp(code_of(r), "NOT_FOUND") == 0) {
+    if (strcmp(ws_code(r), "NOT_FOUND") == 0) {
         crm_value_free(r);
         return NULL;
     }
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     rec = crm_map_take(r, "result");
     crm_value_free(r);
     return rec;
@@ -292,8 +262,8 @@ static int64_t check_invariant(ws_client *c, const char *who)
  * (within secs). */
 static void wait_tier_push(ws_client *sub, const char *tier, double secs)
 {
-    double t0 = now_s();
-    while (now_s() - t0 < secs) {
+    double t0 = crm_test_now_s();
+    while (crm_test_now_s() - t0 < secs) {
         crm_value *m = ws_recv(sub, 500, NULL);
         const crm_value *rec;
         if (!m)
@@ -379,25 +349,25 @@ static void test_earn_tiers_redeem_cancel(void **state)
 
     /* redemption: refused when short, never below zero; takes the oldest */
     r = redeem(&c, "c_ann", 131, NULL);
-    assert_string_equal(code_of(r), "REJECTED");
-    assert_non_null(strstr(msg_of(r), "insufficient points: balance 130, asked 131"));
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "insufficient points: balance 130, asked 131"));
     crm_value_free(r);
     r = redeem(&c, "c_ann", 0, NULL);
-    assert_string_equal(code_of(r), "BAD_REQUEST");
+    assert_string_equal(ws_code(r), "BAD_REQUEST");
     crm_value_free(r);
     r = redeem(&c, "c_nobody", 5, NULL);
-    assert_string_equal(code_of(r), "REJECTED");
+    assert_string_equal(ws_code(r), "REJECTED");
     crm_value_free(r);
     /* accounts and ledger are the plugin's alone: even admin cannot write
      * them directly (write_origin), so the invariant cannot be broken by hand */
     r = req(&c, "{\"op\": \"update\", \"collection\": \"loyalty_accounts\", \"id\": \"la_c_ann\","
                 " \"patch\": {\"points\": 100000}}");
-    assert_string_equal(code_of(r), "REJECTED");
-    assert_non_null(strstr(msg_of(r), "written by the loyalty plugin only"));
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "written by the loyalty plugin only"));
     crm_value_free(r);
     r = req(&c, "{\"op\": \"create\", \"collection\": \"loyalty_ledger\", \"record\":"
                 " {\"account\": \"la_c_ann\", \"kind\": \"adjust\", \"points\": 5}}");
-    assert_string_equal(code_of(r), "REJECTED");
+    assert_string_equal(ws_code(r), "REJECTED");
     crm_value_free(r);
     {   /* the bundled loyalty_operator role (methods loyalty.*) redeems;
          * the plugin's own writes need no grant on the loyalty collections */
@@ -415,7 +385,7 @@ static void test_earn_tiers_redeem_cancel(void **state)
         ws_close(&op);
         free(tok);
     }
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     assert_int_equal(crm_map_int(crm_map_get(r, "result"), "points", -1), 100);
     assert_int_equal(crm_map_int(crm_map_get(r, "result"), "redeemed", -1), 30);
     crm_value_free(r);
@@ -425,7 +395,7 @@ static void test_earn_tiers_redeem_cancel(void **state)
     /* idempotent with a key */
     ok(redeem(&c, "c_ann", 5, ", \"key\": \"pos-1\""));
     r = redeem(&c, "c_ann", 5, ", \"key\": \"pos-1\"");
-    assert_string_equal(code_of(r), "CONFLICT");
+    assert_string_equal(ws_code(r), "CONFLICT");
     crm_value_free(r);
     assert_int_equal(points_of(&c, "c_ann"), 95);
 
@@ -456,11 +426,11 @@ static void test_earn_tiers_redeem_cancel(void **state)
     r = req(&c, "{\"op\": \"create\", \"collection\": \"orders\", \"record\": {\"id\": \"o_a5\","
                 " \"contact\": \"c_ann\", \"amount\": 100, \"currency\": \"EUR\", \"points_redeemed\": 46,"
                 " \"ordered_at\": 1700000000000}}");
-    assert_string_equal(code_of(r), "REJECTED");
-    assert_non_null(strstr(msg_of(r), "insufficient points"));
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "insufficient points"));
     crm_value_free(r);
     r = req(&c, "{\"op\": \"get\", \"collection\": \"orders\", \"id\": \"o_a5\"}");
-    assert_string_equal(code_of(r), "NOT_FOUND"); /* the order was refused whole */
+    assert_string_equal(ws_code(r), "NOT_FOUND"); /* the order was refused whole */
     crm_value_free(r);
     ok(req(&c, "{\"op\": \"create\", \"collection\": \"orders\", \"record\": {\"id\": \"o_a5\","
                " \"contact\": \"c_ann\", \"amount\": 100, \"currency\": \"EUR\", \"points_redeemed\": 40,"
@@ -515,12 +485,12 @@ static void test_concurrent_redemptions(void **state)
         for (int k = 0; k < 3; k++) {
             crm_value *r = ws_reply(&conns[i], refs[i][k], 10000, NULL);
             assert_non_null(r);
-            if (strcmp(code_of(r), "OK") == 0) {
+            if (strcmp(ws_code(r), "OK") == 0) {
                 okn++;
                 assert_true(crm_map_int(crm_map_get(r, "result"), "points", -1) >= 0);
             } else {
-                assert_string_equal(code_of(r), "REJECTED");
-                assert_non_null(strstr(msg_of(r), "insufficient points"));
+                assert_string_equal(ws_code(r), "REJECTED");
+                assert_non_null(strstr(ws_message(r), "insufficient points"));
                 rejected++;
             }
             crm_value_free(r);
@@ -555,7 +525,7 @@ static void test_expiry_and_mixed_sequence(void **state)
     ws_client c, sub;
     ledger_stats s;
     crm_value *r;
-    double t_start = now_s();
+    double t_start = crm_test_now_s();
     int64_t earned_eve;
     (void)state;
     connect_authed(f, &c);
@@ -575,7 +545,7 @@ static void test_expiry_and_mixed_sequence(void **state)
     wait_points(&c, "c_eve", 100, 10);
     order_status(&c, "o_e3", "cancelled");
     wait_points(&c, "c_eve", 30, 10);
-    assert_true(now_s() - t_start < 10); /* the steps above ran well inside a day */
+    assert_true(crm_test_now_s() - t_start < 10); /* the steps above ran well inside a day */
 
     /* a random mixed sequence over several people (fixed seed) */
     {
@@ -598,8 +568,8 @@ static void test_expiry_and_mixed_sequence(void **state)
                 order_status(&c, oid, rand() % 2 ? "cancelled" : "paid");
             } else {
                 r = redeem(&c, who[i], 1 + rand() % 150, NULL);
-                if (strcmp(code_of(r), "OK") != 0)
-                    assert_string_equal(code_of(r), "REJECTED");
+                if (strcmp(ws_code(r), "OK") != 0)
+                    assert_string_equal(ws_code(r), "REJECTED");
                 crm_value_free(r);
             }
             if (step % 15 == 14)

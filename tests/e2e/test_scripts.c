@@ -24,6 +24,7 @@
 
 #include "codec.h"
 #include "tmpdir.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 static const char CONTACTS[] =
@@ -87,13 +88,6 @@ typedef struct fixture {
     char *sdir, *scripts, *token;
 } fixture;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -128,15 +122,8 @@ static int teardown(void **state)
 
 static void connect_authed(fixture *f, ws_client *c)
 {
-    char buf[256];
-    crm_value *r;
     assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
-    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    r = ws_reply(c, 1, 3000, NULL);
-    assert_non_null(r);
-    assert_true(crm_map_get(r, "ok")->u.b);
-    crm_value_free(r);
+    assert_int_equal(ws_auth(c, f->token, 5000), 0);
 }
 
 static long long next_ref = 100;
@@ -144,27 +131,12 @@ static long long next_ref = 100;
 /* Sends a request (printf-style JSON without ref) and returns its reply. */
 static crm_value *req(ws_client *c, int timeout_ms, const char *fmt, ...)
 {
-    char body[2048], buf[2300];
     va_list ap;
-    long long ref = next_ref++;
+    crm_value *r;
     va_start(ap, fmt);
-    vsnprintf(body, sizeof body, fmt, ap);
+    r = ws_vrequest(c, timeout_ms, NULL, fmt, ap);
     va_end(ap);
-    snprintf(buf, sizeof buf, "{\"ref\": %lld, %s", ref, body + 1);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    return ws_reply(c, ref, timeout_ms, NULL);
-}
-
-static const char *code_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "code", "") : "OK";
-}
-
-static const char *msg_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "message", "") : "";
+    return r;
 }
 
 static int64_t count_notes(ws_client *c, const char *where_json)
@@ -173,7 +145,7 @@ static int64_t count_notes(ws_client *c, const char *where_json)
                        where_json);
     int64_t n;
     assert_non_null(r);
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     n = (int64_t)crm_map_get(crm_map_get(r, "result"), "records")->u.arr.n;
     crm_value_free(r);
     return n;
@@ -188,45 +160,45 @@ static void test_hooks_and_methods_over_the_wire(void **state)
     connect_authed(f, &c);
 
     r = req(&c, 3000, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"name\": \"Mallory\"}}");
-    assert_string_equal(code_of(r), "REJECTED");
-    assert_string_equal(msg_of(r), "no Mallory here");
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_string_equal(ws_message(r), "no Mallory here");
     crm_value_free(r);
 
     r = req(&c, 3000, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_ann\", \"name\": \"Ann\"}}");
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     assert_string_equal(crm_map_str(crm_map_get(r, "result"), "tier", ""), "bronze");
     crm_value_free(r);
 
     /* the after-hook's note comes once the change is durable */
     {
-        double t0 = now_s();
-        while (count_notes(&c, "{\"contact\": \"c_ann\"}") == 0 && now_s() - t0 < 3)
+        double t0 = crm_test_now_s();
+        while (count_notes(&c, "{\"contact\": \"c_ann\"}") == 0 && crm_test_now_s() - t0 < 3)
             usleep(20000);
         assert_int_equal(count_notes(&c, "{\"contact\": \"c_ann\"}"), 1);
         assert_int_equal(count_notes(&c, "{\"text\": \"welcome Ann by guard.lua\"}"), 1);
     }
 
     r = req(&c, 3000, "{\"op\": \"call\", \"method\": \"demo.whoami\", \"params\": {\"x\": 42}}");
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     res = crm_map_get(r, "result");
     assert_string_equal(crm_map_str(res, "role", ""), "agent");
     assert_int_equal(crm_map_int(res, "echo", 0), 42);
     crm_value_free(r);
 
     r = req(&c, 3000, "{\"op\": \"call\", \"method\": \"demo.nothing\", \"params\": {}}");
-    assert_string_equal(code_of(r), "NOT_FOUND");
+    assert_string_equal(ws_code(r), "NOT_FOUND");
     crm_value_free(r);
 
     /* a timer an hour ahead, on a clock running 3600 times faster */
     r = req(&c, 3000, "{\"op\": \"call\", \"method\": \"demo.later\", \"params\": {\"contact\": \"c_ann\"}}");
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     crm_value_free(r);
     {
-        double t0 = now_s();
-        while (count_notes(&c, "{\"text\": \"an hour later by guard.lua\"}") == 0 && now_s() - t0 < 5)
+        double t0 = crm_test_now_s();
+        while (count_notes(&c, "{\"text\": \"an hour later by guard.lua\"}") == 0 && crm_test_now_s() - t0 < 5)
             usleep(50000);
         assert_int_equal(count_notes(&c, "{\"text\": \"an hour later by guard.lua\"}"), 1);
-        assert_true(now_s() - t0 < 4);
+        assert_true(crm_test_now_s() - t0 < 4);
     }
     ws_close(&c);
 }
@@ -242,33 +214,33 @@ static void test_hostile_methods_stopped_others_served(void **state)
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
         char buf[256];
         long long ref = next_ref++;
-        double t0 = now_s(), took, ping_wait;
+        double t0 = crm_test_now_s(), took, ping_wait;
         crm_value *r, *p;
         snprintf(buf, sizeof buf, "{\"ref\": %lld, \"op\": \"call\", \"method\": \"%s\", \"params\": {}}",
                  ref, methods[i]);
         assert_int_equal(ws_send_json(&a, buf), 0);
         usleep(50000); /* the attack is running */
         {
-            double p0 = now_s();
+            double p0 = crm_test_now_s();
             p = req(&b, 5000, "{\"op\": \"ping\"}");
-            ping_wait = now_s() - p0;
+            ping_wait = crm_test_now_s() - p0;
         }
         assert_non_null(p); /* the other client is answered */
         crm_value_free(p);
         r = ws_reply(&a, ref, 5000, NULL);
-        took = now_s() - t0;
+        took = crm_test_now_s() - t0;
         assert_non_null(r);
         print_message("%s: %s after %.3f s (%s); a ping from another client waited %.3f s\n",
-                      methods[i], code_of(r), took, msg_of(r), ping_wait);
-        assert_string_equal(code_of(r), "SCRIPT_ERROR");
-        assert_non_null(strstr(msg_of(r), "hostile.lua"));
+                      methods[i], ws_code(r), took, ws_message(r), ping_wait);
+        assert_string_equal(ws_code(r), "SCRIPT_ERROR");
+        assert_non_null(strstr(ws_message(r), "hostile.lua"));
         assert_true(took < 1.5);
         crm_value_free(r);
     }
     /* and the server goes on serving scripts */
     {
         crm_value *r = req(&a, 3000, "{\"op\": \"call\", \"method\": \"demo.whoami\", \"params\": {}}");
-        assert_string_equal(code_of(r), "OK");
+        assert_string_equal(ws_code(r), "OK");
         crm_value_free(r);
     }
     ws_close(&a);
@@ -280,7 +252,7 @@ static int64_t whoami_version(ws_client *c)
     crm_value *r = req(c, 3000, "{\"op\": \"call\", \"method\": \"demo.whoami\", \"params\": {}}");
     int64_t v;
     assert_non_null(r);
-    assert_string_equal(code_of(r), "OK");
+    assert_string_equal(ws_code(r), "OK");
     v = crm_map_int(crm_map_get(r, "result"), "version", 0);
     crm_value_free(r);
     return v;
@@ -296,8 +268,8 @@ static void test_sighup_reloads_without_dropping_connections(void **state)
 
     crm_tmpdir_write(f->scripts, "methods.lua", METHODS_V2);
     kill(f->p.pid, SIGHUP);
-    t0 = now_s();
-    while (whoami_version(&c) != 2 && now_s() - t0 < 3)
+    t0 = crm_test_now_s();
+    while (whoami_version(&c) != 2 && crm_test_now_s() - t0 < 3)
         usleep(20000);
     assert_int_equal(whoami_version(&c), 2); /* same connection, new script */
 
@@ -309,7 +281,7 @@ static void test_sighup_reloads_without_dropping_connections(void **state)
     /* hooks of the running set still work too */
     {
         crm_value *r = req(&c, 3000, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"name\": \"Mallory\"}}");
-        assert_string_equal(code_of(r), "REJECTED");
+        assert_string_equal(ws_code(r), "REJECTED");
         crm_value_free(r);
     }
     ws_close(&c);

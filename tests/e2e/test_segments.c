@@ -37,6 +37,7 @@
 #include <cmocka.h>
 
 #include "tmpdir.h"
+#include "testutil.h"
 #include "wsclient.h"
 
 #define N_CONTACTS 300
@@ -49,13 +50,6 @@ typedef struct fixture {
     ws_client c, c2;
 } fixture;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(uint32_t n)
 {
@@ -67,14 +61,8 @@ static uint32_t rnd(uint32_t n)
 
 static void auth(fixture *f, ws_client *c)
 {
-    char buf[256];
-    crm_value *r;
     assert_int_equal(ws_connect(c, f->p.port, "crm.v1.json", NULL, NULL), 0);
-    snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    assert_non_null(r = ws_reply(c, 1, 5000, NULL));
-    assert_true(crm_map_get(r, "ok")->u.b);
-    crm_value_free(r);
+    assert_int_equal(ws_auth(c, f->token, 5000), 0);
 }
 
 static int setup(void **state)
@@ -118,37 +106,16 @@ static int teardown(void **state)
 
 static long long next_ref = 100;
 
-static const char *code_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "code", "") : "OK";
-}
-
-static const char *msg_of(const crm_value *r)
-{
-    const crm_value *e = crm_map_get(r, "error");
-    return e ? crm_map_str(e, "message", "") : "";
-}
-
 /* Sends body (a JSON object without ref) and returns the reply. */
 static crm_value *req(ws_client *c, const char *fmt, ...)
 {
-    char *body, *buf;
     va_list ap;
-    long long ref = next_ref++;
-    int n;
     crm_value *r;
     va_start(ap, fmt);
-    n = vasprintf(&body, fmt, ap);
+    r = ws_vrequest(c, 15000, NULL, fmt, ap);
     va_end(ap);
-    assert_true(n > 1);
-    assert_true(asprintf(&buf, "{\"ref\": %lld, %s", ref, body + 1) > 0);
-    assert_int_equal(ws_send_json(c, buf), 0);
-    free(body);
-    free(buf);
-    r = ws_reply(c, ref, 15000, NULL);
     if (!r)
-        fail_msg("no reply to ref %lld", ref);
+        fail_msg("no reply to %s", fmt);
     return r;
 }
 
@@ -161,8 +128,8 @@ static crm_value *req_ok(ws_client *c, const char *what, const char *fmt, ...)
     assert_true(vasprintf(&body, fmt, ap) > 0);
     va_end(ap);
     r = req(c, "%s", body);
-    if (strcmp(code_of(r), "OK") != 0)
-        fail_msg("%s: %s %s (%s)", what, code_of(r), msg_of(r), body);
+    if (strcmp(ws_code(r), "OK") != 0)
+        fail_msg("%s: %s %s (%s)", what, ws_code(r), ws_message(r), body);
     free(body);
     return r;
 }
@@ -418,8 +385,8 @@ static void create_contacts(fixture *f, idlist *ids, int from, int n)
         bodies[i] = contact_body(from + i);
     pipeline(&f->c, bodies, (size_t)n, replies);
     for (int i = 0; i < n; i++) {
-        if (strcmp(code_of(replies[i]), "OK") != 0)
-            fail_msg("create: %s %s (%s)", code_of(replies[i]), msg_of(replies[i]), bodies[i]);
+        if (strcmp(ws_code(replies[i]), "OK") != 0)
+            fail_msg("create: %s %s (%s)", ws_code(replies[i]), ws_message(replies[i]), bodies[i]);
         ids_add(ids, crm_map_str(crm_map_get(replies[i], "result"), "id", ""));
         free(bodies[i]);
         crm_value_free(replies[i]);
@@ -495,7 +462,7 @@ static int check_segment(fixture *f, const crm_value *contacts, seg *s, char *wh
 /* Polls until every segment checks out (the hooks have settled), or fails. */
 static void await_all(fixture *f, seg *segs, size_t n, double deadline_s, const char *when)
 {
-    double t0 = now_s();
+    double t0 = crm_test_now_s();
     char why[512] = "";
     for (;;) {
         crm_value *contacts = fetch_all(&f->c, "contacts", NULL);
@@ -512,12 +479,12 @@ static void await_all(fixture *f, seg *segs, size_t n, double deadline_s, const 
             }
             printf("# %s: %zu contacts, %zu memberships over %zu segments equal brute force "
                    "(settled in %.2f s)\n",
-                   when, contacts->u.arr.n, total, n, now_s() - t0);
+                   when, contacts->u.arr.n, total, n, crm_test_now_s() - t0);
             crm_value_free(contacts);
             return;
         }
         crm_value_free(contacts);
-        if (now_s() - t0 > deadline_s)
+        if (crm_test_now_s() - t0 > deadline_s)
             fail_msg("%s: not settled after %.0f s: %s", when, deadline_s, why);
         usleep(100000);
     }
@@ -564,9 +531,9 @@ static void bad_rules_are_rejected(void **state)
         r = req(&f->c, "{\"op\": \"create\", \"collection\": \"segments\", \"record\": "
                        "{\"name\": \"bad %zu\", \"rules\": %s}}",
                 i, bad[i].rules);
-        assert_string_equal(code_of(r), "REJECTED");
-        if (!strstr(msg_of(r), bad[i].message))
-            fail_msg("rule %s: message \"%s\" lacks \"%s\"", bad[i].rules, msg_of(r), bad[i].message);
+        assert_string_equal(ws_code(r), "REJECTED");
+        if (!strstr(ws_message(r), bad[i].message))
+            fail_msg("rule %s: message \"%s\" lacks \"%s\"", bad[i].rules, ws_message(r), bad[i].message);
         crm_value_free(r);
         /* the method says the same */
         r = req_ok(&f->c, "validate", "{\"op\": \"call\", \"method\": \"segments.validate\", "
@@ -576,13 +543,13 @@ static void bad_rules_are_rejected(void **state)
         crm_value_free(r);
     }
     r = req(&f->c, "{\"op\": \"create\", \"collection\": \"segments\", \"record\": {\"name\": \"norules\"}}");
-    assert_string_equal(code_of(r), "REJECTED");
-    assert_non_null(strstr(msg_of(r), "a segment needs rules"));
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "a segment needs rules"));
     crm_value_free(r);
     r = req(&f->c, "{\"op\": \"create\", \"collection\": \"segments\", \"record\": {\"name\": \"co\", "
                    "\"target\": \"companies\", \"rules\": %s}}", RULE_A);
-    assert_string_equal(code_of(r), "REJECTED");
-    assert_non_null(strstr(msg_of(r), "contacts only"));
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "contacts only"));
     crm_value_free(r);
 
     /* a good one, with a field segments.json adds; then a bad edit of it */
@@ -592,8 +559,8 @@ static void bad_rules_are_rejected(void **state)
     crm_value_free(r);
     r = req(&f->c, "{\"op\": \"update\", \"collection\": \"segments\", \"id\": \"%s\", \"patch\": "
                    "{\"rules\": {\"field\": \"nickname\", \"exists\": 1}}}", id);
-    assert_string_equal(code_of(r), "REJECTED");
-    assert_non_null(strstr(msg_of(r), "exists needs true or false"));
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "exists needs true or false"));
     crm_value_free(r);
     /* a client cannot set member_count; a rename passes */
     r = req_ok(&f->c, "rename", "{\"op\": \"update\", \"collection\": \"segments\", \"id\": \"%s\", "
@@ -626,13 +593,13 @@ static void membership_equals_brute_force(void **state)
     /* segments over existing contacts: the backfill, in chunks, while c2 is served */
     for (size_t i = 0; i < nseg; i++)
         create_segment(f, &segs[i]);
-    t0 = now_s();
+    t0 = crm_test_now_s();
     for (;;) {
-        double p0 = now_s(), dt;
+        double p0 = crm_test_now_s(), dt;
         const crm_value *st;
         r = req_ok(&f->c2, "ping", "{\"op\": \"ping\"}");
         crm_value_free(r);
-        dt = now_s() - p0;
+        dt = crm_test_now_s() - p0;
         if (dt > max_ping)
             max_ping = dt;
         pings++;
@@ -652,13 +619,13 @@ static void membership_equals_brute_force(void **state)
             break;
         }
         crm_value_free(r);
-        if (now_s() - t0 > 60)
+        if (crm_test_now_s() - t0 > 60)
             fail_msg("the backfill did not finish in 60 s");
         usleep(10000);
     }
     printf("# backfill of %d contacts: %lld chunks in %.2f s; %d pings answered meanwhile "
            "(%d while it ran), slowest %.1f ms\n",
-           N_CONTACTS, (long long)chunks, now_s() - t0, pings, pings_while_running, max_ping * 1000);
+           N_CONTACTS, (long long)chunks, crm_test_now_s() - t0, pings, pings_while_running, max_ping * 1000);
     assert_true(chunks >= N_CONTACTS / CHUNK);
     assert_true(saw_running);
     assert_true(pings_while_running >= 2);
@@ -672,8 +639,8 @@ static void membership_equals_brute_force(void **state)
     r = req_ok(&f->c, "enter A", "{\"op\": \"update\", \"collection\": \"contacts\", \"id\": \"%s\", "
                                  "\"patch\": {\"city\": \"Berlin\", \"total_spent\": 99999}}", ids.v[0]);
     crm_value_free(r);
-    t0 = now_s();
-    while (!sub_ok && now_s() - t0 < 10) {
+    t0 = crm_test_now_s();
+    while (!sub_ok && crm_test_now_s() - t0 < 10) {
         crm_value *v = ws_recv(&f->c2, 1000, NULL);
         if (v && strcmp(crm_map_str(v, "event", ""), "change") == 0 &&
             strcmp(crm_map_str(crm_map_get(v, "record"), "contact", ""), ids.v[0]) == 0)
@@ -719,8 +686,8 @@ static void membership_equals_brute_force(void **state)
         }
         pipeline(&f->c, bodies, n, replies);
         for (size_t i = 0; i < n; i++) {
-            if (strcmp(code_of(replies[i]), "OK") != 0)
-                fail_msg("change: %s %s (%s)", code_of(replies[i]), msg_of(replies[i]), bodies[i]);
+            if (strcmp(ws_code(replies[i]), "OK") != 0)
+                fail_msg("change: %s %s (%s)", ws_code(replies[i]), ws_message(replies[i]), bodies[i]);
             if (kinds[i] == 'c')
                 ids_add(&ids, crm_map_str(crm_map_get(replies[i], "result"), "id", ""));
             free(bodies[i]);
@@ -783,11 +750,10 @@ static void backfill_survives_restart(void **state)
     fixture *f = *state;
     seg s = {"F restart", RULE_C, pred_c, "", 0};
     int64_t chunks_before = 0, ncontacts;
-    double t0 = now_s();
+    double t0 = crm_test_now_s();
     char args[4096], *data, *bin, *schemas;
     crm_value *r, *contacts;
     const crm_value *st;
-    int wst;
 
     create_segment(f, &s);
     for (;;) {
@@ -800,7 +766,7 @@ static void backfill_survives_restart(void **state)
         crm_value_free(r);
         if (chunks_before)
             break;
-        if (now_s() - t0 > 30)
+        if (crm_test_now_s() - t0 > 30)
             fail_msg("the run did not start");
         usleep(5000);
     }
@@ -809,12 +775,7 @@ static void backfill_survives_restart(void **state)
     data = strdup(f->p.data);
     bin = strdup(f->p.bin);
     schemas = strdup(f->p.schemas);
-    kill(f->p.pid, SIGTERM);
-    assert_int_equal(waitpid(f->p.pid, &wst, 0), f->p.pid);
-    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-    free(f->p.bin);
-    free(f->p.schemas);
-    free(f->p.data);
+    assert_int_equal(crmd_stop_keep(&f->p), 0);
     snprintf(args, sizeof args, "--plugins %s", f->plugins);
     setenv("CRMD_ARGS", args, 1);
     assert_int_equal(crmd_start(&f->p, bin, schemas, data), 0);

@@ -21,4 +21,9 @@ int crm_test_pump(crm_store *s, crm_bus *b);
 /* Records in coll (UINT64_MAX when it cannot be read). */
 uint64_t crm_test_count(crm_store *s, const char *coll);
 
+/* Seconds on the monotonic clock. */
+double crm_test_now_s(void);
+/* The whole file as a NUL-terminated string (caller frees), or NULL. */
+char *crm_test_read_file(const char *path);
+
 #endif

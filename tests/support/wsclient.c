@@ -334,7 +334,7 @@ int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *d
     return p->port > 0 ? 0 : -1;
 }
 
-int crmd_stop(crmd_proc *p)
+static int stop_proc(crmd_proc *p, int keep_data)
 {
     int st = -1;
     if (p->pid > 0) {
@@ -345,10 +345,16 @@ int crmd_stop(crmd_proc *p)
     }
     free(p->bin);
     free(p->schemas);
-    crm_tmpdir_remove(p->data);
-    p->bin = p->schemas = p->data = NULL;
+    if (keep_data)
+        free(p->data);
+    else
+        crm_tmpdir_remove(p->data);
+    memset(p, 0, sizeof *p);
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+int crmd_stop(crmd_proc *p) { return stop_proc(p, 0); }
+int crmd_stop_keep(crmd_proc *p) { return stop_proc(p, 1); }
 
 char *crmd_token(const crmd_proc *p, const char *role)
 {
@@ -411,4 +417,57 @@ int http_get(int port, const char *path, int *status, char **body)
     *body = strdup(sep ? sep + 4 : "");
     free(buf);
     return *status ? 0 : -1;
+}
+
+int ws_auth(ws_client *c, const char *token, int timeout_ms)
+{
+    crm_value *r = ws_request(c, timeout_ms, NULL, "{\"op\": \"auth\", \"token\": \"%s\"}", token);
+    int ok = r && strcmp(ws_code(r), "OK") == 0;
+    crm_value_free(r);
+    return ok ? 0 : -1;
+}
+
+static long long next_request_ref = 1000000;
+
+crm_value *ws_vrequest(ws_client *c, int timeout_ms, crm_value *pushes, const char *fmt,
+                       va_list ap)
+{
+    char *body = NULL, *buf;
+    long long ref = next_request_ref++;
+    int n = vasprintf(&body, fmt, ap);
+    crm_value *r = NULL;
+    const char *open = body ? strchr(body, '{') : NULL;
+    if (n < 0 || !open) {
+        free(body);
+        return NULL;
+    }
+    if (asprintf(&buf, "{\"ref\": %lld, %s", ref, open + 1) >= 0) {
+        if (ws_send_json(c, buf) == 0)
+            r = ws_reply(c, ref, timeout_ms, pushes);
+        free(buf);
+    }
+    free(body);
+    return r;
+}
+
+crm_value *ws_request(ws_client *c, int timeout_ms, crm_value *pushes, const char *fmt, ...)
+{
+    va_list ap;
+    crm_value *r;
+    va_start(ap, fmt);
+    r = ws_vrequest(c, timeout_ms, pushes, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+const char *ws_code(const crm_value *reply)
+{
+    const crm_value *e = crm_map_get(reply, "error");
+    return e ? crm_map_str(e, "code", "") : "OK";
+}
+
+const char *ws_message(const crm_value *reply)
+{
+    const crm_value *e = crm_map_get(reply, "error");
+    return e ? crm_map_str(e, "message", "") : "";
 }

@@ -7,6 +7,7 @@
 #ifndef CRM_TEST_WSCLIENT_H
 #define CRM_TEST_WSCLIENT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -47,6 +48,22 @@ crm_value *ws_recv(ws_client *c, int timeout_ms, int *close_code);
  * are appended to *pushes when non-NULL, else freed). */
 crm_value *ws_reply(ws_client *c, long long ref, int timeout_ms, crm_value *pushes);
 
+/* Sends {"op": "auth", "token": token} and waits for the answer: 0 when the
+ * server said ok, -1 otherwise. */
+int ws_auth(ws_client *c, const char *token, int timeout_ms);
+/* Sends a request given as printf-style JSON text of an object without
+ * "ref" (e.g. "{\"op\": \"get\", ...}"), adding the next ref of a
+ * process-wide counter, and returns its reply (caller frees) or NULL on
+ * timeout.  Pushes that arrive first go to pushes when non-NULL. */
+crm_value *ws_request(ws_client *c, int timeout_ms, crm_value *pushes, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+crm_value *ws_vrequest(ws_client *c, int timeout_ms, crm_value *pushes, const char *fmt,
+                       va_list ap);
+/* A reply's error code ("OK" for a success) and message ("" for a success);
+ * borrowed from reply. */
+const char *ws_code(const crm_value *reply);
+const char *ws_message(const crm_value *reply);
+
 /* GET path over plain HTTP/1.1 (Connection: close).  *body: malloc'd text
  * after the headers (caller frees). 0, or -1 when no response came. */
 int http_get(int port, const char *path, int *status, char **body);
@@ -61,8 +78,10 @@ typedef struct crmd_proc {
  * (or data when given), schemas, and static files from $CRM_WEB; waits for
  * its ready line. */
 int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data);
-/* SIGTERM, wait; returns the exit status (or -1). */
+/* SIGTERM, wait; returns the exit status (or -1).  Removes the data folder. */
 int crmd_stop(crmd_proc *p);
+/* The same, but the data folder stays (restart tests): p is cleared. */
+int crmd_stop_keep(crmd_proc *p);
 /* Runs `crmd token create --role role`; returns a malloc'd token. */
 char *crmd_token(const crmd_proc *p, const char *role);
 
