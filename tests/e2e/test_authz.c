@@ -388,51 +388,9 @@ static void collect_fill(world *w)
 
 static char *read_text(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
-/* A copy of the schemas folder with extra roles (JSON of a map) added. */
-static char *schemas_with_roles(const char *src, const char *extra_roles)
-{
-    char *dir = crm_tmpdir_make("authz-schemas"), path[4096];
-    DIR *d = opendir(src);
-    struct dirent *e;
-    crm_err err;
-    assert_non_null(d);
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", src, e->d_name);
-        char *text = read_text(path);
-        if (strcmp(e->d_name, "roles.json") == 0) {
-            crm_value *doc = crm_json_decode(text, strlen(text), NULL, &err);
-            crm_value *more = crm_test_json(extra_roles);
-            crm_value *roles = crm_map_get(doc, "roles");
-            assert_non_null(roles);
-            for (size_t i = 0; i < more->u.map.n; i++)
-                crm_map_set(roles, more->u.map.kv[i].key, crm_value_dup(more->u.map.kv[i].val));
-            free(text);
-            text = crm_json_encode(doc, NULL);
-            crm_value_free(doc);
-            crm_value_free(more);
-        }
-        crm_tmpdir_write(dir, e->d_name, text);
-        free(text);
-    }
-    closedir(d);
-    return dir;
+    char *text = crm_test_read_file(path);
+    assert_non_null(text);
+    return text;
 }
 
 static int start_world(void **state, const char *extra_roles)
@@ -446,7 +404,7 @@ static int start_world(void **state, const char *extra_roles)
     assert_non_null(schemas);
     if (extra_roles) {
         crm_value *more = crm_test_json(extra_roles);
-        w->schemas_dir = schemas_with_roles(schemas, extra_roles);
+        w->schemas_dir = crm_test_schemas_with_roles(schemas, extra_roles);
         w->own_schemas = 1;
         /* only the extra roles here: admin and the bundled ones had the first run */
         for (size_t i = 0; i < more->u.map.n && i + 1 < MAX_ROLES; i++)

@@ -55,22 +55,11 @@
 
 /* ---- files ---- */
 
+/* A missing file (a log not written yet) reads as "". */
 static char *read_text(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    n = (long)fread(buf, 1, (size_t)n, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
+    char *text = crm_test_read_file(path);
+    return text ? text : strdup("");
 }
 
 /* Copies a built plugin into dir under the name as (a copy, not a link:
@@ -95,39 +84,6 @@ static void add_plugin(const char *dir, const char *from_dir, const char *name, 
 static void add_test_plugin(const char *dir, const char *name, const char *as)
 {
     add_plugin(dir, CRM_TEST_PLUGIN_DIR, name, as);
-}
-
-/* A copy of the schemas folder with extra roles (JSON of a map) in roles.json. */
-static char *schemas_with_roles(const char *src, const char *extra_roles)
-{
-    char *dir = crm_tmpdir_make("plugins-schemas"), path[4096];
-    DIR *d = opendir(src);
-    struct dirent *e;
-    crm_err err;
-    assert_non_null(d);
-    while ((e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", src, e->d_name);
-        char *text = read_text(path);
-        if (strcmp(e->d_name, "roles.json") == 0) {
-            crm_value *doc = crm_json_decode(text, strlen(text), NULL, &err);
-            crm_value *more = crm_test_json(extra_roles);
-            crm_value *roles = crm_map_get(doc, "roles");
-            assert_non_null(roles);
-            for (size_t i = 0; i < more->u.map.n; i++)
-                crm_map_set(roles, more->u.map.kv[i].key, crm_value_dup(more->u.map.kv[i].val));
-            free(text);
-            text = crm_json_encode(doc, NULL);
-            crm_value_free(doc);
-            crm_value_free(more);
-        }
-        crm_tmpdir_write(dir, e->d_name, text);
-        free(text);
-    }
-    closedir(d);
-    return dir;
 }
 
 /* ---- a crmd of our own: stderr kept in a file to read afterwards ---- */
@@ -370,7 +326,7 @@ typedef struct world {
 static int example_up(void **state)
 {
     world *w = calloc(1, sizeof *w);
-    w->schemas = schemas_with_roles(getenv("CRM_SCHEMAS"),
+    w->schemas = crm_test_schemas_with_roles(getenv("CRM_SCHEMAS"),
                                     "{\"plugin_user\": {\"contacts\": [\"read\"], "
                                     "\"methods\": [\"example.*\"]}}");
     w->plugins = crm_tmpdir_make("plugins-example");

@@ -1,12 +1,14 @@
 /* testutil -- small helpers shared by the tests. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "codec.h"
+#include "tmpdir.h"
 
 crm_value *crm_test_json(const char *json)
 {
@@ -87,4 +89,44 @@ char *crm_test_read_file(const char *path)
     }
     fclose(f);
     return buf;
+}
+
+char *crm_test_schemas_with_roles(const char *src, const char *extra_roles)
+{
+    char *dir = crm_tmpdir_make("schemas"), path[4096];
+    DIR *d = opendir(src);
+    struct dirent *e;
+    if (!d) {
+        fprintf(stderr, "schemas folder %s cannot be read\n", src);
+        abort();
+    }
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        char *text;
+        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", src, e->d_name);
+        if (!(text = crm_test_read_file(path))) {
+            fprintf(stderr, "%s cannot be read\n", path);
+            abort();
+        }
+        if (strcmp(e->d_name, "roles.json") == 0) {
+            crm_value *doc = crm_test_json(text), *more = crm_test_json(extra_roles);
+            crm_value *roles = crm_map_get(doc, "roles");
+            if (!roles || roles->type != CRM_T_MAP || more->type != CRM_T_MAP) {
+                fprintf(stderr, "%s or the extra roles are not maps of roles\n", path);
+                abort();
+            }
+            for (size_t i = 0; i < more->u.map.n; i++)
+                crm_map_set(roles, more->u.map.kv[i].key, crm_value_dup(more->u.map.kv[i].val));
+            free(text);
+            text = crm_json_encode(doc, NULL);
+            crm_value_free(doc);
+            crm_value_free(more);
+        }
+        crm_tmpdir_write(dir, e->d_name, text);
+        free(text);
+    }
+    closedir(d);
+    return dir;
 }

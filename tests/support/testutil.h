@@ -25,5 +25,10 @@ uint64_t crm_test_count(crm_store *s, const char *coll);
 double crm_test_now_s(void);
 /* The whole file as a NUL-terminated string (caller frees), or NULL. */
 char *crm_test_read_file(const char *path);
+/* A new temp folder holding a copy of every *.json of the schemas folder
+ * src, with the roles of extra_roles (JSON text of a map: role -> grants)
+ * added to roles.json.  Caller removes it with crm_tmpdir_remove.  A
+ * problem is a bug in the test: reported, and the program aborts. */
+char *crm_test_schemas_with_roles(const char *src, const char *extra_roles);
 
 #endif

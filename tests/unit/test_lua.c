@@ -844,18 +844,9 @@ static char *repo_path(const char *rel)
 
 static char *slurp(const char *path)
 {
-    FILE *fp = fopen(path, "rb");
-    char *buf;
-    long n;
-    assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
-    buf[n] = '\0';
-    fclose(fp);
-    return buf;
+    char *text = crm_test_read_file(path);
+    assert_non_null(text);
+    return text;
 }
 
 static void copy_example(fixture *f, const char *name)
