@@ -37,6 +37,7 @@
 #include "codec.h"
 #include "demo.h"
 #include "lua_host.h"
+#include "benchutil.h"
 #include "machine.h"
 #include "plugin.h"
 #include "schema.h"
@@ -46,25 +47,6 @@
 #define SLICES 5
 #define NCONTACTS 2000
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_features: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char repo[PATH_MAX], scripts_dir[PATH_MAX + 16], schemas_dir[PATH_MAX + 16],
     plugins_dir[PATH_MAX + 16];
 
@@ -73,7 +55,7 @@ static void find_dirs(void)
     char exe[PATH_MAX], tmp[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0)
-        die("cannot read /proc/self/exe");
+        bench_die("cannot read /proc/self/exe");
     exe[n] = '\0';
     /* BUILD/bench/bench_features -> BUILD/plugins */
     snprintf(tmp, sizeof tmp, "%s", exe);
@@ -110,10 +92,10 @@ typedef struct variant {
 static double apply_round(crm_bus *bus, crm_unit *u, size_t n, int *ran)
 {
     crm_err e;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (crm_bus_apply(bus, u, n, ran, &e) != CRM_OK)
-        die("apply: %s", e.msg);
-    return now_s() - t0;
+        bench_die("apply: %s", e.msg);
+    return bench_now_s() - t0;
 }
 
 static double apply_batch(crm_store *s, crm_bus *bus, crm_unit *u, size_t n)
@@ -153,7 +135,7 @@ static crm_value *json(const char *text)
     crm_err e;
     crm_value *v = crm_json_decode(text, strlen(text), &lim, &e);
     if (!v)
-        die("json: %s", e.msg);
+        bench_die("json: %s", e.msg);
     return v;
 }
 
@@ -175,7 +157,7 @@ static void create_many(variant *v, const char *coll, crm_value **recs, size_t n
         apply_batch(v->s, v->bus, u, k);
         for (size_t i = 0; i < k; i++) {
             if (u[i].rc != CRM_OK)
-                die("%s: create %s: %s", v->name, coll, u[i].err.msg);
+                bench_die("%s: create %s: %s", v->name, coll, u[i].err.msg);
             crm_write_clear(&w[i]);
             crm_value_free(recs[at + i]);
         }
@@ -193,16 +175,16 @@ static void variant_open(variant *v, const char *base, const crm_schema *schema)
     crm_store_opts_default(&o);
     o.map_size = (size_t)1 << 30;
     if (crm_store_open(dir, schema, &o, &v->s, &e) != CRM_OK)
-        die("open %s: %s", dir, e.msg);
+        bench_die("open %s: %s", dir, e.msg);
     crm_bus_opts_default(&bo);
     bo.log = quiet_log;
     if (crm_bus_new(v->s, &bo, &v->bus, &e) != CRM_OK)
-        die("bus: %s", e.msg);
+        bench_die("bus: %s", e.msg);
     if (v->features) {
         if (crm_plugins_load(v->bus, plugins_dir, &v->plugins, &e) != CRM_OK)
-            die("plugins: %s", e.msg);
+            bench_die("plugins: %s", e.msg);
         if (crm_lua_open(v->bus, scripts_dir, NULL, &v->lua, &e) != CRM_OK)
-            die("scripts: %s", e.msg);
+            bench_die("scripts: %s", e.msg);
         /* segments as a company would have them */
         static const char *segs[] = {
             "{\"name\": \"Loyal\", \"rules\": {\"stage\": \"loyal\"}}",
@@ -241,7 +223,7 @@ static double slice(variant *v, double seconds)
     crm_write w[BATCH];
     crm_unit u[BATCH + 1];
     crm_value *recs[BATCH];
-    double t0 = now_s();
+    double t0 = bench_now_s();
     uint64_t done = 0;
     do {
         memset(w, 0, sizeof w);
@@ -266,28 +248,14 @@ static double slice(variant *v, double seconds)
         apply_batch(v->s, v->bus, u, BATCH);
         for (int i = 0; i < BATCH; i++) {
             if (u[i].rc != CRM_OK)
-                die("%s: order: %s", v->name, u[i].err.msg);
+                bench_die("%s: order: %s", v->name, u[i].err.msg);
             crm_write_clear(&w[i]);
             crm_value_free(recs[i]);
         }
         done += BATCH;
-    } while (now_s() - t0 < seconds);
+    } while (bench_now_s() - t0 < seconds);
     drain(v->s, v->bus, NULL);
-    return (double)done / (now_s() - t0);
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double med(const double *v)
-{
-    double c[SLICES];
-    memcpy(c, v, sizeof c);
-    qsort(c, SLICES, sizeof *c, cmp_d);
-    return c[SLICES / 2];
+    return (double)done / (bench_now_s() - t0);
 }
 
 /* value.recompute through a `call` unit, as the server runs a method. */
@@ -320,15 +288,15 @@ static void value_section(const crm_schema *schema, const char *ddir, const char
     uint64_t rounds = 0, customers = 0, contacts = 0;
     double t0, total, worst;
     if (crm_store_open(ddir, schema, NULL, &s, &e) != CRM_OK)
-        die("open demo: %s", e.msg);
+        bench_die("open demo: %s", e.msg);
     crm_bus_opts_default(&bo);
     bo.log = quiet_log;
     if (crm_bus_new(s, &bo, &bus, &e) != CRM_OK ||
         crm_plugins_load(bus, plugins_dir, &pl, &e) != CRM_OK ||
         crm_lua_open(bus, scripts_dir, NULL, &lua, &e) != CRM_OK)
-        die("demo store: %s", e.msg);
+        bench_die("demo store: %s", e.msg);
     if (!crm_bus_has_method(bus, "value.recompute"))
-        die("no value.recompute method in %s", scripts_dir);
+        bench_die("no value.recompute method in %s", scripts_dir);
     drain(s, bus, NULL);
     {
         crm_txn *t;
@@ -337,7 +305,7 @@ static void value_section(const crm_schema *schema, const char *ddir, const char
             crm_txn_end(t);
         }
     }
-    t0 = now_s();
+    t0 = bench_now_s();
     memset(u, 0, sizeof u);
     memset(&c, 0, sizeof c);
     c.bus = bus;
@@ -346,14 +314,14 @@ static void value_section(const crm_schema *schema, const char *ddir, const char
     u[0].fn_ud = &c;
     worst = apply_batch(s, bus, u, 1);
     if (u[0].rc != CRM_OK)
-        die("value.recompute: %s", u[0].err.msg);
+        bench_die("value.recompute: %s", u[0].err.msg);
     crm_value_free(c.result);
     {
         double w = drain(s, bus, &rounds);
         if (w > worst)
             worst = w;
     }
-    total = now_s() - t0;
+    total = bench_now_s() - t0;
     {
         /* the finished job's own account (value.status .last) */
         call_ud st = {bus, "value.status", NULL};
@@ -409,9 +377,9 @@ int main(void)
     find_dirs();
     snprintf(base, sizeof base, "%s/crmd-bench-features-XXXXXX", where);
     if (!mkdtemp(base))
-        die("mkdtemp in %s", where);
+        bench_die("mkdtemp in %s", where);
     if (crm_schema_load_dir(schemas_dir, &schema, &e) != CRM_OK)
-        die("schema: %s", e.msg);
+        bench_die("schema: %s", e.msg);
     bench_cpu_model(cpu, sizeof cpu);
     bench_loadavg(load, sizeof load);
     bench_fs_type(base, fs, sizeof fs);
@@ -443,8 +411,8 @@ int main(void)
                SLICES);
         printf("| variant | orders/s | vs bare |\n|---|---:|---:|\n");
         for (int i = 0; i < 2; i++)
-            printf("| %s | %.0f | %.0f%% |\n", vs[i].name, med(vs[i].rates),
-                   100.0 * med(vs[i].rates) / med(vs[0].rates));
+            printf("| %s | %.0f | %.0f%% |\n", vs[i].name, bench_median(vs[i].rates, SLICES),
+                   100.0 * bench_median(vs[i].rates, SLICES) / bench_median(vs[0].rates, SLICES));
         printf("\n");
         {
             uint64_t orders = vs[1].next, seq = crm_store_last_seq(vs[1].s);
@@ -471,7 +439,7 @@ int main(void)
         o.value_recompute = 0; /* measured on its own in (c) */
         o.stats = &st;
         if (crm_demo_run(&o, &e) != CRM_OK)
-            die("demo: %s", e.msg);
+            bench_die("demo: %s", e.msg);
         uint64_t records = st.contacts + st.orders + st.interactions + st.tickets;
         printf("## (b) The demo generator\n\n");
         printf("`crmd demo --contacts %ld` (in-process `crm_demo_run`, durable, every feature "

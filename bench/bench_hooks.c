@@ -30,6 +30,7 @@
 
 #include "bus.h"
 #include "lua_host.h"
+#include "benchutil.h"
 #include "machine.h"
 #include "schema.h"
 #include "store.h"
@@ -47,34 +48,6 @@ static const char CONTACTS_JSON[] =
 static const char NOTES_JSON[] =
     "{\"collection\": \"notes\", \"id_prefix\": \"n_\", \"fields\": {"
     " \"contact\": {\"type\": \"string\", \"index\": true}}}";
-
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_hooks: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void write_file(const char *dir, const char *name, const char *text)
-{
-    char path[4096];
-    FILE *f;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (!(f = fopen(path, "w")) || fputs(text, f) < 0 || fclose(f) != 0)
-        die("cannot write %s", path);
-}
 
 static const crm_api *API;
 
@@ -111,14 +84,14 @@ static void variant_open(variant *v, const char *base, const crm_schema *schema,
     o.no_sync = !sync;
     o.map_size = (size_t)1 << 30;
     if (crm_store_open(dir, schema, &o, &v->s, &e) != CRM_OK)
-        die("open %s: %s", dir, e.msg);
+        bench_die("open %s: %s", dir, e.msg);
     if (crm_bus_new(v->s, NULL, &v->bus, &e) != CRM_OK)
-        die("bus: %s", e.msg);
+        bench_die("bus: %s", e.msg);
     API = crm_bus_api(v->bus);
     if (v->c_hooks) {
         v->owner = crm_bus_owner_new(v->bus, "plugin", "bench", NULL);
         if (API->on(v->owner, "contacts.create", CRM_BEFORE, NULL, c_before, NULL) != CRM_OK)
-            die("on: %s", crm_bus_owner_errmsg(v->owner));
+            bench_die("on: %s", crm_bus_owner_errmsg(v->owner));
         crm_bus_owner_seal(v->owner);
     }
     snprintf(sdir, sizeof sdir, "%s-scripts", dir);
@@ -126,17 +99,17 @@ static void variant_open(variant *v, const char *base, const crm_schema *schema,
     for (int i = 0; i < v->lua_before; i++) {
         char name[32];
         snprintf(name, sizeof name, "before%d.lua", i);
-        write_file(sdir, name,
+        bench_write_file(sdir, name,
                    "crm.on(\"contacts.create\", function(ev) ev.record.tier = \"bronze\" end,"
                    " {phase = \"before\"})\n");
     }
     if (v->lua_after)
-        write_file(sdir, "after.lua",
+        bench_write_file(sdir, "after.lua",
                    "crm.on(\"contacts.create\", function(ev)\n"
                    "  crm.create(\"notes\", {contact = ev.id})\n"
                    "end, {phase = \"after\"})\n");
     if (crm_lua_open(v->bus, sdir, NULL, &v->lua, &e) != CRM_OK)
-        die("scripts: %s", e.msg);
+        bench_die("scripts: %s", e.msg);
 }
 
 static void variant_close(variant *v)
@@ -157,7 +130,7 @@ static crm_value *contact(uint64_t k)
         crm_map_set(m, "email", crm_value_cstr(email)) ||
         crm_map_set(m, "city", crm_value_cstr("Berlin")) ||
         crm_map_set(m, "score", crm_value_int((int64_t)(k * 7919 % 1000))))
-        die("out of memory");
+        bench_die("out of memory");
     return m;
 }
 
@@ -168,7 +141,7 @@ static double slice(variant *v, double seconds)
     crm_unit u[BATCH + 1];
     crm_value *recs[BATCH];
     crm_err e;
-    double t0 = now_s(), t;
+    double t0 = bench_now_s(), t;
     uint64_t done = 0;
     do {
         memset(w, 0, sizeof w);
@@ -182,15 +155,15 @@ static double slice(variant *v, double seconds)
             u[i].n = 1;
         }
         if (crm_bus_apply(v->bus, u, BATCH, NULL, &e) != CRM_OK) /* u has room for the bus's */
-            die("%s: apply: %s", v->name, e.msg);
+            bench_die("%s: apply: %s", v->name, e.msg);
         for (int i = 0; i < BATCH; i++) {
             if (u[i].rc != CRM_OK)
-                die("%s: create: %s", v->name, u[i].err.msg);
+                bench_die("%s: create: %s", v->name, u[i].err.msg);
             crm_write_clear(&w[i]);
             crm_value_free(recs[i]);
         }
         done += BATCH;
-        t = now_s();
+        t = bench_now_s();
     } while (t - t0 < seconds);
     if (v->lua_after) {
         crm_bus_stats st;
@@ -199,20 +172,6 @@ static double slice(variant *v, double seconds)
             v->max_lag = crm_store_last_seq(v->s) - st.min_cursor;
     }
     return (double)done / (t - t0);
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double med(const double *v)
-{
-    double c[SLICES];
-    memcpy(c, v, sizeof c);
-    qsort(c, SLICES, sizeof *c, cmp_d);
-    return c[SLICES / 2];
 }
 
 int main(void)
@@ -225,13 +184,13 @@ int main(void)
 
     snprintf(base, sizeof base, "%s/crmd-bench-hooks-XXXXXX", where);
     if (!mkdtemp(base))
-        die("mkdtemp in %s", where);
+        bench_die("mkdtemp in %s", where);
     snprintf(sdir, sizeof sdir, "%s/schemas", base);
     mkdir(sdir, 0700);
-    write_file(sdir, "contacts.json", CONTACTS_JSON);
-    write_file(sdir, "notes.json", NOTES_JSON);
+    bench_write_file(sdir, "contacts.json", CONTACTS_JSON);
+    bench_write_file(sdir, "notes.json", NOTES_JSON);
     if (crm_schema_load_dir(sdir, &schema, &e) != CRM_OK)
-        die("schema: %s", e.msg);
+        bench_die("schema: %s", e.msg);
     bench_cpu_model(cpu, sizeof cpu);
     bench_loadavg(load, sizeof load);
     bench_fs_type(base, fs, sizeof fs);
@@ -261,8 +220,8 @@ int main(void)
                                  : "Without fsync (CPU cost alone)");
         printf("| hooks | creates/s | vs none |\n|---|---:|---:|\n");
         for (size_t i = 0; i < nv; i++)
-            printf("| %s | %.0f | %.0f%% |\n", vs[i].name, med(vs[i].rates),
-                   100.0 * med(vs[i].rates) / med(vs[0].rates));
+            printf("| %s | %.0f | %.0f%% |\n", vs[i].name, bench_median(vs[i].rates, SLICES),
+                   100.0 * bench_median(vs[i].rates, SLICES) / bench_median(vs[0].rates, SLICES));
         printf("\nAfter-hook lag (changes not yet run) at the end of any slice: at most %" PRIu64
                " (one batch is %d).\n\n",
                vs[nv - 1].max_lag, BATCH);
