@@ -258,22 +258,6 @@ static double slice(variant *v, double seconds)
     return (double)done / (bench_now_s() - t0);
 }
 
-/* value.recompute through a `call` unit, as the server runs a method. */
-typedef struct call_ud {
-    crm_bus *bus;
-    const char *method;
-    crm_value *result;
-} call_ud;
-
-static int call_fn(void *ud, crm_txn *t, crm_err *err)
-{
-    call_ud *c = ud;
-    crm_value *params = crm_value_map();
-    int rc = crm_bus_call(c->bus, t, c->method, params, "bench", "admin", &c->result, err);
-    crm_value_free(params);
-    return rc;
-}
-
 /* (c): value.recompute on the store in dir (made by crmd demo). */
 static void value_section(const crm_schema *schema, const char *ddir, const char *what)
 {
@@ -283,8 +267,7 @@ static void value_section(const crm_schema *schema, const char *ddir, const char
     crm_plugins *pl;
     crm_lua *lua;
     crm_bus_opts bo;
-    crm_unit u[1];
-    call_ud c;
+    crm_value *res = NULL;
     uint64_t rounds = 0, customers = 0, contacts = 0;
     double t0, total, worst;
     if (crm_store_open(ddir, schema, NULL, &s, &e) != CRM_OK)
@@ -306,16 +289,10 @@ static void value_section(const crm_schema *schema, const char *ddir, const char
         }
     }
     t0 = bench_now_s();
-    memset(u, 0, sizeof u);
-    memset(&c, 0, sizeof c);
-    c.bus = bus;
-    c.method = "value.recompute";
-    u[0].fn = call_fn;
-    u[0].fn_ud = &c;
-    worst = apply_batch(s, bus, u, 1);
-    if (u[0].rc != CRM_OK)
-        bench_die("value.recompute: %s", u[0].err.msg);
-    crm_value_free(c.result);
+    if (crm_bus_call_now(bus, "value.recompute", NULL, "bench", "admin", &res, &e) != CRM_OK)
+        bench_die("value.recompute: %s", e.msg);
+    worst = bench_now_s() - t0; /* the call's own batch */
+    crm_value_free(res);
     {
         double w = drain(s, bus, &rounds);
         if (w > worst)
@@ -324,19 +301,15 @@ static void value_section(const crm_schema *schema, const char *ddir, const char
     total = bench_now_s() - t0;
     {
         /* the finished job's own account (value.status .last) */
-        call_ud st = {bus, "value.status", NULL};
-        memset(u, 0, sizeof u);
-        u[0].fn = call_fn;
-        u[0].fn_ud = &st;
-        apply_batch(s, bus, u, 1);
-        if (u[0].rc == CRM_OK && st.result) {
-            const crm_value *last = crm_map_get(st.result, "last");
+        if (crm_bus_call_now(bus, "value.status", NULL, "bench", "admin", &res, &e) == CRM_OK &&
+            res) {
+            const crm_value *last = crm_map_get(res, "last");
             char *txt = last ? crm_json_encode(last, NULL) : NULL;
             customers = (uint64_t)crm_map_int(last, "customers", 0);
             fprintf(stderr, "bench_features: value.status last = %s\n", txt ? txt : "null");
             free(txt);
         }
-        crm_value_free(st.result);
+        crm_value_free(res);
     }
     printf("## (c) Full value recomputation, %" PRIu64 " contacts\n\n", contacts);
     printf("`value.recompute` (scripts/customer_value.lua, a chunked job: two passes of "

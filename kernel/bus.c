@@ -807,6 +807,46 @@ int crm_bus_call(crm_bus *b, crm_txn *t, const char *method, const crm_value *pa
     return rc;
 }
 
+typedef struct call_now {
+    crm_bus *b;
+    const char *method, *user, *role;
+    const crm_value *params;
+    crm_value **result;
+} call_now;
+
+static int call_now_fn(void *ud, crm_txn *t, crm_err *err)
+{
+    call_now *c = ud;
+    return crm_bus_call(c->b, t, c->method, c->params, c->user, c->role, c->result, err);
+}
+
+int crm_bus_call_now(crm_bus *b, const char *method, const crm_value *params, const char *user,
+                     const char *role, crm_value **result, crm_err *err)
+{
+    crm_value *empty = params ? NULL : crm_value_map();
+    call_now c = {b, method, user, role, params ? params : empty, result};
+    crm_unit u;
+    int rc;
+    *result = NULL;
+    crm_err_clear(err);
+    if (!params && !empty)
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    memset(&u, 0, sizeof u);
+    u.fn = call_now_fn;
+    u.fn_ud = &c;
+    rc = crm_store_apply(b->s, &u, 1, err);
+    crm_value_free(empty);
+    if (rc == CRM_OK && u.rc != CRM_OK) {
+        *err = u.err;
+        rc = u.rc;
+    }
+    if (rc != CRM_OK) { /* a failed batch undid what the method did */
+        crm_value_free(*result);
+        *result = NULL;
+    }
+    return rc;
+}
+
 /* ---- stats ---- */
 
 void crm_bus_stats_get(crm_bus *b, crm_bus_stats *st)

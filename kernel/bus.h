@@ -104,6 +104,12 @@ int crm_bus_has_method(crm_bus *b, const char *method);
 int crm_bus_call(crm_bus *b, crm_txn *t, const char *method, const crm_value *params,
                  const char *user, const char *role, crm_value **result, crm_err *err);
 
+/* crm_bus_call in a batch of its own (one commit): for in-process callers
+ * (crmd demo, benchmarks, tests).  params NULL = an empty map.  Returns
+ * the method's code, or the commit's when the batch failed. */
+int crm_bus_call_now(crm_bus *b, const char *method, const crm_value *params, const char *user,
+                     const char *role, crm_value **result, crm_err *err);
+
 /* ---- introspection (metrics, tests) ---- */
 typedef struct crm_bus_stats {
     uint64_t hook_runs, hook_failures, timer_runs, timer_failures, dead_letters;

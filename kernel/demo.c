@@ -920,38 +920,11 @@ static int drain(demo *d, crm_err *err)
 
 /* ---- the value recomputation ---------------------------------------------- */
 
-typedef struct call_ud {
-    crm_bus *bus;
-    const char *method;
-    crm_value *result;
-} call_ud;
-
-static int call_fn(void *ud, crm_txn *t, crm_err *err)
-{
-    call_ud *c = ud;
-    crm_value *params = crm_value_map();
-    int rc;
-    if (!params)
-        return crm_err_set(err, CRM_INTERNAL, "out of memory");
-    rc = crm_bus_call(c->bus, t, c->method, params, "demo", "admin", &c->result, err);
-    crm_value_free(params);
-    return rc;
-}
-
 static int call_method(demo *d, const char *method, crm_err *err)
 {
-    call_ud c = {d->bus, method, NULL};
-    crm_unit u;
-    int rc;
-    memset(&u, 0, sizeof u);
-    u.fn = call_fn;
-    u.fn_ud = &c;
-    rc = crm_store_apply(d->store, &u, 1, err);
-    crm_value_free(c.result);
-    if (rc == CRM_OK && u.rc != CRM_OK) {
-        *err = u.err;
-        rc = u.rc;
-    }
+    crm_value *result = NULL;
+    int rc = crm_bus_call_now(d->bus, method, NULL, "demo", "admin", &result, err);
+    crm_value_free(result);
     return rc;
 }
 

@@ -329,38 +329,17 @@ static int on_ping(crm_ctx *c, const char *name, const crm_value *payload, void 
     return CRM_OK;
 }
 
-typedef struct call_args {
-    fixture *f;
-    const char *method;
-    crm_value *params;
-    crm_value *result;
-    int rc;
-    crm_err err;
-} call_args;
-
-static int call_unit(void *ud, crm_txn *t, crm_err *err)
-{
-    call_args *a = ud;
-    a->rc = crm_bus_call(a->f->bus, t, a->method, a->params, "tok1", "sales", &a->result, err);
-    a->err = *err;
-    return a->rc;
-}
-
 static int call(fixture *f, const char *method, const char *params_json, crm_value **result)
 {
-    call_args a = {f, method, crm_test_json(params_json), NULL, 0, {0, ""}};
-    crm_unit u;
+    crm_value *params = crm_test_json(params_json), *res = NULL;
     crm_err e;
-    memset(&u, 0, sizeof u);
-    u.fn = call_unit;
-    u.fn_ud = &a;
-    assert_int_equal(crm_store_apply(f->store, &u, 1, &e), CRM_OK);
-    crm_value_free(a.params);
+    int rc = crm_bus_call_now(f->bus, method, params, "tok1", "sales", &res, &e);
+    crm_value_free(params);
     if (result)
-        *result = a.result;
+        *result = res;
     else
-        crm_value_free(a.result);
-    return a.rc;
+        crm_value_free(res);
+    return rc;
 }
 
 /* schedule {seconds, n, key?} or cancel {cancel: key} */

@@ -155,49 +155,22 @@ static uint64_t count(fixture *f, const char *coll)
     return n;
 }
 
-typedef struct call_args {
-    fixture *f;
-    const char *method;
-    crm_value *params;
-    const char *role;
-    crm_value *result;
-    int rc;
-    crm_err err;
-} call_args;
-
-static int call_unit(void *ud, crm_txn *t, crm_err *err)
-{
-    call_args *a = ud;
-    a->rc = crm_bus_call(a->f->bus, t, a->method, a->params, "tok_1", a->role, &a->result, err);
-    a->err = *err;
-    return a->rc;
-}
-
 /* Calls a method in its own batch; *result (may be NULL) gets the result,
  * err (may be NULL) the failure. */
 static int call_as(fixture *f, const char *role, const char *method, const char *params_json,
                    crm_value **result, crm_err *err)
 {
-    call_args a;
-    crm_unit u;
+    crm_value *params = crm_test_json(params_json ? params_json : "{}"), *res = NULL;
     crm_err e;
-    memset(&a, 0, sizeof a);
-    a.f = f;
-    a.method = method;
-    a.params = crm_test_json(params_json ? params_json : "{}");
-    a.role = role;
-    memset(&u, 0, sizeof u);
-    u.fn = call_unit;
-    u.fn_ud = &a;
-    assert_int_equal(crm_store_apply(f->store, &u, 1, &e), CRM_OK);
-    crm_value_free(a.params);
+    int rc = crm_bus_call_now(f->bus, method, params, "tok_1", role, &res, &e);
+    crm_value_free(params);
     if (result)
-        *result = a.result;
+        *result = res;
     else
-        crm_value_free(a.result);
+        crm_value_free(res);
     if (err)
-        *err = a.err;
-    return a.rc;
+        *err = e;
+    return rc;
 }
 
 static int call(fixture *f, const char *method, const char *params_json, crm_value **result,
