@@ -154,7 +154,14 @@ static void sb_add(sbuf *b, const char *fmt, ...)
 
 typedef struct cust {
     int64_t n, spent, first, last;
+    int64_t wn, wspent; /* in the RFM window (the last 365 days before the job's now) */
 } cust;
+
+/* every counted order the test made, for the RFM window */
+typedef struct order_made {
+    int contact;
+    int64_t amount, at;
+} order_made;
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next_rand(void)
@@ -212,6 +219,8 @@ static void test_scores_equal_independent_computation(void **state)
     int64_t t, now, total_orders = 0, total_spent = 0;
     crm_value *r;
     sbuf b = {0};
+    order_made *made = calloc(NC * 7, sizeof *made);
+    int nmade = 0;
     connect_authed(f, &c);
     memset(cs, 0, sizeof cs);
 
@@ -242,7 +251,8 @@ static void test_scores_equal_independent_computation(void **state)
             int n = i == 0 ? 3 : i == 1 ? 2 : i == NC - 1 ? 0 : (int)(next_rand() % 7);
             for (int k = 0; k < n; k++) {
                 int64_t amount = i == 0 ? 5000000 : i == 1 ? 100 : 500 + (int64_t)(next_rand() % 50000);
-                int64_t at = t - (int64_t)(next_rand() % (730ull * 86400000ull));
+                /* the whale and the tiny customer buy inside the RFM window */
+                int64_t at = t - (int64_t)(next_rand() % ((i <= 1 ? 300ull : 730ull) * 86400000ull));
                 int dropped = i > 1 && next_rand() % 10 == 0;
                 const char *status = dropped ? (next_rand() % 2 ? "cancelled" : "refunded") : "paid";
                 if (in_tx == 0)
@@ -258,6 +268,7 @@ static void test_scores_equal_independent_computation(void **state)
                 }
                 if (dropped)
                     continue;
+                made[nmade++] = (order_made){i, amount, at};
                 cs[i].n++;
                 cs[i].spent += amount;
                 if (!cs[i].first || at < cs[i].first)
@@ -321,17 +332,28 @@ static void test_scores_equal_independent_computation(void **state)
         }
     }
 
-    /* the independent computation */
-    int64_t R[NC], F[NC], M[NC], V[NC], clv[NC];
-    int n = 0;
+    /* the independent computation: frequency and monetary over the RFM
+     * window (rfm_window_days = 365), ABC and CLV over the whole history */
+    int64_t R[NC], F[NC], M[NC], S[NC], V[NC], clv[NC];
+    int n = 0, in_window = 0;
     int64_t revenue = 0, a_cut = 0, b_cut = 0;
+    for (int k = 0; k < nmade; k++)
+        if (made[k].at >= now - 365 * (int64_t)DAY) {
+            cs[made[k].contact].wn++;
+            cs[made[k].contact].wspent += made[k].amount;
+            in_window++;
+        }
+    /* the data set has orders on both sides of the window's edge */
+    assert_true(in_window > 0 && in_window < nmade);
+    free(made);
     for (int i = 0; i < NC; i++) {
         if (!cs[i].n)
             continue;
         clv[i] = clv_of(&cs[i], now);
         R[n] = cs[i].last;
-        F[n] = cs[i].n;
-        M[n] = cs[i].spent;
+        F[n] = cs[i].wn;
+        M[n] = cs[i].wspent;
+        S[n] = cs[i].spent;
         V[n] = clv[i];
         revenue += cs[i].spent;
         n++;
@@ -339,18 +361,19 @@ static void test_scores_equal_independent_computation(void **state)
     qsort(R, (size_t)n, sizeof *R, cmp_i64);
     qsort(F, (size_t)n, sizeof *F, cmp_i64);
     qsort(M, (size_t)n, sizeof *M, cmp_i64);
+    qsort(S, (size_t)n, sizeof *S, cmp_i64);
     qsort(V, (size_t)n, sizeof *V, cmp_i64);
     {
         double cum = 0, ag = (double)revenue * 0.80, bg = (double)revenue * (0.80 + 0.15);
         int a_set = 0;
         for (int i = n - 1; i >= 0; i--) {
-            cum += (double)M[i];
+            cum += (double)S[i];
             if (!a_set && cum >= ag) {
-                a_cut = M[i];
+                a_cut = S[i];
                 a_set = 1;
             }
             if (cum >= bg) {
-                b_cut = M[i];
+                b_cut = S[i];
                 break;
             }
         }
@@ -371,7 +394,7 @@ static void test_scores_equal_independent_computation(void **state)
             assert_null(crm_map_get(rec, "churn_risk"));
             continue;
         }
-        int64_t er = quintile(R, n, x->last), ef = quintile(F, n, x->n), em = quintile(M, n, x->spent);
+        int64_t er = quintile(R, n, x->last), ef = quintile(F, n, x->wn), em = quintile(M, n, x->wspent);
         int64_t ecs = quintile(V, n, clv[i]);
         const char *eabc = revenue > 0 && x->spent > 0 && x->spent >= a_cut ? "A"
                            : revenue > 0 && x->spent > 0 && x->spent >= b_cut ? "B" : "C";
