@@ -44,6 +44,9 @@
 #define MAX_ORDERS 400
 #define MAX_INTER 200
 #define MAX_TICKETS 40
+#define MAX_DEALS 4
+#define MAX_SURVEYS 3
+#define MAX_CAMPAIGNS 120       /* one a month */
 #define NAGENTS 12
 
 /* ---- random numbers: xoshiro256** seeded by splitmix64 ---------------- */
@@ -231,7 +234,17 @@ static const char *STATES[] = {"new", "assigned", "in_progress", "resolved", "cl
 typedef struct p_order {
     int64_t at, amount;
     int status, channel, lines;
+    int campaign;               /* attributed to this campaign, or -1 */
 } p_order;
+typedef struct p_deal {
+    int64_t created, changed, close; /* close: actual (won, lost) or expected */
+    int64_t value;
+    int stage, order, source, lost_reason; /* order: index of the won order, or -1 */
+} p_deal;
+typedef struct p_survey {
+    int64_t sent, answered;     /* answered: 0 when not */
+    int state, score;
+} p_survey;
 typedef struct p_inter {
     int64_t at;
     int kind, outcome, subject, inbound, duration;
@@ -247,10 +260,12 @@ typedef struct plan {
     int city, first, last, domain, street, source, company, b2b, consent_email, consent_sms;
     int rep, ntags, tags[3];
     int64_t acquired, birth;
-    int norders, ninter, ntickets;
+    int norders, ninter, ntickets, ndeals, nsurveys;
     p_order o[MAX_ORDERS];
     p_inter in[MAX_INTER];
     p_ticket t[MAX_TICKETS];
+    p_deal d[MAX_DEALS];
+    p_survey sv[MAX_SURVEYS];
 } plan;
 
 typedef struct gen {
@@ -258,11 +273,33 @@ typedef struct gen {
     uint64_t seed;
     int64_t start, end;         /* history, ms */
     long ncompanies;
+    int ncampaigns;             /* campaign m runs [camp_at(m), + CAMPAIGN_DAYS) */
     char tag[24];               /* in every id and unique value of this run */
 } gen;
 
+#define CAMPAIGN_DAYS 14
+
+static int64_t camp_at(const gen *g, int m)
+{
+    return g->start + (g->end - g->start) / g->ncampaigns * m + 2 * DAY;
+}
+
+/* The campaign running at t, or -1. */
+static int camp_of(const gen *g, int64_t t)
+{
+    int m;
+    if (g->ncampaigns <= 0 || t < g->start)
+        return -1;
+    m = (int)((t - g->start) / ((g->end - g->start) / g->ncampaigns));
+    if (m >= g->ncampaigns || t < camp_at(g, m) || t >= camp_at(g, m) + CAMPAIGN_DAYS * DAY)
+        return -1;
+    return m;
+}
+
 static const char *ORDER_STATUS[] = {"pending", "paid", "shipped", "completed", "cancelled",
                                      "refunded"};
+
+static void plan_sales(const gen *g, long i, plan *p);
 
 static void plan_contact(const gen *g, long i, plan *p)
 {
@@ -391,6 +428,89 @@ static void plan_contact(const gen *g, long i, plan *p)
             p->t[b] = p->t[b - 1];
             p->t[b - 1] = x;
         }
+    plan_sales(g, i, p);
+}
+
+/* Deals, campaign attribution and NPS surveys: from a random stream of their
+ * own, so that adding them left every other record of a seed as it was. */
+enum { DS_QUALIFICATION, DS_NEEDS, DS_PROPOSAL, DS_NEGOTIATION, DS_WON, DS_LOST };
+static const char *DEAL_STAGES[] = {"qualification", "needs_analysis", "proposal",
+                                    "negotiation", "won", "lost"};
+static const double DEAL_PROB[] = {0.1, 0.25, 0.5, 0.7, 1.0, 0.0};
+static const char *LOST_REASONS[] = {"price", "competitor", "no budget", "no decision",
+                                     "timing"};
+static const char *DEAL_TOPICS[] = {"Framework agreement", "Annual supply", "Pilot order",
+                                    "Store fit-out", "Service contract", "Volume discount"};
+enum { SV_SENT, SV_ANSWERED, SV_EXPIRED };
+static const char *SURVEY_STATES[] = {"sent", "answered", "expired"};
+static const char *CAMPAIGN_CHANNELS[] = {"email", "email", "sms", "push", "mail", "social"};
+static const char *CAMPAIGN_THEMES[] = {"Spring sale", "Summer collection", "Back to school",
+                                        "Autumn offers", "Black Friday", "Winter sale",
+                                        "Loyalty bonus", "New arrivals"};
+
+static void plan_sales(const gen *g, long i, plan *p)
+{
+    rng r;
+    rng_seed(&r, g->seed ^ 0x6a09e667f3bcc909ull, (uint64_t)i + 1);
+    /* campaign attribution: orders placed while a campaign runs */
+    for (int k = 0; k < p->norders; k++) {
+        int m = camp_of(g, p->o[k].at);
+        p->o[k].campaign = m >= 0 && chance(&r, p->consent_email ? 0.3 : 0.06) ? m : -1;
+    }
+    /* deals: business customers mostly */
+    p->ndeals = p->b2b ? below(&r, MAX_DEALS) : chance(&r, 0.02);
+    for (int k = 0; k < p->ndeals; k++) {
+        p_deal *d = &p->d[k];
+        int64_t age;
+        d->created = p->acquired + (int64_t)(u01(&r) * (double)(g->end - p->acquired));
+        d->order = -1;
+        d->source = pick_w(&r, SOURCE_W, N(SOURCE_W));
+        d->lost_reason = below(&r, N(LOST_REASONS));
+        d->value = (int64_t)rlognorm(&r, log(16000.0), 0.6);
+        /* won when the customer ordered within 60 days of it */
+        for (int o = 0; o < p->norders; o++)
+            if (p->o[o].at >= d->created && p->o[o].at < d->created + 60 * DAY &&
+                p->o[o].status <= 3) {
+                d->order = o;
+                break;
+            }
+        age = (g->end - d->created) / DAY;
+        if (d->order >= 0) {
+            d->stage = DS_WON;
+            d->close = d->changed = p->o[d->order].at;
+            d->value = p->o[d->order].amount;
+        } else if (age > 60) {
+            d->stage = DS_LOST;
+            d->close = d->changed = d->created + (20 + below(&r, 40)) * DAY;
+        } else {
+            d->stage = age < 7 ? DS_QUALIFICATION : age < 20 ? DS_NEEDS
+                       : age < 40 ? DS_PROPOSAL : DS_NEGOTIATION;
+            d->changed = d->created + (int64_t)(u01(&r) * (double)(g->end - d->created));
+            d->close = d->created + 60 * DAY;
+        }
+    }
+    /* NPS: some completed orders are followed by a survey two weeks later */
+    p->nsurveys = 0;
+    for (int k = 0; k < p->norders && p->nsurveys < MAX_SURVEYS; k++) {
+        p_survey *v = &p->sv[p->nsurveys];
+        int64_t sent = p->o[k].at + 14 * DAY;
+        if (p->o[k].status != 3 || sent >= g->end || !chance(&r, 0.12))
+            continue;
+        p->nsurveys++;
+        v->sent = sent;
+        v->answered = 0;
+        v->score = 0;
+        if (chance(&r, g->end - sent > 30 * DAY ? 0.35 : 0.25)) {
+            static const int w[] = {2, 1, 1, 2, 2, 4, 8, 13, 17, 25, 25}; /* 0..10 */
+            v->state = SV_ANSWERED;
+            v->score = pick_w(&r, w, N(w));
+            v->answered = sent + (int64_t)(rexp(&r, 2.0) * DAY);
+            if (v->answered >= g->end)
+                v->answered = g->end - 1;
+        } else {
+            v->state = g->end - sent > 30 * DAY ? SV_EXPIRED : SV_SENT;
+        }
+    }
 }
 
 /* ---- records ------------------------------------------------------------- */
@@ -514,6 +634,10 @@ static crm_value *order_rec(const gen *g, const char *contact, const plan *p, co
     put_i(&b, "ordered_at", o->at);
     put_s(&b, "channel", ORDER_CHANNELS[o->channel]);
     put_s(&b, "status", ORDER_STATUS[o->status]);
+    if (o->campaign >= 0) {
+        snprintf(buf, sizeof buf, "cp_%s-%03d", g->tag, o->campaign);
+        put_s(&b, "campaign", buf);
+    }
     if (o->channel == 4 || p->b2b)
         put_s(&b, "owner", REPS[p->rep]);
     {
@@ -588,6 +712,91 @@ static crm_value *ticket_rec(const char *contact, const char *order, const p_tic
     if (crm_map_set(extra, "reported_at", crm_value_int(t->at)) != 0)
         b.oom = 1;
     put(&b, "extra", extra);
+    if (b.oom) {
+        crm_value_free(b.m);
+        return NULL;
+    }
+    return b.m;
+}
+
+static crm_value *deal_rec(const gen *g, const char *contact, long i, const plan *p,
+                          const p_deal *d)
+{
+    rec_b b = {crm_value_map(), 0};
+    char buf[96];
+    if (!b.m)
+        return NULL;
+    put_s(&b, "contact", contact);
+    if (p->company >= 0) {
+        snprintf(buf, sizeof buf, "co_%s-%05d", g->tag, p->company);
+        put_s(&b, "company", buf);
+    }
+    snprintf(buf, sizeof buf, "%s", DEAL_TOPICS[(i + d->source) % N(DEAL_TOPICS)]);
+    put_s(&b, "title", buf);
+    put_s(&b, "stage", DEAL_STAGES[d->stage]);
+    put_i(&b, "stage_changed_at", d->changed);
+    put_i(&b, "expected_value", d->value);
+    put_s(&b, "currency", currency_of(CITIES[p->city].country));
+    put(&b, "probability", crm_value_num(DEAL_PROB[d->stage]));
+    put_s(&b, "owner", REPS[p->rep]);
+    put_i(&b, "close_date", d->close);
+    put_s(&b, "source", SOURCES[d->source]);
+    if (d->stage == DS_LOST)
+        put_s(&b, "lost_reason", LOST_REASONS[d->lost_reason]);
+    if (d->order >= 0) {
+        snprintf(buf, sizeof buf, "o_%s-%07ld-%03d", g->tag, i, d->order);
+        put_s(&b, "order", buf);
+    }
+    if (b.oom) {
+        crm_value_free(b.m);
+        return NULL;
+    }
+    return b.m;
+}
+
+static crm_value *survey_rec(const char *contact, const p_survey *v)
+{
+    rec_b b = {crm_value_map(), 0};
+    if (!b.m)
+        return NULL;
+    put_s(&b, "contact", contact);
+    put_s(&b, "kind", "nps");
+    put_s(&b, "state", SURVEY_STATES[v->state]);
+    put_i(&b, "sent_at", v->sent);
+    if (v->state == SV_ANSWERED) {
+        put_i(&b, "score", v->score);
+        put_i(&b, "answered_at", v->answered);
+    }
+    if (b.oom) {
+        crm_value_free(b.m);
+        return NULL;
+    }
+    return b.m;
+}
+
+static crm_value *campaign_rec(const gen *g, int m, uint64_t responses)
+{
+    rec_b b = {crm_value_map(), 0};
+    char buf[128];
+    int64_t at = camp_at(g, m), till = at + CAMPAIGN_DAYS * DAY;
+    time_t secs = (time_t)(at / 1000);
+    struct tm tm;
+    if (!b.m)
+        return NULL;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, sizeof buf, "%s %04d-%02d", CAMPAIGN_THEMES[m % N(CAMPAIGN_THEMES)],
+             tm.tm_year + 1900, tm.tm_mon + 1);
+    put_s(&b, "name", buf);
+    snprintf(buf, sizeof buf, "s_%s-%02d", g->tag, m % 6); /* the demo's segments */
+    put_s(&b, "segment", buf);
+    put_s(&b, "channel", CAMPAIGN_CHANNELS[m % N(CAMPAIGN_CHANNELS)]);
+    put_s(&b, "state", till <= g->end ? "completed" : at <= g->end ? "running" : "scheduled");
+    put_i(&b, "starts_at", at);
+    put_i(&b, "ends_at", till);
+    put_i(&b, "budget", 500000 + 250000 * (m % 4));
+    put_s(&b, "currency", "EUR");
+    put_s(&b, "owner", REPS[m % N(REPS)]);
+    put_i(&b, "response_count", (int64_t)responses);
     if (b.oom) {
         crm_value_free(b.m);
         return NULL;
@@ -694,6 +903,7 @@ typedef struct demo {
     int kind[MAX_UNITS];
     ticket_meta tm[MAX_UNITS];
     size_t n;
+    uint64_t camp_resp[MAX_CAMPAIGNS]; /* orders attributed, from the plans */
     /* workflow steps waiting for the next batch */
     tstep *q;
     size_t nq, capq;
@@ -805,6 +1015,12 @@ static int flush(demo *d, crm_err *err)
                 d->st.agents++;
             else if (!strcmp(w->coll, "segments"))
                 d->st.segments++;
+            else if (!strcmp(w->coll, "campaigns"))
+                d->st.campaigns++;
+            else if (!strcmp(w->coll, "deals"))
+                d->st.deals++;
+            else if (!strcmp(w->coll, "surveys"))
+                d->st.surveys++;
             else if (d->kind[i] == K_TICKET)
                 d->st.tickets++;
             else if (d->kind[i] == K_STEP)
@@ -1042,6 +1258,11 @@ static int write_setup(demo *d, crm_err *err)
         snprintf(id, sizeof id, "s_%s-%02d", d->g.tag, s);
         rc = add(d, CRM_OP_CREATE, "segments", id, b.m, K_PLAIN, err);
     }
+    for (int m = 0; m < d->g.ncampaigns && rc == CRM_OK; m++) {
+        snprintf(id, sizeof id, "cp_%s-%03d", d->g.tag, m);
+        rc = add(d, CRM_OP_CREATE, "campaigns", id, campaign_rec(&d->g, m, d->camp_resp[m]),
+                 K_PLAIN, err);
+    }
     if (rc == CRM_OK)
         rc = drain(d, err); /* agents and segments in place before the contacts */
     return rc;
@@ -1073,6 +1294,18 @@ static int write_contact(demo *d, long i, plan *p, crm_err *err)
             if (rc)
                 return rc;
         }
+    }
+    for (int k = 0; k < p->ndeals; k++) {
+        snprintf(id, sizeof id, "d_%s-%07ld-%d", d->g.tag, i, k);
+        if ((rc = add(d, CRM_OP_CREATE, "deals", id, deal_rec(&d->g, cid, i, p, &p->d[k]),
+                      K_PLAIN, err)))
+            return rc;
+    }
+    for (int k = 0; k < p->nsurveys; k++) {
+        snprintf(id, sizeof id, "sv_%s-%07ld-%d", d->g.tag, i, k);
+        if ((rc = add(d, CRM_OP_CREATE, "surveys", id, survey_rec(cid, &p->sv[k]), K_PLAIN,
+                      err)))
+            return rc;
     }
     for (int k = 0; k < p->ntickets; k++) {
         p_ticket *t = &p->t[k];
@@ -1124,6 +1357,9 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
     d->g.end = o->end_ms ? o->end_ms : today_ms();
     d->g.start = d->g.end - (int64_t)(o->years > 0 ? o->years : 2) * 365 * DAY;
     d->g.ncompanies = o->contacts / 40 > 5 ? o->contacts / 40 : 5;
+    d->g.ncampaigns = (o->years > 0 ? o->years : 2) * 12;
+    if (d->g.ncampaigns > MAX_CAMPAIGNS)
+        d->g.ncampaigns = MAX_CAMPAIGNS;
 
     if ((rc = crm_schema_load_dir(o->schemas, &d->schema, err)) != CRM_OK)
         goto out;
@@ -1177,9 +1413,14 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
     /* what will be written, for the progress bar */
     for (long i = 0; i < o->contacts; i++) {
         plan_contact(&d->g, i, p);
-        total += 1 + (uint64_t)p->norders + (uint64_t)p->ninter + (uint64_t)p->ntickets;
+        total += 1 + (uint64_t)p->norders + (uint64_t)p->ninter + (uint64_t)p->ntickets +
+                 (uint64_t)p->ndeals + (uint64_t)p->nsurveys;
+        for (int k = 0; k < p->norders; k++)
+            if (p->o[k].campaign >= 0)
+                d->camp_resp[p->o[k].campaign]++;
     }
-    prog_phase(&d->pr, "setup", (uint64_t)NAGENTS + (uint64_t)d->g.ncompanies + N(SEGMENTS));
+    prog_phase(&d->pr, "setup", (uint64_t)NAGENTS + (uint64_t)d->g.ncompanies + N(SEGMENTS) +
+                                    (uint64_t)d->g.ncampaigns);
     if ((rc = write_setup(d, err)) != CRM_OK)
         goto out;
     prog_show(&d->pr, 1);

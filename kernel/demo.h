@@ -1,7 +1,8 @@
 /*
  * demo -- `crmd demo`: fills a store with realistic synthetic CRM data
- * (companies, agents, segments, contacts, orders, interactions, tickets
- * moving through their workflow) through the same write path as a served
+ * (companies, agents, segments, campaigns, contacts, orders attributed to
+ * campaigns, interactions, deals, NPS surveys, tickets moving through their
+ * workflow) through the same write path as a served
  * write: the schema, store, bus, plugins and scripts are opened in-process
  * as `crmd serve` opens them, writes go through crm_store_apply in batches
  * (group commit) with the bus's unit in every batch, so before-hooks,
@@ -21,6 +22,8 @@
 
 typedef struct crm_demo_stats {
     uint64_t companies, agents, segments, contacts, orders, interactions, tickets;
+    uint64_t campaigns, deals, surveys; /* surveys: the NPS ones generated (complaints.lua
+                                         * adds CSAT surveys of its own on close) */
     uint64_t ticket_updates;    /* workflow steps applied */
     uint64_t refused;           /* writes the store or a hook refused (counted, skipped) */
     uint64_t hook_runs, timer_runs, hook_failures, timer_failures, dead_letters;

@@ -448,14 +448,17 @@ static int cmd_demo(int argc, char **argv)
         return 1;
     }
     printf("crmd demo: %llu contacts, %llu orders, %llu interactions, %llu tickets "
-           "(%llu workflow steps), %llu companies, %llu agents, %llu segments in %s\n"
+           "(%llu workflow steps), %llu companies, %llu agents, %llu segments, "
+           "%llu campaigns, %llu deals, %llu NPS surveys in %s\n"
            "crmd demo: %.1f s (records %.1f s, hooks catching up %.1f s, value %.1f s); "
            "%llu hook runs, %llu timer runs, %llu refused, %llu hook failures, "
            "%llu dead letters\n",
            (unsigned long long)st.contacts, (unsigned long long)st.orders,
            (unsigned long long)st.interactions, (unsigned long long)st.tickets,
            (unsigned long long)st.ticket_updates, (unsigned long long)st.companies,
-           (unsigned long long)st.agents, (unsigned long long)st.segments, o.data,
+           (unsigned long long)st.agents, (unsigned long long)st.segments,
+           (unsigned long long)st.campaigns, (unsigned long long)st.deals,
+           (unsigned long long)st.surveys, o.data,
            st.seconds_total, st.seconds_records, st.seconds_drain, st.seconds_value,
            (unsigned long long)st.hook_runs, (unsigned long long)st.timer_runs,
            (unsigned long long)st.refused,

@@ -175,7 +175,8 @@ static void test_demo(void **state)
               n_inter = reported(out, "interactions,"), n_tickets = reported(out, "tickets"),
               n_companies = reported(out, "companies,"), n_agents = reported(out, "agents,"),
               n_segments = reported(out, "segments"), refused = reported(out, "refused,"),
-              dead = reported(out, "dead letters");
+              dead = reported(out, "dead letters"), n_campaigns = reported(out, "campaigns,"),
+              n_deals = reported(out, "deals,"), n_nps = reported(out, "NPS surveys");
     assert_int_equal(n_contacts, 300);
     assert_true(n_orders > 300 * 5 && n_orders < 300 * 20);
     assert_true(n_inter > 300);
@@ -185,6 +186,9 @@ static void test_demo(void **state)
     assert_true(n_companies >= 5);
     assert_int_equal(refused, 0);
     assert_int_equal(dead, 0);
+    assert_int_equal(n_campaigns, 24); /* one a month over the default two years */
+    assert_true(n_deals > 0);
+    assert_true(n_nps > 0);
 
     /* a second run on the same folder is refused */
     out2 = run_demo(data, NULL, &status);
@@ -222,6 +226,26 @@ static void test_demo(void **state)
     assert_int_equal(count(&c, "agents", NULL), n_agents);
     assert_int_equal(count(&c, "segments", NULL), n_segments);
     assert_int_equal(count(&c, "dead_letters", NULL), 0);
+    assert_int_equal(count(&c, "campaigns", NULL), n_campaigns);
+    assert_int_equal(count(&c, "deals", NULL), n_deals);
+    assert_int_equal(count(&c, "surveys", "{\"kind\": \"nps\"}"), n_nps);
+    /* orders attributed to campaigns, each campaign's response_count their number */
+    {
+        long long attributed = count(&c, "orders", "{\"campaign\": {\"prefix\": \"cp_\"}}");
+        r = req(&c, "{\"op\": \"aggregate\", \"collection\": \"campaigns\", "
+                    "\"metrics\": [\"sum:response_count\"]}");
+        const crm_value *g = crm_map_get(crm_map_get(r, "result"), "groups")->u.arr.items[0];
+        fprintf(stderr, "orders attributed to campaigns: %lld\n", attributed);
+        assert_true(attributed > 0);
+        assert_int_equal((long long)crm_value_as_double(crm_map_get(g, "sum:response_count")),
+                         attributed);
+        crm_value_free(r);
+    }
+    /* won deals point at an order, lost ones carry a reason */
+    assert_int_equal(count(&c, "deals", "{\"stage\": \"won\", \"order\": {\"prefix\": \"o_\"}}"),
+                     count(&c, "deals", "{\"stage\": \"won\"}"));
+    assert_int_equal(count(&c, "deals", "{\"stage\": \"lost\", \"lost_reason\": {\"prefix\": \"\"}}"),
+                     count(&c, "deals", "{\"stage\": \"lost\"}"));
 
     /* lifecycle stages are spread */
     r = req(&c, "{\"op\": \"aggregate\", \"collection\": \"contacts\", \"group_by\": "
