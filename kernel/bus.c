@@ -28,6 +28,7 @@ void crm_bus_opts_default(crm_bus_opts *o)
     o->max_attempts = 5;
     o->backoff_ms = 50;
     o->max_per_round = 512;
+    o->round_budget_ms = 10;
     o->time_scale = 1.0;
 }
 
@@ -595,6 +596,20 @@ static int64_t backoff(const crm_bus *b, int attempts)
     return ms;
 }
 
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* The round's time budget is spent (real time: the loop's stall, whatever
+ * the store clock's scale). */
+static int round_over(const crm_bus *b)
+{
+    return b->o.round_budget_ms > 0 && mono_ms() >= b->round_deadline;
+}
+
 static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
 {
     collect c;
@@ -624,6 +639,10 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
         hook_call hc = {b, h, pe};
         crm_err he;
         int final = 0;
+        if (i > 0 && round_over(b)) { /* the rest next round */
+            work = c.evs[i - 1].seq;
+            break;
+        }
         if (pe->depth >= CRM_MAX_HOOK_DEPTH) { /* not run at all: retrying cannot help */
             snprintf(h->lasterr, sizeof h->lasterr,
                      "SCRIPT_ERROR: hooks that trigger hooks are cut off at depth %d",
@@ -680,14 +699,30 @@ int crm_bus_round(void *ud, crm_txn *t, crm_err *err)
 {
     crm_bus *b = ud;
     int64_t now = crm_txn_now(t);
+    size_t nafter = 0, first, k;
     b->sched_min = INT64_MAX;
-    for (crm_hook *h = b->hooks; h; h = h->next) {
-        if (h->phase != CRM_AFTER)
-            continue;
-        h->next_cursor = h->cursor;
-        if (h->cursor >= crm_txn_last_seq(t) || h->retry_at > now)
-            continue;
-        run_consumer(b, h, t);
+    b->round_deadline = mono_ms() + b->o.round_budget_ms;
+    for (crm_hook *h = b->hooks; h; h = h->next)
+        if (h->phase == CRM_AFTER) {
+            h->next_cursor = h->cursor;
+            nafter++;
+        }
+    /* turns rotate, so that a consumer with much to do cannot keep the
+     * others waiting round after round */
+    first = nafter ? b->round_turn++ % nafter : 0;
+    for (size_t pass = 0; pass < 2; pass++) {
+        k = 0;
+        for (crm_hook *h = b->hooks; h; h = h->next) {
+            if (h->phase != CRM_AFTER)
+                continue;
+            if ((pass == 0) != (k++ >= first))
+                continue;
+            if (h->cursor >= crm_txn_last_seq(t) || h->retry_at > now)
+                continue;
+            if (round_over(b))
+                break;
+            run_consumer(b, h, t);
+        }
     }
     crm_bus_timers_round(b, t);
     (void)err;

@@ -82,6 +82,8 @@ struct crm_bus {
     int in_round;
     int64_t next_due;     /* earliest known due timer (store clock); INT64_MAX = none */
     int64_t sched_min;    /* earliest timer scheduled during the current round */
+    double round_deadline; /* monotonic ms: the current round's budget ends */
+    size_t round_turn;    /* which after-hook consumer goes first in the next round */
     uint64_t timer_ctr;
     crm_timer_retry *retries;
     size_t timers_count;  /* as of the last scan */

@@ -221,8 +221,10 @@ end
 
 -- Pass 0: the window's orders, frequency and spend per contact.
 local function window_page(job, p)
+  -- in ordered_at order, so each page is a walk of that index from the
+  -- cursor (in id order every page would sort the whole window)
   local page = crm.query("orders", {ordered_at = {gte = job.since}},
-                         {limit = job.size, after = p.after})
+                         {limit = job.size, after = p.after, order_by = "ordered_at"})
   for _, o in ipairs(page.records) do
     if o.contact and COUNTED[o.status or "pending"] then
       job.WF[o.contact] = (job.WF[o.contact] or 0) + 1
