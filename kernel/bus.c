@@ -466,9 +466,11 @@ static void update_floor(crm_bus *b)
 typedef struct pending_ev {
     uint64_t seq;
     int depth;
-    char *coll, *id;
+    crm_value *entry;             /* the decoded feed entry, owned; the rest point into it */
+    const char *coll, *id;
     crm_op op;
-    crm_value *record, *prev;
+    crm_value *record;            /* in entry, which this owns: a hook may change it */
+    const crm_value *prev;
 } pending_ev;
 
 typedef struct collect {
@@ -477,6 +479,12 @@ typedef struct collect {
     size_t n, cap;
     int oom;
 } collect;
+
+static int collect_want(void *ud, const char *coll, crm_op op)
+{
+    const collect *c = ud;
+    return hook_matches(c->h, coll, crm_op_name(op));
+}
 
 static int collect_cb(void *ud, const crm_feed_entry *e)
 {
@@ -499,26 +507,21 @@ static int collect_cb(void *ud, const crm_feed_entry *e)
     pe->seq = e->seq;
     pe->depth = e->depth;
     pe->op = e->op;
-    pe->coll = strdup(e->coll);
-    pe->id = strdup(e->id);
-    pe->record = e->record ? crm_value_dup(e->record) : NULL;
-    pe->prev = e->prev ? crm_value_dup(e->prev) : NULL;
+    /* keep the decoded entry rather than copy its parts */
+    pe->entry = *e->owner;
+    *e->owner = NULL;
+    pe->coll = e->coll;
+    pe->id = e->id;
+    pe->record = (crm_value *)e->record; /* ours now, with the entry */
+    pe->prev = e->prev;
     c->n++;
-    if (!pe->coll || !pe->id || (e->record && !pe->record) || (e->prev && !pe->prev)) {
-        c->oom = 1;
-        return 1;
-    }
     return 0;
 }
 
 static void collect_free(collect *c)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        free(c->evs[i].coll);
-        free(c->evs[i].id);
-        crm_value_free(c->evs[i].record);
-        crm_value_free(c->evs[i].prev);
-    }
+    for (size_t i = 0; i < c->n; i++)
+        crm_value_free(c->evs[i].entry);
     free(c->evs);
 }
 
@@ -619,7 +622,8 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
 
     memset(&c, 0, sizeof c);
     c.h = h;
-    rc = crm_feed_read(t, h->cursor, b->o.max_per_round, collect_cb, &c, &last, &e);
+    rc = crm_feed_read_where(t, h->cursor, b->o.max_per_round, collect_want, collect_cb, &c, &last,
+                             &e);
     if (rc == CRM_CONFLICT) {
         /* retention dropped entries this consumer never saw (it was not
          * registered while they aged out): say so and go on from the oldest */

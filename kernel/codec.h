@@ -81,6 +81,14 @@ crm_value *crm_mp_decode(const uint8_t *buf, size_t len, const crm_limits *lim, 
  * unique; a duplicate in corrupt bytes is kept and the first one wins on
  * lookup, which is memory-safe). */
 crm_value *crm_mp_decode_trusted(const uint8_t *buf, size_t len);
+/* Reads string values of a top-level msgpack map without decoding it: for
+ * each key in keys[0..n), vals[i] points into buf (not NUL-terminated) with
+ * lens[i] bytes, or is NULL.  The scan stops at the first value that is not
+ * a scalar (so keys must come before any container to be seen) or when all
+ * are found.  Returns how many were found; bounds-checked, for the store's
+ * own bytes (the feed header). */
+size_t crm_mp_peek_strs(const uint8_t *buf, size_t len, const char *const *keys, size_t n,
+                        const char **vals, size_t *lens);
 /* msgpack bytes of v in a malloc'd buffer the caller frees; *len_out gets
  * the length. NULL on OOM.  Ints take their smallest form; nums are always
  * float64 (so 1.0 reads back as a num). */

@@ -477,6 +477,49 @@ crm_value *crm_mp_decode_trusted(const uint8_t *buf, size_t len)
     return mp_decode(buf, len, MP_TRUSTED_MAX_DEPTH, 1, NULL);
 }
 
+size_t crm_mp_peek_strs(const uint8_t *buf, size_t len, const char *const *keys, size_t n,
+                        const char **vals, size_t *lens)
+{
+    mp_head h;
+    size_t at, found = 0;
+    uint64_t pairs;
+    for (size_t i = 0; i < n; i++) {
+        vals[i] = NULL;
+        lens[i] = 0;
+    }
+    if (mp_read_head(buf, len, &h) != MP_MAP)
+        return 0;
+    pairs = h.n;
+    at = h.size;
+    for (uint64_t p = 0; p < pairs && found < n; p++) {
+        const uint8_t *k;
+        size_t kl;
+        int vt;
+        if (mp_read_head(buf + at, len - at, &h) != MP_STR || h.n > len - at - h.size)
+            return found;
+        k = buf + at + h.size;
+        kl = (size_t)h.n;
+        at += h.size + kl;
+        vt = mp_read_head(buf + at, len - at, &h);
+        if (vt == MP_ARR || vt == MP_MAP || vt == MP_TRUNCATED || vt == MP_REFUSED)
+            return found;
+        if (vt == MP_STR) {
+            if (h.n > len - at - h.size)
+                return found;
+            for (size_t i = 0; i < n; i++)
+                if (!vals[i] && strlen(keys[i]) == kl && memcmp(keys[i], k, kl) == 0) {
+                    vals[i] = (const char *)buf + at + h.size;
+                    lens[i] = (size_t)h.n;
+                    found++;
+                }
+            at += h.size + (size_t)h.n;
+        } else {
+            at += h.size;
+        }
+    }
+    return found;
+}
+
 /* ---- encode ---- */
 
 typedef struct mp_out {

@@ -1396,6 +1396,7 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
     crm_bus_opts_default(&bo);
     bo.log = demo_log;
     bo.log_ud = d;
+    bo.round_budget_ms = 0; /* no client waits on the loop here: rounds as long as they need */
     if ((rc = crm_bus_new(d->store, &bo, &d->bus, err)) != CRM_OK)
         goto out;
     /* plugins first, then scripts: hooks run in that order (as served) */

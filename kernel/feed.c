@@ -144,10 +144,39 @@ static crm_op op_parse(const char *s)
     return CRM_OP_DELETE;
 }
 
+/* Peeks an entry's collection and op; 0 when they cannot be read so (the
+ * entry is then decoded and judged by the callback). */
+static int peek_head(const MDB_val *v, char *coll, size_t cap, crm_op *op)
+{
+    static const char *const keys[] = {"collection", "op"};
+    const char *vals[2];
+    size_t lens[2];
+    char ops[8];
+    if (v->mv_size < 8 ||
+        crm_mp_peek_strs((const uint8_t *)v->mv_data + 8, v->mv_size - 8, keys, 2, vals, lens) != 2 ||
+        lens[0] >= cap || lens[1] >= sizeof ops)
+        return 0;
+    memcpy(coll, vals[0], lens[0]);
+    coll[lens[0]] = '\0';
+    memcpy(ops, vals[1], lens[1]);
+    ops[lens[1]] = '\0';
+    *op = op_parse(ops);
+    return 1;
+}
+
 int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
                   int (*fn)(void *ud, const crm_feed_entry *e), void *ud, uint64_t *last_out,
                   crm_err *err)
 {
+    return crm_feed_read_where(t, since, max, NULL, fn, ud, last_out, err);
+}
+
+int crm_feed_read_where(crm_txn *t, uint64_t since, size_t max,
+                        int (*want)(void *ud, const char *coll, crm_op op),
+                        int (*fn)(void *ud, const crm_feed_entry *e), void *ud,
+                        uint64_t *last_out, crm_err *err)
+{
+    size_t looked = 0;
     MDB_cursor *cur;
     MDB_val k, v;
     uint8_t key[8];
@@ -182,6 +211,17 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
         crm_feed_entry e;
         const crm_value *rec;
         int stop;
+        if (want) {
+            char coll[128];
+            crm_op op;
+            if (max && ++looked > 16 * max)
+                break;
+            if (peek_head(&v, coll, sizeof coll, &op) && !want(ud, coll, op)) {
+                if (last_out)
+                    *last_out = crm_be64_get(k.mv_data);
+                continue;
+            }
+        }
         if (v.mv_size < 8 || !(m = crm_mp_decode_trusted((uint8_t *)v.mv_data + 8, v.mv_size - 8))) {
             rc = crm_err_set(err, CRM_INTERNAL, "feed entry %llu does not decode",
                              (unsigned long long)crm_be64_get(k.mv_data));
@@ -199,10 +239,11 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
         rec = crm_map_get(m, "prev");
         e.prev = rec && rec->type == CRM_T_MAP ? rec : NULL;
         e.depth = (int)crm_map_int(m, "depth", 0);
+        e.owner = &m;
         stop = fn(ud, &e);
         if (last_out)
             *last_out = e.seq;
-        crm_value_free(m);
+        crm_value_free(m); /* NULL when the callback kept it */
         if (stop || (max && ++count >= max))
             break;
     }

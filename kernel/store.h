@@ -261,6 +261,10 @@ typedef struct crm_feed_entry {
     const crm_value *record;  /* the record after; NULL for delete */
     const crm_value *prev;    /* the record before; NULL for create */
     int depth;                /* hook depth of the write (0: a client's) */
+    /* The decoded entry that coll, id, record and prev live in.  A callback
+     * may keep it: take *owner and set *owner = NULL; it then frees it with
+     * crm_value_free when done. */
+    crm_value **owner;
 } crm_feed_entry;
 
 /* Calls fn for every retained entry with seq > since, in order, at most max
@@ -270,6 +274,13 @@ typedef struct crm_feed_entry {
 int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
                   int (*fn)(void *ud, const crm_feed_entry *e), void *ud, uint64_t *last_out,
                   crm_err *err);
+/* crm_feed_read, but entries for which want(ud, coll, op) is 0 are passed
+ * over without being decoded (their header is peeked); max counts the
+ * entries given to fn, and at most 16 * max are looked at. */
+int crm_feed_read_where(crm_txn *t, uint64_t since, size_t max,
+                        int (*want)(void *ud, const char *coll, crm_op op),
+                        int (*fn)(void *ud, const crm_feed_entry *e), void *ud,
+                        uint64_t *last_out, crm_err *err);
 /* Retention never drops entries after floor (the slowest after-hook
  * consumer's cursor); UINT64_MAX = no floor (the default). */
 void crm_store_set_feed_floor(crm_store *s, uint64_t floor);

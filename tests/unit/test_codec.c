@@ -1417,9 +1417,50 @@ static void random_trees_round_trip(void **state)
     }
 }
 
+/* crm_mp_peek_strs finds top-level string values up to the first container,
+ * and never reads past the end of a cut buffer. */
+static void mp_peek_reads_header_strings_only(void **state)
+{
+    static const char *const keys[] = {"collection", "op", "late"};
+    const char *vals[3];
+    size_t lens[3], len;
+    const char *json = "{\"seq\": 70000, \"ts\": -5, \"f\": 1.5, \"b\": true, \"n\": null, "
+                       "\"collection\": \"orders\", \"op\": \"update\", "
+                       "\"record\": {\"late\": \"x\"}, \"late\": \"y\"}";
+    crm_value *v = crm_json_decode(json, strlen(json), &DEF, NULL);
+    uint8_t *mp;
+    (void)state;
+    assert_non_null(v);
+    assert_non_null(mp = crm_mp_encode(v, &len));
+    assert_int_equal(crm_mp_peek_strs(mp, len, keys, 3, vals, lens), 2);
+    assert_int_equal(lens[0], 6);
+    assert_memory_equal(vals[0], "orders", 6);
+    assert_int_equal(lens[1], 6);
+    assert_memory_equal(vals[1], "update", 6);
+    assert_null(vals[2]); /* after a container: not seen */
+    /* every cut of the buffer: no read past it, found only what fits */
+    for (size_t cut = 0; cut < len; cut++) {
+        uint8_t *part = malloc(cut ? cut : 1);
+        size_t found;
+        assert_non_null(part);
+        memcpy(part, mp, cut);
+        found = crm_mp_peek_strs(part, cut, keys, 3, vals, lens);
+        assert_true(found <= 2);
+        for (size_t i = 0; i < 3; i++)
+            if (vals[i])
+                assert_true((const uint8_t *)vals[i] + lens[i] <= part + cut);
+        free(part);
+    }
+    /* not a map */
+    assert_int_equal(crm_mp_peek_strs((const uint8_t *)"\x93\x01\x02\x03", 4, keys, 3, vals, lens), 0);
+    free(mp);
+    crm_value_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mp_peek_reads_header_strings_only),
         cmocka_unit_test(constructors_and_types),
         cmocka_unit_test(arrays_take_ownership),
         cmocka_unit_test(maps_set_replace_del_take),

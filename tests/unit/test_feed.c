@@ -241,6 +241,32 @@ static int collect(void *ud, const crm_feed_entry *e)
     return g->stop_at && e->seq == g->stop_at;
 }
 
+static int want_people_and_deletes(void *ud, const char *coll, crm_op op)
+{
+    (void)ud;
+    return strcmp(coll, "people") == 0 || op == CRM_OP_DELETE;
+}
+
+typedef struct kept {
+    crm_value *whole[64];
+    const char *coll[64], *id[64];
+    size_t n;
+} kept;
+
+static int keep_entry(void *ud, const crm_feed_entry *e)
+{
+    kept *k = ud;
+    assert_true(k->n < 64);
+    assert_non_null(e->owner);
+    assert_non_null(*e->owner);
+    k->whole[k->n] = *e->owner;
+    *e->owner = NULL;
+    k->coll[k->n] = e->coll;
+    k->id[k->n] = e->id;
+    k->n++;
+    return 0;
+}
+
 static void gotv_free(gotv *g)
 {
     for (size_t i = 0; i < g->n; i++)
@@ -584,6 +610,49 @@ static void test_feed_read_replays_from_any_seq_with_correct_entries(void **stat
     assert_int_equal(g.n, 1);
     assert_int_equal(last_out, 21);
     gotv_free(&g);
+
+    /* read_where: only the wanted entries are given, in order, with the
+     * same fields; the others are passed over (last_out still reaches the
+     * end); a callback may keep the decoded entry */
+    {
+        crm_txn *t;
+        crm_err e2;
+        size_t nwant = 0;
+        for (size_t i = 0; i < nex; i++)
+            nwant += strcmp(ex[i].coll, "people") == 0 || ex[i].op == CRM_OP_DELETE;
+        assert_int_equal(crm_store_begin_read(f->store, &t, &e2), CRM_OK);
+        assert_int_equal(crm_feed_read_where(t, 0, 0, want_people_and_deletes, collect, &g,
+                                             &last_out, &e2), CRM_OK);
+        crm_txn_end(t);
+        assert_int_equal(g.n, nwant);
+        assert_int_equal(nwant, 8); /* 3 people, 5 deletes */
+        assert_int_equal(last_out, 30);
+        for (size_t i = 0, j = 0; i < nex; i++)
+            if (strcmp(ex[i].coll, "people") == 0 || ex[i].op == CRM_OP_DELETE)
+                check_entry(&g.v[j++], &ex[i]);
+        gotv_free(&g);
+        /* max counts the entries given */
+        assert_int_equal(crm_store_begin_read(f->store, &t, &e2), CRM_OK);
+        assert_int_equal(crm_feed_read_where(t, 0, 2, want_people_and_deletes, collect, &g,
+                                             &last_out, &e2), CRM_OK);
+        crm_txn_end(t);
+        assert_int_equal(g.n, 2);
+        assert_int_equal(last_out, g.v[1].seq);
+        gotv_free(&g);
+        /* taking the entry: its parts stay valid after the read */
+        {
+            kept k = {0};
+            assert_int_equal(crm_store_begin_read(f->store, &t, &e2), CRM_OK);
+            assert_int_equal(crm_feed_read(t, 0, 0, keep_entry, &k, NULL, &e2), CRM_OK);
+            crm_txn_end(t);
+            assert_int_equal(k.n, 30);
+            for (size_t i = 0; i < k.n; i++) {
+                assert_string_equal(k.coll[i], ex[i].coll);
+                assert_string_equal(k.id[i], ex[i].id);
+                crm_value_free(k.whole[i]);
+            }
+        }
+    }
 
     /* a record in the feed is the record stored then: the last update of
      * n1 (never deleted) equals the stored record */
