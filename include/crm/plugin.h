@@ -209,7 +209,7 @@ typedef struct crm_api {
 
     /* -- registration: from init (or, for Lua, while a script loads) --
      * event is "collection.op" (op: create, update, delete, or * for all;
- * collection * for every collection, e.g. "*.*").
+     * collection * for every collection, e.g. "*.*").
      * name makes an after-hook's durable cursor survive reloads and
      * restarts; NULL derives one from the owner and event.  A new after-hook
      * starts at the current end of the feed. */
