@@ -223,7 +223,9 @@ int crm_bus_on(crm_plugin *p, const char *event, int phase, const char *name, cr
                         event ? event : "(null)");
     memcpy(coll, event, (size_t)(dot - event));
     coll[dot - event] = '\0';
-    if (!crm_schema_find(crm_store_schema(b->s), coll))
+    /* "*" stands for every collection: one consumer of the feed, read once,
+     * instead of one per collection (each reading the whole feed) */
+    if (strcmp(coll, "*") != 0 && !crm_schema_find(crm_store_schema(b->s), coll))
         return reg_fail(p, CRM_BAD_REQUEST, "event \"%s\": no collection \"%s\"", event, coll);
     if (strcmp(dot + 1, "create") && strcmp(dot + 1, "update") && strcmp(dot + 1, "delete") &&
         strcmp(dot + 1, "*"))
@@ -329,7 +331,8 @@ static crm_named *find_named(crm_named *list, const char *name)
 
 static int hook_matches(const crm_hook *h, const char *coll, const char *op)
 {
-    return strcmp(h->coll, coll) == 0 && (h->op[0] == '*' || strcmp(h->op, op) == 0);
+    return (strcmp(h->coll, "*") == 0 || strcmp(h->coll, coll) == 0) &&
+           (h->op[0] == '*' || strcmp(h->op, op) == 0);
 }
 
 static int before_dispatch(void *ud, crm_txn *t, crm_change *ch, crm_err *err)

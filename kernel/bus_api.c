@@ -295,6 +295,58 @@ static const char *api_registration_error(crm_plugin *p) { return p ? p->err.msg
 
 static crm_plugin *api_write_origin(crm_ctx *c) { return c ? c->origin : NULL; }
 
+/* ---- where-filters ---- */
+
+/* The kernel's crm_filter borrows its where: the copy lives beside it. */
+struct crm_where {
+    crm_value *where; /* owned */
+    crm_filter *f;    /* owned; borrows where and the schema (lives as long as the bus) */
+};
+
+static void api_where_free(crm_where *w)
+{
+    if (!w)
+        return;
+    crm_filter_free(w->f);
+    crm_value_free(w->where);
+    free(w);
+}
+
+static int api_where_compile(crm_plugin *p, const char *coll, const crm_value *where,
+                             crm_where **out, crm_err *err)
+{
+    crm_err e;
+    const crm_collection *c;
+    crm_where *w;
+    int rc;
+    if (!err)
+        err = &e;
+    if (!out)
+        return crm_err_set(err, CRM_BAD_REQUEST, "where_compile needs out");
+    *out = NULL;
+    if (!p || !coll)
+        return crm_err_set(err, CRM_BAD_REQUEST, "where_compile needs a plugin and a collection");
+    if (!(c = crm_schema_find(crm_store_schema(p->b->s), coll)))
+        return crm_err_set(err, CRM_BAD_REQUEST, "no collection \"%.64s\"", coll);
+    if (!(w = calloc(1, sizeof *w)) || (where && !(w->where = crm_value_dup(where)))) {
+        free(w);
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    }
+    if ((rc = crm_filter_compile(c, w->where, &w->f, err)) != CRM_OK) {
+        api_where_free(w);
+        return rc;
+    }
+    *out = w;
+    return CRM_OK;
+}
+
+static int api_where_match(const crm_where *w, const crm_value *rec)
+{
+    if (!w || !rec || rec->type != CRM_T_MAP)
+        return 0;
+    return crm_filter_match(w->f, rec) ? 1 : 0;
+}
+
 /* api->now needs the bus but its signature has only a ctx; the clock is
  * the store's, so one bus per process is assumed for ctx-less calls. */
 static crm_bus *clock_bus;
@@ -351,6 +403,9 @@ void crm_bus_api_init(crm_bus *b)
     a->ctx_plugin = api_ctx_plugin;
     a->registration_error = api_registration_error;
     a->write_origin = api_write_origin;
+    a->where_compile = api_where_compile;
+    a->where_match = api_where_match;
+    a->where_free = api_where_free;
     clock_bus = b;
 }
 

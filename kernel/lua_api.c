@@ -224,6 +224,37 @@ static int lcrm_query(lua_State *L)
     return 1;
 }
 
+/* crm.match(coll, where, record) -> boolean: does record match where, with
+ * the query op's semantics (api->where_compile / where_match)?  A bad
+ * where raises BAD_REQUEST like crm.query.  Works at the top level too. */
+static int lcrm_match(lua_State *L)
+{
+    lua_script *sc = script(L);
+    const char *coll = luaL_checkstring(L, 1);
+    crm_value *where, *rec = NULL;
+    crm_where *w = NULL;
+    crm_err e;
+    char err[200];
+    int rc, m;
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    where = arg_value(L, 2, "where", 1);
+    if (crm_lua_to_value(L, 3, "record", &rec, err, sizeof err) != 0) {
+        crm_value_free(where);
+        return raise_code(L, CRM_BAD_REQUEST, err);
+    }
+    rc = sc->api->where_compile(sc->owner, coll, where, &w, &e);
+    crm_value_free(where);
+    m = rc == CRM_OK && sc->api->where_match(w, rec);
+    sc->api->where_free(w);
+    crm_value_free(rec);
+    if (rc != CRM_OK)
+        return raise_code(L, rc, e.msg);
+    lua_pushboolean(L, m);
+    return 1;
+}
+
 /* ---- timers ---- */
 
 /* crm.schedule(seconds, name [, payload [, {key=}]]) -> true */
@@ -443,7 +474,8 @@ int crm_lua_open_crm(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"on", lcrm_on},         {"on_timer", lcrm_on_timer}, {"method", lcrm_method},
         {"get", lcrm_get},       {"create", lcrm_create},     {"update", lcrm_update},
-        {"delete", lcrm_delete}, {"query", lcrm_query},       {"schedule", lcrm_schedule},
+        {"delete", lcrm_delete}, {"query", lcrm_query},       {"match", lcrm_match},
+        {"schedule", lcrm_schedule},
         {"cancel", lcrm_cancel}, {"reject", lcrm_reject},     {"now", lcrm_now},
         {"log", lcrm_log},       {"array", lcrm_array},       {"is_array", lcrm_is_array},
         {NULL, NULL}};

@@ -111,6 +111,7 @@ struct crm_value {
 
 typedef struct crm_plugin crm_plugin; /* a loaded plugin (or a Lua script): the owner of registrations */
 typedef struct crm_ctx crm_ctx;       /* one call into a plugin: its transaction, caller and memory */
+typedef struct crm_where crm_where;   /* a compiled where-filter (api->where_compile) */
 
 enum crm_phase { CRM_BEFORE = 1, CRM_AFTER = 2 };
 enum crm_log_level { CRM_LOG_DEBUG = 0, CRM_LOG_INFO, CRM_LOG_WARN, CRM_LOG_ERROR };
@@ -207,7 +208,8 @@ typedef struct crm_api {
     const char *(*errmsg)(crm_ctx *ctx);         /* last error message on ctx; borrowed */
 
     /* -- registration: from init (or, for Lua, while a script loads) --
-     * event is "collection.op" (op: create, update, delete, or * for all).
+     * event is "collection.op" (op: create, update, delete, or * for all;
+     * collection * for every collection, e.g. "*.*").
      * name makes an after-hook's durable cursor survive reloads and
      * restarts; NULL derives one from the owner and event.  A new after-hook
      * starts at the current end of the feed. */
@@ -254,6 +256,21 @@ typedef struct crm_api {
      * the WebSocket API).  Lets a plugin keep its own collections to itself
      * (refuse writes that are not its own).  NULL outside a before-hook. */
     crm_plugin *(*write_origin)(crm_ctx *ctx);
+
+    /* -- where-filters (crmd 0.2) --
+     * The wire's `where` (field -> value | {op: value}, ops eq ne lt lte gt
+     * gte in prefix), compiled once and matched against records, with the
+     * semantics of the query op and of record subscriptions.
+     * where_compile checks where against collection coll as the query op
+     * does (unknown field of a strict collection, bad operator: BAD_REQUEST
+     * with the message in err, which may be NULL); where NULL or nil matches
+     * everything.  where is copied.  *out is the caller's: free it with
+     * where_free.  Loop thread (it reads the schemas); works in init, since
+     * it needs no ctx.  where_match and where_free may run on any thread. */
+    int (*where_compile)(crm_plugin *p, const char *coll, const crm_value *where,
+                         crm_where **out, crm_err *err);
+    int (*where_match)(const crm_where *w, const crm_value *rec); /* 1 match, 0 not (or not a map) */
+    void (*where_free)(crm_where *w);                             /* NULL is fine */
     /* new members go here, at the end */
 } crm_api;
 

@@ -24,7 +24,9 @@
  *    caller's user and role, the plugin's name and the server time.
  *  - method example.stats: the caller's role and what the plugin counted
  *    since it started (counts of runs, not of committed effects: a failed
- *    hook that is retried counts twice).
+ *    hook that is retried counts twice), among them big_orders: created
+ *    orders matching big_order_where (a where-filter compiled once in init
+ *    with api->where_compile, matched with api->where_match).
  *
  * Built like an out-of-tree plugin: only <crm/plugin.h> on its include path,
  * no link to anything of crmd's (plugins/CMakeLists.txt checks that with
@@ -43,12 +45,14 @@ static const crm_api *api;
 /* Used for a key example.json does not set (or when there is no file). */
 static const char DEFAULTS[] = "{\"forbidden_words\": [\"lottery\", \"crypto giveaway\"],"
                                " \"followup_seconds\": 86400,"
-                               " \"subject_prefix\": \"Order\"}";
+                               " \"subject_prefix\": \"Order\","
+                               " \"big_order_where\": {\"amount\": {\"gte\": 100000}}}";
 static crm_value *defaults; /* ours: freed in fini */
+static crm_where *big_order; /* ours: where_free in fini */
 
 /* Counters for example.stats (the loop thread is the only one touching them). */
 static struct {
-    long long screened, rejected, orders, amount, followups, cancelled, echoes, own_writes;
+    long long screened, rejected, orders, amount, followups, cancelled, echoes, own_writes, big_orders;
 } stats;
 
 /* ---- small helpers ---- */
@@ -171,6 +175,7 @@ static int order_created(crm_ctx *ctx, crm_plugin *p, crm_event *ev)
 
     stats.orders++;
     stats.amount += amount;
+    stats.big_orders += api->where_match(big_order, order); /* 1 or 0 */
     /* 1. the contact, for the greeting and its running figures.  *person is
      * ours (value_free). */
     if ((rc = api->get(ctx, "contacts", contact ? contact : "", &person)) != CRM_OK)
@@ -379,7 +384,8 @@ fail:
 
 /* example.stats: {"role", "screened", "rejected", "orders", "avg_amount"
  * (num, or null before the first order), "followups", "cancelled", "echoes",
- * "own_writes" (interactions this plugin's own hooks wrote), "forbidden_words": [...]} */
+ * "own_writes" (interactions this plugin's own hooks wrote), "big_orders",
+ * "forbidden_words": [...]} */
 static int get_stats(crm_ctx *ctx, const crm_value *params, crm_value **result, void *ud)
 {
     const crm_value *words = conf(api->ctx_plugin(ctx), "forbidden_words");
@@ -400,7 +406,8 @@ static int get_stats(crm_ctx *ctx, const crm_value *params, crm_value **result, 
         put(r, "followups", api->value_int(stats.followups)) ||
         put(r, "cancelled", api->value_int(stats.cancelled)) ||
         put(r, "echoes", api->value_int(stats.echoes)) ||
-        put(r, "own_writes", api->value_int(stats.own_writes)))
+        put(r, "own_writes", api->value_int(stats.own_writes)) ||
+        put(r, "big_orders", api->value_int(stats.big_orders)))
         goto nomem;
     *result = r; /* the kernel's now */
     return CRM_OK;
@@ -421,8 +428,8 @@ static int example_init(crm_plugin *p, const crm_api *a, char *errbuf, size_t ca
     api = a;
     /* Built against this header, we use its last member: a kernel whose
      * table is shorter would have refused us, but say so if not. */
-    if (!CRM_API_HAS(api, registration_error)) {
-        snprintf(errbuf, cap, "needs crm_api members up to registration_error");
+    if (!CRM_API_HAS(api, where_free)) {
+        snprintf(errbuf, cap, "needs crm_api members up to where_free");
         return CRM_INTERNAL;
     }
     if (api->from_json(DEFAULTS, sizeof DEFAULTS - 1, &defaults, &e) != CRM_OK) {
@@ -445,6 +452,11 @@ static int example_init(crm_plugin *p, const crm_api *a, char *errbuf, size_t ca
         snprintf(errbuf, cap, "followup_seconds must be a number of seconds, 0 or more");
         goto fail;
     }
+    /* checked against the orders schema now, so a typo stops start-up */
+    if (api->where_compile(p, "orders", conf(p, "big_order_where"), &big_order, &e) != CRM_OK) {
+        snprintf(errbuf, cap, "big_order_where: %s", e.msg);
+        goto fail;
+    }
     if (api->on(p, "interactions.create", CRM_BEFORE, "example.screen", screen_interaction, NULL) ||
         api->on(p, "orders.*", CRM_AFTER, "example.orders", on_orders, NULL) ||
         api->on_timer(p, "example.followup", followup, NULL) ||
@@ -463,6 +475,8 @@ fail:
     /* the kernel removes what we registered; our own memory is ours */
     api->value_free(defaults);
     defaults = NULL;
+    api->where_free(big_order);
+    big_order = NULL;
     return CRM_BAD_REQUEST;
 }
 
@@ -472,6 +486,8 @@ static void example_fini(crm_plugin *p, const crm_api *a)
            stats.orders, stats.rejected, stats.followups);
     a->value_free(defaults);
     defaults = NULL;
+    a->where_free(big_order);
+    big_order = NULL;
 }
 
 CRM_PLUGIN_DECLARE("example", "1.0.0", example_init, example_fini)

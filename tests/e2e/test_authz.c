@@ -257,8 +257,13 @@ static crm_value *gen_value(const crm_field *fd, const char *tag)
         return crm_value_bool(1);
     case CRM_F_ENUM:
         return crm_value_cstr(fd->values[0]);
-    case CRM_F_ARRAY:
-        return crm_value_arr();
+    case CRM_F_ARRAY: { /* min elements of the item type (webhooks.collections needs one) */
+        crm_value *a = crm_value_arr();
+        crm_field item = {.name = fd->name, .type = fd->items == CRM_F_ANY ? CRM_F_STRING : fd->items};
+        for (size_t i = 0; fd->has_min && i < (size_t)fd->min; i++)
+            crm_arr_push(a, gen_value(&item, tag));
+        return a;
+    }
     case CRM_F_MAP: {
         crm_value *m = crm_value_map();
         crm_map_set(m, "k", crm_value_cstr(tag));

@@ -333,7 +333,8 @@ static int example_up(void **state)
     add_plugin(w->plugins, CRM_BUNDLED_PLUGIN_DIR, "example", NULL);
     crm_tmpdir_write(w->plugins, "example.json",
                      "{\"forbidden_words\": [\"lottery\", \"Crypto Giveaway\"],"
-                     " \"followup_seconds\": 1, \"subject_prefix\": \"Order\"}");
+                     " \"followup_seconds\": 1, \"subject_prefix\": \"Order\","
+                     " \"big_order_where\": {\"amount\": {\"gte\": 1000}}}");
     add_test_plugin(w->plugins, "reject", NULL);
     crm_tmpdir_write(w->plugins, "reject.json", "{\"word\": \"Mallory\"}");
     if (srv_start(&w->s, w->schemas, w->plugins) != 0) {
@@ -590,6 +591,9 @@ static void stats_count_and_show_its_configuration(void **state)
     assert_true(crm_map_int(res, "own_writes", 0) < crm_map_int(res, "screened", 0) +
                                                          crm_map_int(res, "rejected", 0));
     assert_int_equal(crm_map_get(res, "avg_amount")->type, CRM_T_NUM);
+    /* where_match: the 1500 order is big (gte 1000), the 100-500 ones are not */
+    assert_true(crm_map_int(res, "big_orders", 0) >= 1);
+    assert_true(crm_map_int(res, "big_orders", 0) < crm_map_int(res, "orders", 0));
     crm_value_free(words);
     crm_value_free(r);
 }

@@ -523,6 +523,69 @@ static void test_write_origin_tells_clients_from_plugins(void **state)
     crm_bus_owner_free(guard);
 }
 
+/* ---- "*" events and where-filters (webhooks, issue 7) ---- */
+
+static char every_seen[8][32];
+static int nevery;
+
+static int after_every(crm_ctx *c, crm_event *ev, void *ud)
+{
+    (void)c;
+    (void)ud;
+    if (nevery < 8)
+        snprintf(every_seen[nevery++], sizeof every_seen[0], "%s.%s", ev->collection, ev->op);
+    return CRM_OK;
+}
+
+static void test_star_collection_and_where_filters(void **state)
+{
+    fixture *f = *state;
+    const crm_api *a = f->api;
+    crm_where *w = NULL;
+    crm_value *where = NULL, *rec = NULL;
+    crm_err e;
+    nevery = 0;
+    /* one after-hook on every collection, one on every delete */
+    assert_int_equal(a->on(f->p, "*.*", CRM_AFTER, "every", after_every, f), CRM_OK);
+    assert_int_equal(a->on(f->p, "*.bogus", CRM_AFTER, NULL, after_every, f), CRM_BAD_REQUEST);
+    assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", "c_1", "{\"name\": \"a\"}", NULL), CRM_OK);
+    assert_int_equal(write1(f, CRM_OP_CREATE, "companies", "co_1", "{\"name\": \"b\"}", NULL), CRM_OK);
+    assert_int_equal(write1(f, CRM_OP_DELETE, "contacts", "c_1", NULL, NULL), CRM_OK);
+    pump(f);
+    assert_int_equal(nevery, 3);
+    assert_string_equal(every_seen[0], "contacts.create");
+    assert_string_equal(every_seen[1], "companies.create");
+    assert_string_equal(every_seen[2], "contacts.delete");
+
+    /* where: compiled against the collection, matched like a query */
+    assert_int_equal(a->from_json("{\"tag\": {\"in\": [\"x\", \"y\"]}, \"name\": {\"prefix\": \"An\"}}", 53,
+                                  &where, NULL), CRM_OK);
+    assert_int_equal(a->where_compile(f->p, "contacts", where, &w, &e), CRM_OK);
+    a->value_free(where); /* w keeps a copy */
+    assert_int_equal(a->from_json("{\"name\": \"Ann\", \"tag\": \"y\"}", 27, &rec, NULL), CRM_OK);
+    assert_int_equal(a->where_match(w, rec), 1);
+    a->map_set(rec, "tag", a->value_str("z", 1));
+    assert_int_equal(a->where_match(w, rec), 0);
+    assert_int_equal(a->where_match(w, NULL), 0);
+    a->value_free(rec);
+    a->where_free(w);
+    a->where_free(NULL);
+    /* refusals, with the query op's messages */
+    assert_int_equal(a->from_json("{\"nope\": 1}", 11, &where, NULL), CRM_OK);
+    assert_int_equal(a->where_compile(f->p, "contacts", where, &w, &e), CRM_BAD_REQUEST);
+    assert_null(w);
+    assert_string_equal(e.msg, "where: contacts has no field \"nope\"");
+    assert_int_equal(a->where_compile(f->p, "nowhere", where, &w, &e), CRM_BAD_REQUEST);
+    assert_string_equal(e.msg, "no collection \"nowhere\"");
+    a->value_free(where);
+    /* NULL matches everything */
+    assert_int_equal(a->where_compile(f->p, "companies", NULL, &w, NULL), CRM_OK);
+    assert_int_equal(a->from_json("{\"name\": \"b\"}", 13, &rec, NULL), CRM_OK);
+    assert_int_equal(a->where_match(w, rec), 1);
+    a->value_free(rec);
+    a->where_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failing_timer_dead_lettered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_table_checks_its_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_origin_tells_clients_from_plugins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_star_collection_and_where_filters, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

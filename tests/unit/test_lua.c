@@ -590,6 +590,12 @@ static const char *const METHODS =
     "  crm.delete('companies', c.id, {if_rev = u._rev})\n"
     "  return {website = tostring(u.website), gone = crm.get('companies', c.id) == nil,\n"
     "          arr = crm.array(), map = {}}\n"
+    "end)\n"
+    "crm.method('matches', function()\n"
+    "  local ok, err = pcall(crm.match, 'companies', {name = {nah = 1}}, {name = 'x'})\n"
+    "  return {yes = crm.match('companies', {name = {prefix = 'ac'}}, {name = 'acme'}),\n"
+    "          no = crm.match('companies', {name = 'b'}, {name = 'acme'}),\n"
+    "          all = crm.match('companies', nil, {name = 'z'}), bad = tostring(err):sub(1, 12)}\n"
     "end)\n";
 
 static void test_methods_and_nested_calls(void **state)
@@ -618,6 +624,8 @@ static void test_methods_and_nested_calls(void **state)
     assert_call_json(f, "nulls", "{}",
                      "{\"website\":\"nil\",\"gone\":true,\"arr\":[],\"map\":{}}");
     assert_int_equal(call(f, "nope", "{}", NULL, &e), CRM_NOT_FOUND);
+    assert_call_json(f, "matches", "{}",
+                     "{\"yes\":true,\"no\":false,\"all\":true,\"bad\":\"BAD_REQUEST:\"}");
 }
 
 /* ---- loading and reload ---- */
