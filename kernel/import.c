@@ -332,7 +332,7 @@ static int ndjson_line(imp *d, const char *buf, size_t len, crm_err *err)
     char *id = NULL;
     size_t i = 0;
 
-    while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r'))
+    while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n'))
         i++;
     if (i == len)
         return CRM_OK; /* blank */
