@@ -249,6 +249,14 @@ static void row_free(row *r)
     memset(r, 0, sizeof *r);
 }
 
+/* --max-bad: BAD_REQUEST once that many rows were bad. */
+static int bad_limit(imp *d, crm_err *err)
+{
+    if (d->o->max_bad && d->st.bad >= d->o->max_bad)
+        return crm_err_set(err, CRM_BAD_REQUEST, "stopped after %" PRIu64 " bad rows", d->st.bad);
+    return CRM_OK;
+}
+
 static uint64_t lag(imp *d)
 {
     crm_bus_stats bs;
@@ -306,9 +314,7 @@ static int flush(imp *d, crm_err *err)
             break;
     }
     show(d, 0);
-    if (rc == CRM_OK && d->o->max_bad && d->st.bad >= d->o->max_bad)
-        rc = crm_err_set(err, CRM_BAD_REQUEST, "stopped after %" PRIu64 " bad rows", d->st.bad);
-    return rc;
+    return rc == CRM_OK ? bad_limit(d, err) : rc;
 }
 
 /* Takes rec and id (owned). */
@@ -680,7 +686,7 @@ static int run(imp *d, crm_err *err)
     size_t cap = o->max_line, len;
     char *buf;
     struct stat st;
-    int rc = CRM_OK, got, too_long;
+    int rc = CRM_OK, got = 0, too_long;
 
     if (!(buf = malloc(cap)))
         return crm_err_set(err, CRM_INTERNAL, "out of memory");
@@ -695,7 +701,8 @@ static int run(imp *d, crm_err *err)
             return crm_err_set(err, CRM_INTERNAL, "out of memory");
         }
     }
-    while (rc == CRM_OK && (got = read_line(d, buf, cap, &len, &too_long)) == 1) {
+    while (rc == CRM_OK && (rc = bad_limit(d, err)) == CRM_OK &&
+           (got = read_line(d, buf, cap, &len, &too_long)) == 1) {
         d->line++;
         d->st.lines++;
         if (too_long) {
