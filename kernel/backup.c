@@ -454,6 +454,11 @@ int crm_backup_restore(const char *src_in, const char *data_in, const char *sche
     staging[0] = '\0';
     if (trim_path(src_in, src, sizeof src) != 0 || trim_path(data_in, data, sizeof data) != 0)
         return crm_err_set(err, CRM_BAD_REQUEST, "bad path");
+    {
+        char rs[4096], rd[4096];
+        if (realpath(src, rs) && realpath(data, rd) && strcmp(rs, rd) == 0)
+            return crm_err_set(err, CRM_BAD_REQUEST, "%s is the data folder itself", src);
+    }
     if ((rc = read_manifest(src, &m, err)) != CRM_OK)
         return rc;
     /* held to the end: no server may start on data while we swap */

@@ -184,7 +184,10 @@ int crm_export_run(const crm_export_opts *o, crm_err *err)
     }
     if (fflush(f) != 0 || (!to_stdout && fsync(fileno(f)) != 0))
         goto io_fail;
-    st.bytes = (uint64_t)ftello(f);
+    {
+        off_t at = ftello(f); /* -1 on a pipe */
+        st.bytes = at > 0 ? (uint64_t)at : 0;
+    }
     if (!to_stdout) {
         FILE *g = f;
         f = NULL;
