@@ -1,8 +1,8 @@
 /*
  * datalock -- who has a data folder to itself.
  *
- * `crmd serve`, `crmd import` and `crmd restore` each need a data folder to
- * themselves: a second writer process would interleave its batches with
+ * `crmd serve`, `crmd import`, `crmd restore` and `crmd demo` each need a
+ * data folder to themselves: a second writer process would interleave its batches with
  * the server's hooks and timers, and a restore swaps the folder out from
  * under whoever has it open.  They take an exclusive flock(2) on
  * DIR/crmd.lock, which holds a line naming the holder ("crmd serve pid

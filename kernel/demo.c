@@ -31,6 +31,7 @@
 
 #include "bus.h"
 #include "codec.h"
+#include "datalock.h"
 #include "lua_host.h"
 #include "plugin.h"
 #include "progress.h"
@@ -610,6 +611,7 @@ typedef struct ticket_meta {
 } ticket_meta;
 
 typedef struct demo {
+    crm_datalock *lock;     /* the data folder is ours while we write */
     const crm_demo_opts *o;
     gen g;
     crm_schema *schema;
@@ -1063,7 +1065,8 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
     so.no_sync = o->no_sync;
     if (so.map_size < ((size_t)1 << 30))
         so.map_size = (size_t)1 << 30; /* fewer map growths (each retries a batch) */
-    if ((rc = crm_store_open(o->data, d->schema, &so, &d->store, err)) != CRM_OK)
+    if ((rc = crm_datalock_take(o->data, "crmd demo", &d->lock, err)) != CRM_OK ||
+        (rc = crm_store_open(o->data, d->schema, &so, &d->store, err)) != CRM_OK)
         goto out;
     {
         crm_txn *t;
@@ -1167,6 +1170,7 @@ out:
     crm_bus_free(d->bus);
     crm_store_close(d->store);
     crm_schema_free(d->schema);
+    crm_datalock_release(d->lock);
     free(d);
     free(p);
     return rc;
