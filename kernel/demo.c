@@ -31,8 +31,10 @@
 
 #include "bus.h"
 #include "codec.h"
+#include "datalock.h"
 #include "lua_host.h"
 #include "plugin.h"
+#include "progress.h"
 #include "schema.h"
 #include "store.h"
 
@@ -804,74 +806,6 @@ static crm_value *campaign_rec(const gen *g, int m, uint64_t responses)
     return b.m;
 }
 
-/* ---- progress ------------------------------------------------------------ */
-
-typedef struct progress {
-    int on, tty;
-    const char *phase;
-    uint64_t done, total;
-    double t0, last;
-    int shown;
-} progress;
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void fmt_dur(char *out, size_t cap, double s)
-{
-    if (s < 0 || s > 1e7)
-        snprintf(out, cap, "--:--");
-    else if (s >= 3600)
-        snprintf(out, cap, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
-    else
-        snprintf(out, cap, "%d:%02d", (int)s / 60, (int)s % 60);
-}
-
-static void prog_show(progress *p, int final)
-{
-    double now = mono_s(), el = now - p->t0, rate = el > 0 ? (double)p->done / el : 0;
-    char eta[32], elapsed[32];
-    if (!p->on)
-        return;
-    if (!final && now - p->last < (p->tty ? 0.2 : 10.0))
-        return;
-    p->last = now;
-    fmt_dur(elapsed, sizeof elapsed, el);
-    fmt_dur(eta, sizeof eta, rate > 0 && p->total > p->done ? (double)(p->total - p->done) / rate
-                                                             : (p->total ? 0 : -1));
-    if (p->tty) {
-        char bar[33];
-        int fill = p->total ? (int)(32.0 * (double)(p->done > p->total ? p->total : p->done) /
-                                    (double)p->total)
-                            : 0;
-        for (int i = 0; i < 32; i++)
-            bar[i] = i < fill ? '#' : '.';
-        bar[32] = '\0';
-        fprintf(stderr, "\r\033[K%-8s [%s] %" PRIu64 "/%" PRIu64 " %.0f/s %s ETA %s",
-                p->phase, bar, p->done, p->total, rate, elapsed, eta);
-        if (final)
-            fputc('\n', stderr);
-    } else {
-        fprintf(stderr, "crmd demo: %s %" PRIu64 "/%" PRIu64 " (%.0f/s, %s elapsed, ETA %s)%s\n",
-                p->phase, p->done, p->total, rate, elapsed, eta, final ? " done" : "");
-    }
-    p->shown = 1;
-    fflush(stderr);
-}
-
-static void prog_phase(progress *p, const char *phase, uint64_t total)
-{
-    p->phase = phase;
-    p->done = 0;
-    p->total = total;
-    p->t0 = p->last = mono_s();
-    p->shown = 0;
-}
-
 /* ---- the write path -------------------------------------------------------- */
 
 enum { K_PLAIN, K_TICKET, K_STEP };
@@ -886,6 +820,7 @@ typedef struct ticket_meta {
 } ticket_meta;
 
 typedef struct demo {
+    crm_datalock *lock;     /* the data folder is ours while we write */
     const crm_demo_opts *o;
     gen g;
     crm_schema *schema;
@@ -894,7 +829,7 @@ typedef struct demo {
     crm_plugins *plugins;
     crm_lua *lua;
     crm_demo_stats st;
-    progress pr;
+    crm_progress pr;
     /* the batch being filled */
     crm_write w[MAX_UNITS];
     crm_unit u[MAX_UNITS + 1];
@@ -1100,7 +1035,7 @@ static int add(demo *d, crm_op op, const char *coll, const char *id, crm_value *
         if (!did)
             break;
     }
-    prog_show(&d->pr, 0);
+    crm_progress_show(&d->pr, 0);
     return rc;
 }
 
@@ -1129,7 +1064,7 @@ static int drain(demo *d, crm_err *err)
             d->pr.total = last - base;
             d->pr.done = last - l - base;
         }
-        prog_show(&d->pr, 0);
+        crm_progress_show(&d->pr, 0);
     }
     return rc;
 }
@@ -1339,7 +1274,7 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
     plan *p = malloc(sizeof *p);
     crm_store_opts so;
     crm_bus_opts bo;
-    double t0 = mono_s(), t1;
+    double t0 = crm_progress_now(), t1;
     uint64_t existing = 0, total = 0;
     int rc;
 
@@ -1350,8 +1285,7 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
         return crm_err_set(err, CRM_INTERNAL, "out of memory");
     }
     d->o = o;
-    d->pr.on = o->progress;
-    d->pr.tty = isatty(2);
+    crm_progress_init(&d->pr, "crmd demo", o->progress);
     d->g.o = o;
     d->g.seed = o->seed;
     d->g.end = o->end_ms ? o->end_ms : today_ms();
@@ -1367,7 +1301,8 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
     so.no_sync = o->no_sync;
     if (so.map_size < ((size_t)1 << 30))
         so.map_size = (size_t)1 << 30; /* fewer map growths (each retries a batch) */
-    if ((rc = crm_store_open(o->data, d->schema, &so, &d->store, err)) != CRM_OK)
+    if ((rc = crm_datalock_take(o->data, "crmd demo", &d->lock, err)) != CRM_OK ||
+        (rc = crm_store_open(o->data, d->schema, &so, &d->store, err)) != CRM_OK)
         goto out;
     {
         crm_txn *t;
@@ -1420,12 +1355,12 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
             if (p->o[k].campaign >= 0)
                 d->camp_resp[p->o[k].campaign]++;
     }
-    prog_phase(&d->pr, "setup", (uint64_t)NAGENTS + (uint64_t)d->g.ncompanies + N(SEGMENTS) +
-                                    (uint64_t)d->g.ncampaigns);
+    crm_progress_phase(&d->pr, "setup", (uint64_t)NAGENTS + (uint64_t)d->g.ncompanies +
+                                            N(SEGMENTS) + (uint64_t)d->g.ncampaigns);
     if ((rc = write_setup(d, err)) != CRM_OK)
         goto out;
-    prog_show(&d->pr, 1);
-    prog_phase(&d->pr, "records", total);
+    crm_progress_show(&d->pr, 1);
+    crm_progress_phase(&d->pr, "records", total);
     for (long i = 0; i < o->contacts && rc == CRM_OK; i++) {
         plan_contact(&d->g, i, p);
         rc = write_contact(d, i, p, err);
@@ -1434,23 +1369,23 @@ int crm_demo_run(const crm_demo_opts *o, crm_err *err)
         rc = flush(d, err);
     if (rc != CRM_OK)
         goto out;
-    prog_show(&d->pr, 1);
-    t1 = mono_s();
+    crm_progress_show(&d->pr, 1);
+    t1 = crm_progress_now();
     d->st.seconds_records = t1 - t0;
-    prog_phase(&d->pr, "hooks", 0);
+    crm_progress_phase(&d->pr, "hooks", 0);
     if ((rc = drain(d, err)) != CRM_OK)
         goto out;
-    prog_show(&d->pr, 1);
-    d->st.seconds_drain = mono_s() - t1;
+    crm_progress_show(&d->pr, 1);
+    d->st.seconds_drain = crm_progress_now() - t1;
     if (o->value_recompute && crm_bus_has_method(d->bus, "value.recompute")) {
-        double t2 = mono_s();
-        prog_phase(&d->pr, "value", 0);
+        double t2 = crm_progress_now();
+        crm_progress_phase(&d->pr, "value", 0);
         if ((rc = call_method(d, "value.recompute", err)) != CRM_OK)
             goto out;
         if ((rc = drain(d, err)) != CRM_OK)
             goto out;
-        prog_show(&d->pr, 1);
-        d->st.seconds_value = mono_s() - t2;
+        crm_progress_show(&d->pr, 1);
+        d->st.seconds_value = crm_progress_now() - t2;
     }
 out:
     if (d->bus) {
@@ -1464,7 +1399,7 @@ out:
     }
     if (d->store)
         d->st.last_seq = crm_store_last_seq(d->store);
-    d->st.seconds_total = mono_s() - t0;
+    d->st.seconds_total = crm_progress_now() - t0;
     if (o->stats)
         *o->stats = d->st;
     for (size_t i = 0; i < d->n; i++)
@@ -1477,6 +1412,7 @@ out:
     crm_bus_free(d->bus);
     crm_store_close(d->store);
     crm_schema_free(d->schema);
+    crm_datalock_release(d->lock);
     free(d);
     free(p);
     return rc;

@@ -51,7 +51,8 @@ typedef struct crm_demo_opts {
 
 void crm_demo_opts_default(crm_demo_opts *o);
 
-/* Generates the data.  CONFLICT when the store holds records and !force;
+/* Generates the data.  CONFLICT when the store holds records and !force,
+ * or when a server (or an import) holds the data folder (datalock.h);
  * the code of the first failure to open the schema, store, plugins or
  * scripts (as `crmd serve` reports it); UNAVAILABLE when a batch cannot be
  * committed.  Writes refused one by one (a hook's REJECTED, say) are

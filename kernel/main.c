@@ -19,7 +19,9 @@
 
 #include "auth.h"
 #include "bus.h"
+#include "cli_data.h"
 #include "codec.h"
+#include "datalock.h"
 #include "demo.h"
 #include "lua_host.h"
 #include "net.h"
@@ -129,6 +131,7 @@ static void usage(FILE *f)
             "          --ping-secs 30 --idle-secs 75 --time-scale 1\n"
             "          (--time-scale: the server clock runs N times faster; for tests)\n"
             "          (--origin: browser origins allowed besides the server's own host)\n");
+    crm_cli_data_usage(f);
 }
 
 /* A whole number in [min, max], or -1 after a message. */
@@ -242,6 +245,7 @@ static int cmd_serve(int argc, char **argv)
     crm_bus *bus = NULL;
     crm_plugins *plugins = NULL;
     crm_lua *lua = NULL;
+    crm_datalock *lock = NULL;
     crm_store_opts so;
     crm_bus_opts bo;
     server_clock clock = {1.0, 0, 0};
@@ -268,8 +272,11 @@ static int cmd_serve(int argc, char **argv)
         so.clock_ud = &clock;
     }
     clock.start_real_ms = clock.base_ms = real_ms();
-    if (crm_store_open(a.data, schema, &so, &store, &err) != CRM_OK) {
+    /* one writer per data folder: refuses while import or restore has it */
+    if (crm_datalock_take(a.data, "crmd serve", &lock, &err) != CRM_OK ||
+        crm_store_open(a.data, schema, &so, &store, &err) != CRM_OK) {
         log_line("error", "store", err.msg);
+        crm_datalock_release(lock);
         crm_schema_free(schema);
         return 1;
     }
@@ -326,6 +333,7 @@ out:
     crm_bus_free(bus);
     crm_store_close(store);
     crm_schema_free(schema);
+    crm_datalock_release(lock);
     return rc;
 }
 
@@ -479,6 +487,8 @@ int main(int argc, char **argv)
         return cmd_demo(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (crm_cli_data_is(argv[1]))
+        return crm_cli_data_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("crmd %s\n", CRMD_VERSION);
         return 0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "codec.h"
@@ -129,4 +130,35 @@ char *crm_test_schemas_with_roles(const char *src, const char *extra_roles)
     }
     closedir(d);
     return dir;
+}
+
+int crm_test_run(const char *cmd, char **out)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    FILE *f;
+    int st;
+    if (!buf || !(f = popen(cmd, "r"))) {
+        fprintf(stderr, "cannot run %s\n", cmd);
+        abort();
+    }
+    for (;;) {
+        size_t k;
+        if (n + 1 == cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b)
+                abort();
+            buf = b;
+        }
+        if (!(k = fread(buf + n, 1, cap - 1 - n, f)))
+            break;
+        n += k;
+    }
+    buf[n] = '\0';
+    st = pclose(f);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -31,4 +31,9 @@ char *crm_test_read_file(const char *path);
  * problem is a bug in the test: reported, and the program aborts. */
 char *crm_test_schemas_with_roles(const char *src, const char *extra_roles);
 
+/* Runs cmd through sh (add 2>&1 to capture stderr too): its exit code (-1
+ * when it did not exit normally).  *out (may be NULL) gets everything it
+ * printed on stdout, NUL-terminated, caller frees. */
+int crm_test_run(const char *cmd, char **out);
+
 #endif
