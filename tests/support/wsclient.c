@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -57,6 +58,7 @@ static int read_all(int fd, void *buf, size_t len, int timeout_ms)
 }
 
 int ws_client_use_lws;
+int ws_client_tls;
 
 static int raw_send_frame(ws_client *c, int opcode, const void *buf, size_t len);
 
@@ -70,9 +72,9 @@ int ws_connect(ws_client *c, int port, const char *subprotocol, const char *orig
     if (status)
         *status = 0;
     c->lws = NULL;
-    if (ws_client_use_lws) {
+    if (ws_client_use_lws || ws_client_tls) {
         c->fd = -1;
-        c->lws = lwsc_connect(port, subprotocol, origin);
+        c->lws = lwsc_connect_tls(port, subprotocol, origin, ws_client_tls);
         return c->lws ? 0 : -1;
     }
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -273,45 +275,47 @@ crm_value *ws_reply(ws_client *c, long long ref, int timeout_ms, crm_value *push
 
 /* ---- running crmd ---- */
 
-int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data)
+/* Copies bytes to stderr and, when log_fd >= 0, to the log file too. */
+static void copy_out(int log_fd, const char *buf, size_t len)
 {
-    int errpipe[2];
-    char line[2048];
+    (void)!write(2, buf, len);
+    if (log_fd >= 0)
+        (void)!write(log_fd, buf, len);
+}
+
+int crmd_spawn(crmd_proc *p, const char *data, const char *schemas, const char *const *argv,
+               const char *log)
+{
+    int errpipe[2], log_fd = -1;
+    char line[4096];
     size_t n = 0;
     memset(p, 0, sizeof *p);
-    p->bin = strdup(bin);
-    p->schemas = strdup(schemas);
-    p->data = data ? strdup(data) : crm_tmpdir_make("e2e");
-    p->port = 0;
-    if (pipe(errpipe) != 0)
+    p->bin = strdup(argv[0]);
+    p->schemas = schemas ? strdup(schemas) : NULL;
+    p->data = data ? strdup(data) : NULL;
+    if (log && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644)) < 0)
         return -1;
+    if (pipe(errpipe) != 0) {
+        if (log_fd >= 0)
+            close(log_fd);
+        return -1;
+    }
     p->pid = fork();
     if (p->pid == 0) {
         dup2(errpipe[1], 2);
         close(errpipe[0]);
-        const char *web = getenv("CRM_WEB"), *extra = getenv("CRMD_ARGS");
-        /* no scripts or plugins unless CRMD_ARGS names them (a later flag
-         * wins): the defaults are relative to the cwd, which is the build's */
-        const char *argv[40] = {bin, "serve", "--data", p->data, "--schemas", schemas,
-                                "--listen", "127.0.0.1:0", "--web", web ? web : "./web",
-                                "--scripts", "/nonexistent/crmd-test-no-scripts",
-                                "--plugins", "/nonexistent/crmd-test-no-plugins"};
-        int argc = 14;
-        char *copy = extra ? strdup(extra) : NULL, *save = NULL;
-        /* CRMD_ARGS: extra flags, space-separated (tests of limits) */
-        for (char *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && argc < 39;
-             tok = strtok_r(NULL, " ", &save))
-            argv[argc++] = tok;
-        argv[argc] = NULL;
-        execv(bin, (char *const *)argv);
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     close(errpipe[1]);
     /* the ready line carries the port: "listening on 127.0.0.1:PORT" */
     while (n + 1 < sizeof line && read_all(errpipe[0], line + n, 1, 10000) == 0) {
         if (line[n] == '\n') {
+            char *at;
+            if (log_fd >= 0)
+                (void)!write(log_fd, line, n + 1);
             line[n] = 0;
-            char *at = strstr(line, "listening on 127.0.0.1:");
+            at = strstr(line, "listening on 127.0.0.1:");
             if (at) {
                 p->port = atoi(at + strlen("listening on 127.0.0.1:"));
                 break;
@@ -327,11 +331,36 @@ int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *d
         char buf[4096];
         ssize_t r;
         while ((r = read(errpipe[0], buf, sizeof buf)) > 0)
-            (void)!write(2, buf, (size_t)r);
+            copy_out(log_fd, buf, (size_t)r);
         _exit(0);
     }
     close(errpipe[0]);
+    if (log_fd >= 0)
+        close(log_fd);
     return p->port > 0 ? 0 : -1;
+}
+
+int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data)
+{
+    const char *web = getenv("CRM_WEB"), *extra = getenv("CRMD_ARGS");
+    char *dir = data ? strdup(data) : crm_tmpdir_make("e2e");
+    /* no scripts or plugins unless CRMD_ARGS names them (a later flag
+     * wins): the defaults are relative to the cwd, which is the build's */
+    const char *argv[40] = {bin, "serve", "--data", dir, "--schemas", schemas,
+                            "--listen", "127.0.0.1:0", "--web", web ? web : "./web",
+                            "--scripts", "/nonexistent/crmd-test-no-scripts",
+                            "--plugins", "/nonexistent/crmd-test-no-plugins"};
+    int argc = 14, rc;
+    char *copy = extra ? strdup(extra) : NULL, *save = NULL;
+    /* CRMD_ARGS: extra flags, space-separated (tests of limits) */
+    for (char *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && argc < 39;
+         tok = strtok_r(NULL, " ", &save))
+        argv[argc++] = tok;
+    argv[argc] = NULL;
+    rc = crmd_spawn(p, dir, schemas, argv, NULL);
+    free(copy);
+    free(dir);
+    return rc;
 }
 
 static int stop_proc(crmd_proc *p, int keep_data)
