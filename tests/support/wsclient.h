@@ -70,6 +70,8 @@ const char *ws_message(const crm_value *reply);
 /* GET path over plain HTTP/1.1 (Connection: close).  *body: malloc'd text
  * after the headers (caller frees). 0, or -1 when no response came. */
 int http_get(int port, const char *path, int *status, char **body);
+/* The same over TLS (https://), accepting any certificate. */
+int https_get(int port, const char *path, int *status, char **body);
 
 typedef struct crmd_proc {
     pid_t pid;
