@@ -365,7 +365,14 @@ static int on_key(void *user, const char *section, const char *name, const char 
                  *section ? "not in [" : "not before any section", section, *section ? "]" : "");
         return 0;
     }
-    size_t i = (size_t)(o - opts);
+    size_t i = (size_t)(o - opts), vlen = strlen(value);
+    char unquoted[MAX_LINE + 1];
+    if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+        /* "./my data" and "" read as what is between the quotes */
+        memcpy(unquoted, value + 1, vlen - 2);
+        unquoted[vlen - 2] = '\0';
+        value = unquoted;
+    }
     if (l->c->line_of[i] && o->kind != K_ORIGIN) {
         snprintf(l->why, sizeof l->why, "%s is set twice (first on line %d)", name,
                  l->c->line_of[i]);

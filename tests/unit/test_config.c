@@ -122,9 +122,9 @@ static void test_a_file_setting_every_key_is_read_exactly(void **state)
              "  [paths]\n"
              "  data = /srv/crm/data\n"
              "schemas=/srv/crm/schemas\n"
-             "scripts = /srv/crm/scripts\n"
+             "scripts = \"/srv/crm/my scripts\"\n"
              "plugins = /srv/crm/plugins\n"
-             "web =\n"
+             "web = \"\"\n"
              "[limits]\n"
              "max-message = 2048\n"
              "max-depth = 8\n"
@@ -153,7 +153,7 @@ static void test_a_file_setting_every_key_is_read_exactly(void **state)
     assert_int_equal(c.log_level, CRM_LOG_WARN);
     assert_string_equal(c.data, "/srv/crm/data");
     assert_string_equal(c.schemas, "/srv/crm/schemas");
-    assert_string_equal(c.scripts, "/srv/crm/scripts");
+    assert_string_equal(c.scripts, "/srv/crm/my scripts"); /* the quotes dropped */
     assert_string_equal(c.plugins, "/srv/crm/plugins");
     assert_string_equal(c.web, "");
     assert_int_equal(c.net.max_message, 2048);
