@@ -103,14 +103,14 @@ static void usage(FILE *f)
             "                  [--rate PER_SEC] [--max-subs N] [--max-inflight N]\n"
             "                  [--send-queue BYTES] [--ping-secs S] [--idle-secs S]\n"
             "                  [--retention-days D] [--retention-bytes B] [--time-scale N]\n"
-            "       crmd token create [--data DIR] [--schemas DIR] --role ROLE\n"
-            "       crmd token revoke [--data DIR] [--schemas DIR] TOKEN\n"
+            "       crmd token create [--config FILE] [--data DIR] [--schemas DIR] --role ROLE\n"
+            "       crmd token revoke [--config FILE] [--data DIR] [--schemas DIR] TOKEN\n"
             "       crmd demo [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
             "                 [--contacts N] [--seed S] [--years Y] [--force] [--no-value]\n"
             "                 [--quiet]   (synthetic CRM data through the hooks; docs/features/demo.md)\n"
             "       crmd version\n"
-            "serve reads " CRM_CONFIG_DEFAULT_PATH " when it exists and no --config is given;\n"
-            "a flag wins over the file (docs/config.md).  Defaults:\n");
+            "serve and token read " CRM_CONFIG_DEFAULT_PATH " when it exists and no --config\n"
+            "is given; a flag wins over the file (docs/config.md).  Defaults:\n");
     if (crm_config_init(&d, NULL) != CRM_OK)
         return;
     for (size_t i = 0; crm_config_key(i); i++) {
@@ -294,15 +294,40 @@ out:
     return rc;
 }
 
+/* For subcommands other than serve that open the store: the config file
+ * (path, else ./crmd.conf when it exists) gives the defaults of data,
+ * schemas and the feed's retention, so a tool writes to the store the
+ * server uses and never trims the feed shorter than it does.  0, or 1
+ * after a message. */
+static int tool_config(const char *path, crm_config *cfg)
+{
+    crm_err err;
+    if (crm_config_init(cfg, &err) != CRM_OK) {
+        fprintf(stderr, "crmd: %s\n", err.msg);
+        return 1;
+    }
+    if (!path && access(CRM_CONFIG_DEFAULT_PATH, F_OK) == 0)
+        path = CRM_CONFIG_DEFAULT_PATH;
+    if (path && (crm_config_load(cfg, path, &err) != CRM_OK || crm_config_check(cfg, &err) != CRM_OK)) {
+        fprintf(stderr, "crmd: %s\n", err.msg);
+        crm_config_free(cfg);
+        return 1;
+    }
+    return 0;
+}
+
 static int cmd_token(int argc, char **argv)
 {
     static const struct option opts[] = {{"data", required_argument, 0, 'd'},
                                          {"schemas", required_argument, 0, 's'},
                                          {"role", required_argument, 0, 'r'},
+                                         {"config", required_argument, 0, 'c'},
                                          {0, 0, 0, 0}};
-    const char *data = "./data", *schemas = "./schemas", *role = NULL, *sub;
+    const char *data = NULL, *schemas = NULL, *role = NULL, *config = NULL, *sub;
     crm_schema *schema = NULL;
     crm_store *store = NULL;
+    crm_store_opts so;
+    crm_config cfg;
     crm_err err;
     int c, rc = 1;
     if (argc < 2) {
@@ -318,16 +343,29 @@ static int cmd_token(int argc, char **argv)
             schemas = optarg;
         else if (c == 'r')
             role = optarg;
+        else if (c == 'c')
+            config = optarg;
         else
             return 2;
     }
+    if (tool_config(config, &cfg) != 0)
+        return 1;
+    if (!data)
+        data = cfg.data;
+    if (!schemas)
+        schemas = cfg.schemas;
+    crm_store_opts_default(&so);
+    so.feed_max_age_ms = cfg.feed_max_age_ms;
+    so.feed_max_bytes = cfg.feed_max_bytes;
     if (crm_schema_load_dir(schemas, &schema, &err) != CRM_OK) {
         fprintf(stderr, "crmd: %s\n", err.msg);
+        crm_config_free(&cfg);
         return 1;
     }
-    if (crm_store_open(data, schema, NULL, &store, &err) != CRM_OK) {
+    if (crm_store_open(data, schema, &so, &store, &err) != CRM_OK) {
         fprintf(stderr, "crmd: %s\n", err.msg);
         crm_schema_free(schema);
+        crm_config_free(&cfg);
         return 1;
     }
     if (strcmp(sub, "create") == 0 && role && optind == argc - 1) {
@@ -356,6 +394,7 @@ static int cmd_token(int argc, char **argv)
     }
     crm_store_close(store);
     crm_schema_free(schema);
+    crm_config_free(&cfg);
     return rc;
 }
 
