@@ -14,7 +14,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
                libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils \
-               libcurl4-openssl-dev libcsv-dev
+               libcurl4-openssl-dev libcsv-dev libinih-dev openssl
 INTEROP_DIR = tests/interop
 # the libFuzzer targets (fuzz/fuzz_<name>.c), built and run by fuzz-smoke and fuzz
 FUZZ_TARGETS = json msgpack schema filter request luavalue

@@ -1086,7 +1086,7 @@ static int crmd_log_other(const env *e)
     int n = 0;
     FILE *f = fopen(e->log, "r");
     while (f && fgets(line, sizeof line, f)) {
-        if (strstr(line, "\"msg\":\"ready\"") || strstr(line, "\"msg\":\"stopped\""))
+        if (strstr(line, "\"event\":\"ready\"") || strstr(line, "\"event\":\"stopped\""))
             continue;
         if (n++ < 20)
             fprintf(stderr, "crmd: %s", line);

@@ -21,6 +21,7 @@
 
 #include "codec.h"
 #include "keys.h"
+#include "log.h"
 
 void crm_bus_opts_default(crm_bus_opts *o)
 {
@@ -34,21 +35,24 @@ void crm_bus_opts_default(crm_bus_opts *o)
 
 /* ---- logging ---- */
 
+/* kernel/log.c's line, its event the kind of owner: "plugin", "script",
+ * "bus", "plugins" (the loader); who names it ("plugin loyalty"). */
 static void default_log(void *ud, int level, const char *who, const char *msg)
 {
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-    crm_value *m = crm_value_map();
-    char *line = NULL;
+    crm_value *f = crm_value_map();
+    size_t kind = strcspn(who ? who : "", " ");
+    char event[32];
     (void)ud;
-    if (level < 0 || level > CRM_LOG_ERROR)
-        level = CRM_LOG_ERROR;
-    if (m && crm_map_set(m, "level", crm_value_cstr(names[level])) == 0 &&
-        crm_map_set(m, "who", crm_value_cstr(who)) == 0 &&
-        crm_map_set(m, "msg", crm_value_cstr(msg)) == 0)
-        line = crm_json_encode(m, NULL);
-    fprintf(stderr, "%s\n", line ? line : "{\"level\":\"error\",\"msg\":\"out of memory\"}");
-    free(line);
-    crm_value_free(m);
+    snprintf(event, sizeof event, "%.*s", (int)(kind ? kind : 3), kind ? who : "bus");
+    if (f && (crm_map_set(f, "who", crm_value_cstr(who ? who : "")) != 0 ||
+              crm_map_set(f, "msg", crm_value_cstr(msg)) != 0)) {
+        crm_value_free(f);
+        f = NULL;
+    }
+    if (f)
+        crm_log_fields(level, event, f);
+    else
+        crm_log(level, event, "%s", msg);
 }
 
 void crm_bus_vlog(crm_bus *b, int level, const char *who, const char *fmt, va_list ap)

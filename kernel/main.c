@@ -1,9 +1,12 @@
 /*
  * main -- command line, signals, start-up and orderly shutdown.
  *
- * `crmd serve` loads the schemas (a bad file stops start-up with its name
- * and the problem), opens the store, serves the WebSocket API and HTTP
- * endpoints, reports readiness as one JSON log line (with the port) and runs
+ * `crmd serve` takes its options from the built-in defaults, a config file
+ * and the flags, in that order (kernel/config.h, docs/config.md), loads the
+ * schemas (a bad file stops start-up with its name and the problem), opens
+ * the store, serves the WebSocket API and HTTP
+ * endpoints, reports readiness as one JSON log line (with the port; every
+ * log line is JSON, kernel/log.h) and runs
  * until SIGTERM or SIGINT, then finishes in-flight writes and exits 0.
  * `crmd token create|revoke` manage tokens; the token is printed once, on
  * the last line of stdout, and stored only as a hash.
@@ -21,8 +24,10 @@
 #include "bus.h"
 #include "cli_data.h"
 #include "codec.h"
+#include "config.h"
 #include "datalock.h"
 #include "demo.h"
+#include "log.h"
 #include "lua_host.h"
 #include "net.h"
 #include "plugin.h"
@@ -30,15 +35,6 @@
 #include "store.h"
 
 #define CRMD_VERSION "0.1.0"
-
-#define MAX_ORIGINS 16
-
-typedef struct crmd_args {
-    const char *data, *schemas, *scripts, *plugins, *listen, *web;
-    double time_scale;                     /* the server clock's speed (tests) */
-    crm_net_opts net;                      /* limits; defaults from crm_net_opts_default */
-    const char *origins[MAX_ORIGINS + 1];  /* NULL-terminated */
-} crmd_args;
 
 static volatile int stop_signal, reload_signal;
 static crm_net *the_net;
@@ -57,21 +53,6 @@ static void on_stop(int sig)
     stop_signal = sig;
     if (the_net)
         crm_net_wake(the_net);
-}
-
-/* One JSON object per line on stderr (design: structured logs); the JSON
- * codec does the escaping. */
-static void log_line(const char *level, const char *msg, const char *detail)
-{
-    crm_value *m = crm_value_map();
-    char *line = NULL;
-    if (m && crm_map_set(m, "level", crm_value_cstr(level)) == 0 &&
-        crm_map_set(m, "msg", crm_value_cstr(msg)) == 0 &&
-        crm_map_set(m, "detail", crm_value_cstr(detail ? detail : "")) == 0)
-        line = crm_json_encode(m, NULL);
-    fprintf(stderr, "%s\n", line ? line : "{\"level\":\"error\",\"msg\":\"out of memory\"}");
-    free(line);
-    crm_value_free(m);
 }
 
 /* The server clock: real time, or (--time-scale N, for tests of SLA-style
@@ -101,36 +82,56 @@ static void on_reload(void *ud)
     crm_lua *lua = ud;
     crm_err err;
     if (crm_lua_reload(lua, &err) == CRM_OK) {
-        char detail[64];
-        snprintf(detail, sizeof detail, "%zu scripts", crm_lua_count(lua));
-        log_line("info", "scripts reloaded", detail);
+        crm_log(CRM_LOG_INFO, "reload", "scripts reloaded: %zu scripts", crm_lua_count(lua));
     } else {
-        log_line("error", "reload refused; the running scripts stay", err.msg);
+        crm_log(CRM_LOG_ERROR, "reload_refused", "reload refused; the running scripts stay: %s",
+                err.msg);
     }
 }
 
+/* The defaults come from the option table (kernel/config.c), so this text
+ * cannot disagree with the file format or docs/config.md. */
 static void usage(FILE *f)
 {
+    crm_config d;
+    char buf[256];
+    size_t col = 0;
     fprintf(f,
-            "usage: crmd serve [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
-            "                  [--listen HOST:PORT] [--web DIR] [--origin URL]...\n"
+            "usage: crmd serve [--config FILE] [--print-config] [--listen HOST:PORT]\n"
+            "                  [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
+            "                  [--web DIR] [--origin URL]... [--log-level LEVEL]\n"
+            "                  [--tls-cert PEM --tls-key PEM]\n"
             "                  [--max-message BYTES] [--max-depth N] [--auth-deadline-ms MS]\n"
             "                  [--rate PER_SEC] [--max-subs N] [--max-inflight N]\n"
             "                  [--send-queue BYTES] [--ping-secs S] [--idle-secs S]\n"
-            "                  [--time-scale N]\n"
-            "       crmd token create [--data DIR] [--schemas DIR] --role ROLE\n"
-            "       crmd token revoke [--data DIR] [--schemas DIR] TOKEN\n"
+            "                  [--retention-days D] [--retention-bytes B] [--time-scale N]\n"
+            "       crmd token create [--config FILE] [--data DIR] [--schemas DIR] --role ROLE\n"
+            "       crmd token revoke [--config FILE] [--data DIR] [--schemas DIR] TOKEN\n"
             "       crmd demo [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
             "                 [--contacts N] [--seed S] [--years Y] [--force] [--no-value]\n"
             "                 [--quiet]   (synthetic CRM data through the hooks; docs/features/demo.md)\n"
             "       crmd version\n"
-            "defaults: --data ./data --schemas ./schemas --scripts ./scripts\n"
-            "          --plugins ./plugins --listen 127.0.0.1:8420 --web ./web\n"
-            "          --max-message 1048576 --max-depth 32 --auth-deadline-ms 10000\n"
-            "          --rate 10000 --max-subs 64 --max-inflight 1024 --send-queue 8388608\n"
-            "          --ping-secs 30 --idle-secs 75 --time-scale 1\n"
-            "          (--time-scale: the server clock runs N times faster; for tests)\n"
-            "          (--origin: browser origins allowed besides the server's own host)\n");
+            "serve and token read " CRM_CONFIG_DEFAULT_PATH " when it exists and no --config\n"
+            "is given; a flag wins over the file (docs/config.md).  Defaults:\n");
+    if (crm_config_init(&d, NULL) != CRM_OK)
+        return;
+    for (size_t i = 0; crm_config_key(i); i++) {
+        int n;
+        crm_config_format(&d, i, buf, sizeof buf);
+        n = fprintf(f, "  --%s %s", crm_config_key(i),
+                    *buf                                    ? buf
+                    : strcmp(crm_config_key(i), "origin") == 0 ? "(none)"
+                                                            : "\"\"");
+        col += (size_t)n;
+        if (col > 60 || !crm_config_key(i + 1)) {
+            fputc('\n', f);
+            col = 0;
+        }
+    }
+    fprintf(f, "  (--origin: browser origins allowed besides the server's own host, repeatable;\n"
+               "   --tls-cert/--tls-key: serve wss:// and https://; --time-scale: the server\n"
+               "   clock runs N times faster, for tests)\n");
+    crm_config_free(&d);
     crm_cli_data_usage(f);
 }
 
@@ -146,100 +147,46 @@ static long long num_arg(const char *flag, const char *v, long long min, long lo
     return x;
 }
 
-static int parse_serve(int argc, char **argv, crmd_args *a)
+/* The ready line: tests and benches find the port by its text "listening
+ * on HOST:PORT", so that wording stays; the same facts follow as fields. */
+static void log_ready(const crm_config *cfg, const char *host, int port, int tls,
+                      const crm_schema *schema, crm_plugins *plugins, crm_lua *lua,
+                      crm_store *store)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},    {"schemas", required_argument, 0, 's'},
-        {"scripts", required_argument, 0, 'l'}, {"plugins", required_argument, 0, 'p'},
-        {"listen", required_argument, 0, 'L'},  {"web", required_argument, 0, 'w'},
-        {"origin", required_argument, 0, 'o'},  {"max-message", required_argument, 0, 'M'},
-        {"max-depth", required_argument, 0, 'D'}, {"auth-deadline-ms", required_argument, 0, 'A'},
-        {"rate", required_argument, 0, 'R'},    {"max-subs", required_argument, 0, 'S'},
-        {"max-inflight", required_argument, 0, 'I'}, {"send-queue", required_argument, 0, 'Q'},
-        {"ping-secs", required_argument, 0, 'P'}, {"idle-secs", required_argument, 0, 'T'},
-        {"time-scale", required_argument, 0, 'X'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
-    int c, norigins = 0;
-    long long x = 0;
-    memset(a, 0, sizeof *a);
-    a->data = "./data";
-    a->schemas = "./schemas";
-    a->scripts = "./scripts";
-    a->plugins = "./plugins";
-    a->listen = "127.0.0.1:8420";
-    a->web = "./web";
-    a->time_scale = 1.0;
-    crm_net_opts_default(&a->net);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        const char *name = NULL;
-        switch (c) {
-        case 'd': a->data = optarg; continue;
-        case 's': a->schemas = optarg; continue;
-        case 'l': a->scripts = optarg; continue;
-        case 'p': a->plugins = optarg; continue;
-        case 'L': a->listen = optarg; continue;
-        case 'w': a->web = optarg; continue;
-        case 'o':
-            if (norigins == MAX_ORIGINS) {
-                fprintf(stderr, "crmd: at most %d --origin flags\n", MAX_ORIGINS);
-                return -1;
-            }
-            a->origins[norigins++] = optarg;
-            continue;
-        case 'M': name = "max-message"; x = num_arg(name, optarg, 1024, 64LL << 20); a->net.max_message = (size_t)x; break;
-        case 'D': name = "max-depth"; x = num_arg(name, optarg, 2, 256); a->net.max_depth = (int)x; break;
-        case 'A': name = "auth-deadline-ms"; x = num_arg(name, optarg, 100, 3600000); a->net.auth_deadline_ms = (int)x; break;
-        case 'R': name = "rate"; x = num_arg(name, optarg, 1, 10000000); a->net.rate_per_sec = (int)x; break;
-        case 'S': name = "max-subs"; x = num_arg(name, optarg, 1, 100000); a->net.max_subs = (int)x; break;
-        case 'I': name = "max-inflight"; x = num_arg(name, optarg, 1, 1000000); a->net.max_inflight = (int)x; break;
-        case 'Q': name = "send-queue"; x = num_arg(name, optarg, 65536, 1LL << 34); a->net.send_queue_max = (size_t)x; break;
-        case 'P': name = "ping-secs"; x = num_arg(name, optarg, 1, 3600); a->net.ping_secs = (int)x; break;
-        case 'T': name = "idle-secs"; x = num_arg(name, optarg, 2, 36000); a->net.idle_secs = (int)x; break;
-        case 'X': {
-            char *end;
-            double v = strtod(optarg, &end);
-            if (!*optarg || *end || !(v >= 0.001 && v <= 1e6)) {
-                fprintf(stderr, "crmd: --time-scale must be a number from 0.001 to 1000000\n");
-                return -1;
-            }
-            a->time_scale = v;
-            continue;
-        }
-        case 'h': usage(stdout); exit(0);
-        default: return -1;
-        }
-        if (x < 0)
-            return -1;
+    char msg[1024], url[320];
+    crm_value *f = crm_value_map();
+    snprintf(url, sizeof url, "%s://%s:%d/ws", tls ? "wss" : "ws", host, port);
+    snprintf(msg, sizeof msg,
+             "crmd %s listening on %s:%d (%s): %zu collections, %zu plugins, %zu scripts, "
+             "data %s, last seq %llu",
+             CRMD_VERSION, host, port, url, schema->ncolls, crm_plugins_count(plugins),
+             crm_lua_count(lua), cfg->data, (unsigned long long)crm_store_last_seq(store));
+    if (f && (crm_map_set(f, "msg", crm_value_cstr(msg)) != 0 ||
+              crm_map_set(f, "version", crm_value_cstr(CRMD_VERSION)) != 0 ||
+              crm_map_set(f, "host", crm_value_cstr(host)) != 0 ||
+              crm_map_set(f, "port", crm_value_int(port)) != 0 ||
+              crm_map_set(f, "url", crm_value_cstr(url)) != 0 ||
+              crm_map_set(f, "tls", crm_value_bool(tls)) != 0 ||
+              crm_map_set(f, "config", cfg->path ? crm_value_cstr(cfg->path) : crm_value_nil()) != 0 ||
+              crm_map_set(f, "collections", crm_value_int((int64_t)schema->ncolls)) != 0 ||
+              crm_map_set(f, "plugins", crm_value_int((int64_t)crm_plugins_count(plugins))) != 0 ||
+              crm_map_set(f, "scripts", crm_value_int((int64_t)crm_lua_count(lua))) != 0 ||
+              crm_map_set(f, "data", crm_value_cstr(cfg->data)) != 0 ||
+              crm_map_set(f, "last_seq", crm_value_int((int64_t)crm_store_last_seq(store))) != 0)) {
+        crm_value_free(f);
+        f = NULL;
     }
-    a->net.origins = a->origins;
-    if (a->net.idle_secs <= a->net.ping_secs) {
-        fprintf(stderr, "crmd: --idle-secs must be longer than --ping-secs\n");
-        return -1;
+    if (!f) { /* out of memory: the ready line must still say the port */
+        crm_log(CRM_LOG_INFO, "ready", "%s", msg);
+        return;
     }
-    return optind <= argc ? 0 : -1;
-}
-
-/* "host:port" -> parts; port 0 lets the kernel choose (printed at ready). */
-static int parse_listen(const char *listen, char *host, size_t cap, int *port)
-{
-    const char *colon = strrchr(listen, ':');
-    char *end;
-    long p;
-    if (!colon || (size_t)(colon - listen) >= cap)
-        return -1;
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
-    p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
+    crm_log_fields(CRM_LOG_INFO, "ready", f);
 }
 
 static int cmd_serve(int argc, char **argv)
 {
-    crmd_args a;
+    crm_config cfg;
+    crm_net_opts net;
     crm_schema *schema = NULL;
     crm_store *store = NULL;
     crm_bus *bus = NULL;
@@ -251,50 +198,67 @@ static int cmd_serve(int argc, char **argv)
     server_clock clock = {1.0, 0, 0};
     crm_err err;
     struct sigaction sa;
-    char detail[1024];
-    int rc = 1;
-
+    int rc = 1, help, print;
     char host[256];
     int port;
-    if (parse_serve(argc, argv, &a) != 0 || optind != argc ||
-        parse_listen(a.listen, host, sizeof host, &port) != 0) {
-        usage(stderr);
+
+    if (crm_config_init(&cfg, &err) != CRM_OK) {
+        fprintf(stderr, "crmd: %s\n", err.msg);
+        return 1;
+    }
+    /* the config file, then the flags over it (kernel/config.h) */
+    if (crm_config_args(&cfg, argc, argv, CRM_CONFIG_DEFAULT_PATH, &help, &print, &err) !=
+        CRM_OK) {
+        fprintf(stderr, "crmd: %s\n(crmd serve --help lists the options; docs/config.md)\n",
+                err.msg);
+        crm_config_free(&cfg);
         return 2;
     }
-    if (crm_schema_load_dir(a.schemas, &schema, &err) != CRM_OK) {
-        log_line("error", "bad schema", err.msg);
+    if (help || print) {
+        if (help)
+            usage(stdout);
+        else
+            crm_config_write(&cfg, stdout);
+        crm_config_free(&cfg);
+        return 0;
+    }
+    crm_log_set_level(cfg.log_level);
+    crm_config_listen(&cfg, host, sizeof host, &port);
+    if (crm_schema_load_dir(cfg.schemas, &schema, &err) != CRM_OK) {
+        crm_log(CRM_LOG_ERROR, "bad_schema", "%s", err.msg);
+        crm_config_free(&cfg);
         return 1;
     }
     crm_store_opts_default(&so);
-    if (a.time_scale != 1.0) {
-        clock.scale = a.time_scale;
+    so.feed_max_age_ms = cfg.feed_max_age_ms;
+    so.feed_max_bytes = cfg.feed_max_bytes;
+    if (cfg.time_scale != 1.0) {
+        clock.scale = cfg.time_scale;
         so.clock_ms = scaled_clock;
         so.clock_ud = &clock;
     }
     clock.start_real_ms = clock.base_ms = real_ms();
     /* one writer per data folder: refuses while import or restore has it */
-    if (crm_datalock_take(a.data, "crmd serve", &lock, &err) != CRM_OK ||
-        crm_store_open(a.data, schema, &so, &store, &err) != CRM_OK) {
-        log_line("error", "store", err.msg);
-        crm_datalock_release(lock);
-        crm_schema_free(schema);
-        return 1;
+    if (crm_datalock_take(cfg.data, "crmd serve", &lock, &err) != CRM_OK ||
+        crm_store_open(cfg.data, schema, &so, &store, &err) != CRM_OK) {
+        crm_log(CRM_LOG_ERROR, "store", "%s", err.msg);
+        goto out;
     }
     if (crm_store_last_commit_ms(store) > clock.base_ms)
         clock.base_ms = crm_store_last_commit_ms(store);
     crm_bus_opts_default(&bo);
-    bo.time_scale = a.time_scale;
+    bo.time_scale = cfg.time_scale;
     if (crm_bus_new(store, &bo, &bus, &err) != CRM_OK) {
-        log_line("error", "bus", err.msg);
+        crm_log(CRM_LOG_ERROR, "bus", "%s", err.msg);
         goto out;
     }
     /* plugins first, then scripts: hooks run in that order */
-    if (crm_plugins_load(bus, a.plugins, &plugins, &err) != CRM_OK) {
-        log_line("error", "plugin refused", err.msg);
+    if (crm_plugins_load(bus, cfg.plugins, &plugins, &err) != CRM_OK) {
+        crm_log(CRM_LOG_ERROR, "plugin_refused", "plugin refused: %s", err.msg);
         goto out;
     }
-    if (crm_lua_open(bus, a.scripts, NULL, &lua, &err) != CRM_OK) {
-        log_line("error", "script refused", err.msg);
+    if (crm_lua_open(bus, cfg.scripts, NULL, &lua, &err) != CRM_OK) {
+        crm_log(CRM_LOG_ERROR, "script_refused", "script refused: %s", err.msg);
         goto out;
     }
     memset(&sa, 0, sizeof sa);
@@ -304,26 +268,25 @@ static int cmd_serve(int argc, char **argv)
     sa.sa_handler = on_hup;
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    a.net.host = host;
-    a.net.port = port;
-    a.net.web_dir = a.web;
-    a.net.bus = bus;
-    a.net.reload_flag = &reload_signal;
-    a.net.on_reload = on_reload;
-    a.net.reload_ud = lua;
-    if (crm_net_create(store, schema, &a.net, &the_net, &err) != CRM_OK) {
-        log_line("error", "listen", err.msg);
+    net = cfg.net;
+    net.host = host;
+    net.port = port;
+    net.origins = (const char *const *)cfg.origins;
+    net.web_dir = *cfg.web ? cfg.web : NULL;
+    net.tls_cert = *cfg.tls_cert ? cfg.tls_cert : NULL;
+    net.tls_key = *cfg.tls_key ? cfg.tls_key : NULL;
+    net.bus = bus;
+    net.reload_flag = &reload_signal;
+    net.on_reload = on_reload;
+    net.reload_ud = lua;
+    if (crm_net_create(store, schema, &net, &the_net, &err) != CRM_OK) {
+        crm_log(CRM_LOG_ERROR, "listen", "%s", err.msg);
         goto out;
     }
-    snprintf(detail, sizeof detail,
-             "crmd %s listening on %s:%d (ws://%s:%d/ws): %zu collections, %zu plugins, "
-             "%zu scripts, data %s, last seq %llu",
-             CRMD_VERSION, host, crm_net_port(the_net), host, crm_net_port(the_net),
-             schema->ncolls, crm_plugins_count(plugins), crm_lua_count(lua), a.data,
-             (unsigned long long)crm_store_last_seq(store));
-    log_line("info", "ready", detail);
+    log_ready(&cfg, host, crm_net_port(the_net), net.tls_cert != NULL, schema, plugins, lua,
+              store);
     crm_net_run(the_net, &stop_signal);
-    log_line("info", "stopped", stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    crm_log(CRM_LOG_INFO, "stopped", "%s", stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
     crm_net_destroy(the_net);
     the_net = NULL;
     rc = 0;
@@ -334,7 +297,30 @@ out:
     crm_store_close(store);
     crm_schema_free(schema);
     crm_datalock_release(lock);
+    crm_config_free(&cfg);
     return rc;
+}
+
+/* For subcommands other than serve that open the store: the config file
+ * (path, else ./crmd.conf when it exists) gives the defaults of data,
+ * schemas and the feed's retention, so a tool writes to the store the
+ * server uses and never trims the feed shorter than it does.  0, or 1
+ * after a message. */
+static int tool_config(const char *path, crm_config *cfg)
+{
+    crm_err err;
+    if (crm_config_init(cfg, &err) != CRM_OK) {
+        fprintf(stderr, "crmd: %s\n", err.msg);
+        return 1;
+    }
+    if (!path && access(CRM_CONFIG_DEFAULT_PATH, F_OK) == 0)
+        path = CRM_CONFIG_DEFAULT_PATH;
+    if (path && (crm_config_load(cfg, path, &err) != CRM_OK || crm_config_check(cfg, &err) != CRM_OK)) {
+        fprintf(stderr, "crmd: %s\n", err.msg);
+        crm_config_free(cfg);
+        return 1;
+    }
+    return 0;
 }
 
 static int cmd_token(int argc, char **argv)
@@ -342,10 +328,13 @@ static int cmd_token(int argc, char **argv)
     static const struct option opts[] = {{"data", required_argument, 0, 'd'},
                                          {"schemas", required_argument, 0, 's'},
                                          {"role", required_argument, 0, 'r'},
+                                         {"config", required_argument, 0, 'c'},
                                          {0, 0, 0, 0}};
-    const char *data = "./data", *schemas = "./schemas", *role = NULL, *sub;
+    const char *data = NULL, *schemas = NULL, *role = NULL, *config = NULL, *sub;
     crm_schema *schema = NULL;
     crm_store *store = NULL;
+    crm_store_opts so;
+    crm_config cfg;
     crm_err err;
     int c, rc = 1;
     if (argc < 2) {
@@ -361,16 +350,29 @@ static int cmd_token(int argc, char **argv)
             schemas = optarg;
         else if (c == 'r')
             role = optarg;
+        else if (c == 'c')
+            config = optarg;
         else
             return 2;
     }
+    if (tool_config(config, &cfg) != 0)
+        return 1;
+    if (!data)
+        data = cfg.data;
+    if (!schemas)
+        schemas = cfg.schemas;
+    crm_store_opts_default(&so);
+    so.feed_max_age_ms = cfg.feed_max_age_ms;
+    so.feed_max_bytes = cfg.feed_max_bytes;
     if (crm_schema_load_dir(schemas, &schema, &err) != CRM_OK) {
         fprintf(stderr, "crmd: %s\n", err.msg);
+        crm_config_free(&cfg);
         return 1;
     }
-    if (crm_store_open(data, schema, NULL, &store, &err) != CRM_OK) {
+    if (crm_store_open(data, schema, &so, &store, &err) != CRM_OK) {
         fprintf(stderr, "crmd: %s\n", err.msg);
         crm_schema_free(schema);
+        crm_config_free(&cfg);
         return 1;
     }
     if (strcmp(sub, "create") == 0 && role && optind == argc - 1) {
@@ -399,6 +401,7 @@ static int cmd_token(int argc, char **argv)
     }
     crm_store_close(store);
     crm_schema_free(schema);
+    crm_config_free(&cfg);
     return rc;
 }
 

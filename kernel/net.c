@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "log.h"
 #include "net_int.h"
 
 int64_t crm_net_now_ms(void)
@@ -324,6 +325,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         n->sessions = s;
         n->conns_now++;
         n->conns_total++;
+        if (crm_log_level() <= CRM_LOG_DEBUG) {
+            char peer[64] = "";
+            lws_get_peer_simple(wsi, peer, sizeof peer);
+            crm_log(CRM_LOG_DEBUG, "connect", "%s from %s", lws_get_protocol(wsi)->name, peer);
+        }
         break;
     case LWS_CALLBACK_RECEIVE: {
         size_t limit = s->authed ? n->o.max_message : n->o.max_message_preauth;
@@ -400,6 +406,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             s->next->prev = s->prev;
         n->conns_now--;
         s->is_ws = 0;
+        /* user is "token:ID", the token's id, never its secret (R18) */
+        crm_log(CRM_LOG_DEBUG, "disconnect", "%s%s%s", s->user[0] ? s->user : "not authenticated",
+                s->close_why ? ": " : "", s->close_why ? s->close_why : "");
         break;
     case LWS_CALLBACK_HTTP:
         return on_http(wsi, n, in ? (const char *)in : "/");
@@ -457,6 +466,22 @@ void crm_net_schedule_flush(crm_net *n)
     lws_sul_schedule(n->ctx, 0, &n->flush_sul, flush_cb, 1);
 }
 
+/* lws' own messages become log lines: "[2026/11/23 14:50:00:1234] E: text\n"
+ * -> {"event":"lws","msg":"text"}. */
+static void lws_emit(int level, const char *line)
+{
+    const char *p = line;
+    size_t n;
+    if (*p == '[' && (p = strchr(p, ']')) != NULL && p[1] == ' ' && p[2] && p[3] == ':')
+        p += 4;
+    else
+        p = line;
+    p += strspn(p, " ");
+    n = strcspn(p, "\n");
+    crm_log(level & LLL_ERR ? CRM_LOG_ERROR : level & LLL_WARN ? CRM_LOG_WARN : CRM_LOG_INFO,
+            "lws", "%.*s", (int)n, p);
+}
+
 int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opts *opts,
                    crm_net **out, crm_err *err)
 {
@@ -472,7 +497,7 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
     else
         crm_net_opts_default(&n->o);
     n->pushed_seq = crm_store_last_seq(store);
-    lws_set_log_level(LLL_ERR, NULL);
+    lws_set_log_level(LLL_ERR | (crm_log_level() <= CRM_LOG_WARN ? LLL_WARN : 0), lws_emit);
     memset(&info, 0, sizeof info);
     info.port = n->o.port; /* 0: the kernel picks a free port */
     info.iface = n->o.host;
@@ -487,9 +512,22 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
     info.retry_and_idle_policy = &n->idle_policy;
     info.max_http_header_pool = 256;
     info.pt_serv_buf_size = 64 * 1024;
+    if (n->o.tls_cert && n->o.tls_key) {
+        /* wss:// and https:// only: without ALLOW_NON_SSL_ON_SSL_PORT a
+         * plain connection to this port fails its handshake */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = n->o.tls_cert;
+        info.ssl_private_key_filepath = n->o.tls_key;
+    }
     n->ctx = lws_create_context(&info);
     if (!n->ctx) {
-        crm_err_set(err, CRM_UNAVAILABLE, "cannot listen on %s:%d", n->o.host, n->o.port);
+        if (info.ssl_cert_filepath)
+            crm_err_set(err, CRM_UNAVAILABLE,
+                        "cannot listen on %s:%d with TLS certificate %s and key %s "
+                        "(the lws lines above say why)",
+                        n->o.host, n->o.port, n->o.tls_cert, n->o.tls_key);
+        else
+            crm_err_set(err, CRM_UNAVAILABLE, "cannot listen on %s:%d", n->o.host, n->o.port);
         free(n);
         return CRM_UNAVAILABLE;
     }
@@ -503,6 +541,11 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
 int crm_net_port(const crm_net *n)
 {
     return n->port;
+}
+
+int crm_net_tls(const crm_net *n)
+{
+    return n->o.tls_cert && n->o.tls_key;
 }
 
 void crm_net_wake(crm_net *n)

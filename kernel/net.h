@@ -33,6 +33,8 @@ typedef struct crm_net_opts {
     int rate_per_sec;          /* requests per second per connection; default 10000 */
     const char *const *origins;/* allowed Origin values (NULL-terminated) besides same-host */
     const char *web_dir;       /* static files served under / (the dashboard); NULL = none */
+    const char *tls_cert;      /* PEM certificate (chain) and its key: wss:// and https:// */
+    const char *tls_key;       /* only; NULL = plain ws:// and http:// */
     int ping_secs;             /* a quiet connection is pinged after this; default 30 */
     int idle_secs;             /* and closed when nothing (not even a pong) came for this; default 75 */
     crm_bus *bus;              /* hooks, timers, methods (borrowed); NULL = none */
@@ -50,6 +52,8 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
                    crm_net **out, crm_err *err);
 /* The port actually listened on. */
 int crm_net_port(const crm_net *n);
+/* 1 when the server speaks TLS (wss://, https://). */
+int crm_net_tls(const crm_net *n);
 /* Runs the loop until *stop becomes non-zero (set from a signal handler,
  * followed by crm_net_wake).  Then finishes in-flight writes, closes every
  * client with 1001 and returns. */

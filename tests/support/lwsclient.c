@@ -124,6 +124,11 @@ static int has_msg_or_closed(lwsc *c) { return c->qh || c->closed; }
 
 lwsc *lwsc_connect(int port, const char *subprotocol, const char *origin)
 {
+    return lwsc_connect_tls(port, subprotocol, origin, 0);
+}
+
+lwsc *lwsc_connect_tls(int port, const char *subprotocol, const char *origin, int tls)
+{
     struct lws_context_creation_info info;
     struct lws_client_connect_info ci;
     char host[64];
@@ -135,6 +140,8 @@ lwsc *lwsc_connect(int port, const char *subprotocol, const char *origin)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protocols;
     info.user = c;
+    if (tls)
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (!(c->ctx = lws_create_context(&info))) {
         free(c);
         return NULL;
@@ -153,6 +160,9 @@ lwsc *lwsc_connect(int port, const char *subprotocol, const char *origin)
     ci.protocol = subprotocol;
     ci.ietf_version_or_minus_one = -1;
     ci.pwsi = &c->wsi;
+    if (tls)
+        ci.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED |
+                            LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
     c->binary = subprotocol && strcmp(subprotocol, "crm.v1.msgpack") == 0;
     if (!lws_client_connect_via_info(&ci) || !service_until(c, is_open_or_closed, 5000) ||
         !c->established || c->closed) {

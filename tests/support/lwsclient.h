@@ -12,6 +12,9 @@ typedef struct lwsc lwsc;
 
 /* NULL when the handshake fails (refused subprotocol or Origin, no server). */
 lwsc *lwsc_connect(int port, const char *subprotocol, const char *origin);
+/* The same over TLS when tls (wss://), accepting a self-signed certificate
+ * and any host name: the tests' servers use a throw-away certificate. */
+lwsc *lwsc_connect_tls(int port, const char *subprotocol, const char *origin, int tls);
 void lwsc_close(lwsc *c);
 /* One whole message as a text (binary = 0) or binary frame. */
 int lwsc_send(lwsc *c, int binary, const void *buf, size_t len);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -12,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "codec.h"
 #include "lwsclient.h"
@@ -57,6 +61,7 @@ static int read_all(int fd, void *buf, size_t len, int timeout_ms)
 }
 
 int ws_client_use_lws;
+int ws_client_tls;
 
 static int raw_send_frame(ws_client *c, int opcode, const void *buf, size_t len);
 
@@ -70,9 +75,9 @@ int ws_connect(ws_client *c, int port, const char *subprotocol, const char *orig
     if (status)
         *status = 0;
     c->lws = NULL;
-    if (ws_client_use_lws) {
+    if (ws_client_use_lws || ws_client_tls) {
         c->fd = -1;
-        c->lws = lwsc_connect(port, subprotocol, origin);
+        c->lws = lwsc_connect_tls(port, subprotocol, origin, ws_client_tls);
         return c->lws ? 0 : -1;
     }
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -273,45 +278,47 @@ crm_value *ws_reply(ws_client *c, long long ref, int timeout_ms, crm_value *push
 
 /* ---- running crmd ---- */
 
-int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data)
+/* Copies bytes to stderr and, when log_fd >= 0, to the log file too. */
+static void copy_out(int log_fd, const char *buf, size_t len)
 {
-    int errpipe[2];
-    char line[2048];
+    (void)!write(2, buf, len);
+    if (log_fd >= 0)
+        (void)!write(log_fd, buf, len);
+}
+
+int crmd_spawn(crmd_proc *p, const char *data, const char *schemas, const char *const *argv,
+               const char *log)
+{
+    int errpipe[2], log_fd = -1;
+    char line[4096];
     size_t n = 0;
     memset(p, 0, sizeof *p);
-    p->bin = strdup(bin);
-    p->schemas = strdup(schemas);
-    p->data = data ? strdup(data) : crm_tmpdir_make("e2e");
-    p->port = 0;
-    if (pipe(errpipe) != 0)
+    p->bin = strdup(argv[0]);
+    p->schemas = schemas ? strdup(schemas) : NULL;
+    p->data = data ? strdup(data) : NULL;
+    if (log && (log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644)) < 0)
         return -1;
+    if (pipe(errpipe) != 0) {
+        if (log_fd >= 0)
+            close(log_fd);
+        return -1;
+    }
     p->pid = fork();
     if (p->pid == 0) {
         dup2(errpipe[1], 2);
         close(errpipe[0]);
-        const char *web = getenv("CRM_WEB"), *extra = getenv("CRMD_ARGS");
-        /* no scripts or plugins unless CRMD_ARGS names them (a later flag
-         * wins): the defaults are relative to the cwd, which is the build's */
-        const char *argv[40] = {bin, "serve", "--data", p->data, "--schemas", schemas,
-                                "--listen", "127.0.0.1:0", "--web", web ? web : "./web",
-                                "--scripts", "/nonexistent/crmd-test-no-scripts",
-                                "--plugins", "/nonexistent/crmd-test-no-plugins"};
-        int argc = 14;
-        char *copy = extra ? strdup(extra) : NULL, *save = NULL;
-        /* CRMD_ARGS: extra flags, space-separated (tests of limits) */
-        for (char *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && argc < 39;
-             tok = strtok_r(NULL, " ", &save))
-            argv[argc++] = tok;
-        argv[argc] = NULL;
-        execv(bin, (char *const *)argv);
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     close(errpipe[1]);
     /* the ready line carries the port: "listening on 127.0.0.1:PORT" */
     while (n + 1 < sizeof line && read_all(errpipe[0], line + n, 1, 10000) == 0) {
         if (line[n] == '\n') {
+            char *at;
+            if (log_fd >= 0)
+                (void)!write(log_fd, line, n + 1);
             line[n] = 0;
-            char *at = strstr(line, "listening on 127.0.0.1:");
+            at = strstr(line, "listening on 127.0.0.1:");
             if (at) {
                 p->port = atoi(at + strlen("listening on 127.0.0.1:"));
                 break;
@@ -327,11 +334,36 @@ int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *d
         char buf[4096];
         ssize_t r;
         while ((r = read(errpipe[0], buf, sizeof buf)) > 0)
-            (void)!write(2, buf, (size_t)r);
+            copy_out(log_fd, buf, (size_t)r);
         _exit(0);
     }
     close(errpipe[0]);
+    if (log_fd >= 0)
+        close(log_fd);
     return p->port > 0 ? 0 : -1;
+}
+
+int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data)
+{
+    const char *web = getenv("CRM_WEB"), *extra = getenv("CRMD_ARGS");
+    char *dir = data ? strdup(data) : crm_tmpdir_make("e2e");
+    /* no scripts or plugins unless CRMD_ARGS names them (a later flag
+     * wins): the defaults are relative to the cwd, which is the build's */
+    const char *argv[40] = {bin, "serve", "--data", dir, "--schemas", schemas,
+                            "--listen", "127.0.0.1:0", "--web", web ? web : "./web",
+                            "--scripts", "/nonexistent/crmd-test-no-scripts",
+                            "--plugins", "/nonexistent/crmd-test-no-plugins"};
+    int argc = 14, rc;
+    char *copy = extra ? strdup(extra) : NULL, *save = NULL;
+    /* CRMD_ARGS: extra flags, space-separated (tests of limits) */
+    for (char *tok = copy ? strtok_r(copy, " ", &save) : NULL; tok && argc < 39;
+         tok = strtok_r(NULL, " ", &save))
+        argv[argc++] = tok;
+    argv[argc] = NULL;
+    rc = crmd_spawn(p, dir, schemas, argv, NULL);
+    free(copy);
+    free(dir);
+    return rc;
 }
 
 static int stop_proc(crmd_proc *p, int keep_data)
@@ -376,22 +408,49 @@ char *crmd_token(const crmd_proc *p, const char *role)
     return last;
 }
 
-int http_get(int port, const char *path, int *status, char **body)
+/* A connected loopback TCP socket, or -1. */
+static int tcp_connect(int port)
 {
     struct sockaddr_in sa = {0};
-    char req[1024], *buf = NULL;
-    size_t n = 0, cap = 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), len;
-    *status = 0;
-    *body = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The status and body of a whole HTTP/1.1 response in buf (n bytes, room
+ * for one more); frees buf. */
+static int http_response(char *buf, size_t n, int *status, char **body)
+{
+    if (!buf)
+        return -1;
+    buf[n] = 0;
+    sscanf(buf, "HTTP/1.1 %d", status);
+    char *sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+    free(buf);
+    return *status ? 0 : -1;
+}
+
+int http_get(int port, const char *path, int *status, char **body)
+{
+    char req[1024], *buf = NULL;
+    size_t n = 0, cap = 0;
+    int fd = tcp_connect(port), len;
+    *status = 0;
+    *body = NULL;
+    if (fd < 0)
+        return -1;
     len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
                    path, port);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || write_all(fd, req, (size_t)len) != 0) {
+    if (write_all(fd, req, (size_t)len) != 0) {
         close(fd);
         return -1;
     }
@@ -409,14 +468,52 @@ int http_get(int port, const char *path, int *status, char **body)
         n += (size_t)r;
     }
     close(fd);
-    if (!buf)
+    return http_response(buf, n, status, body);
+}
+
+int https_get(int port, const char *path, int *status, char **body)
+{
+    char req[1024], *buf = NULL;
+    size_t n = 0, cap = 0;
+    struct timeval tv = {3, 0};
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    int fd = tcp_connect(port), len, rc = -1;
+    *status = 0;
+    *body = NULL;
+    if (fd < 0)
         return -1;
-    buf[n] = 0;
-    sscanf(buf, "HTTP/1.1 %d", status);
-    char *sep = strstr(buf, "\r\n\r\n");
-    *body = strdup(sep ? sep + 4 : "");
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* no verification: the tests' servers use a throw-away certificate */
+    if (!(ctx = SSL_CTX_new(TLS_client_method())) || !(ssl = SSL_new(ctx)) ||
+        SSL_set_fd(ssl, fd) != 1 || SSL_connect(ssl) != 1)
+        goto out;
+    len = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
+                   path, port);
+    if (SSL_write(ssl, req, len) != len)
+        goto out;
+    for (;;) {
+        int r;
+        if (n + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+        if ((r = SSL_read(ssl, buf + n, 4096)) <= 0)
+            break;
+        n += (size_t)r;
+    }
+    rc = http_response(buf, n, status, body);
+    buf = NULL;
+out:
     free(buf);
-    return *status ? 0 : -1;
+    if (ssl)
+        SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+    return rc;
 }
 
 int ws_auth(ws_client *c, const char *token, int timeout_ms)

@@ -26,6 +26,9 @@ typedef struct ws_client {
  * on both, except that an lws client cannot send malformed frames and its
  * refused handshakes report no HTTP status. */
 extern int ws_client_use_lws;
+/* When non-zero, ws_connect makes lws clients over TLS (wss://), accepting
+ * a self-signed certificate (tests of `crmd serve --tls-cert`). */
+extern int ws_client_tls;
 
 /* Connects to 127.0.0.1:port/ws offering subprotocol (NULL: none).
  * Returns 0, or -1 (with the HTTP status in *status when one came). */
@@ -67,6 +70,8 @@ const char *ws_message(const crm_value *reply);
 /* GET path over plain HTTP/1.1 (Connection: close).  *body: malloc'd text
  * after the headers (caller frees). 0, or -1 when no response came. */
 int http_get(int port, const char *path, int *status, char **body);
+/* The same over TLS (https://), accepting any certificate. */
+int https_get(int port, const char *path, int *status, char **body);
 
 typedef struct crmd_proc {
     pid_t pid;
@@ -78,6 +83,12 @@ typedef struct crmd_proc {
  * (or data when given), schemas, and static files from $CRM_WEB; waits for
  * its ready line. */
 int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data);
+/* Runs argv (argv[0] the crmd binary; NULL-terminated) and waits for its
+ * ready line (p->port).  data: the folder crmd_stop removes (copied; NULL =
+ * none); schemas: for crmd_token.  log: when non-NULL, crmd's stderr is also
+ * appended to this file (tests that read the log). */
+int crmd_spawn(crmd_proc *p, const char *data, const char *schemas, const char *const *argv,
+               const char *log);
 /* SIGTERM, wait; returns the exit status (or -1).  Removes the data folder. */
 int crmd_stop(crmd_proc *p);
 /* The same, but the data folder stays (restart tests): p is cleared. */
