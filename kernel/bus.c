@@ -466,6 +466,7 @@ typedef struct pending_ev {
     uint64_t seq;
     int depth;
     char *coll, *id;
+    char *user, *role; /* who caused the change (NULL: the system) */
     crm_op op;
     crm_value *record, *prev;
 } pending_ev;
@@ -502,8 +503,11 @@ static int collect_cb(void *ud, const crm_feed_entry *e)
     pe->id = strdup(e->id);
     pe->record = e->record ? crm_value_dup(e->record) : NULL;
     pe->prev = e->prev ? crm_value_dup(e->prev) : NULL;
+    pe->user = e->user ? strdup(e->user) : NULL;
+    pe->role = e->role ? strdup(e->role) : NULL;
     c->n++;
-    if (!pe->coll || !pe->id || (e->record && !pe->record) || (e->prev && !pe->prev)) {
+    if (!pe->coll || !pe->id || (e->record && !pe->record) || (e->prev && !pe->prev) ||
+        (e->user && !pe->user) || (e->role && !pe->role)) {
         c->oom = 1;
         return 1;
     }
@@ -515,6 +519,8 @@ static void collect_free(collect *c)
     for (size_t i = 0; i < c->n; i++) {
         free(c->evs[i].coll);
         free(c->evs[i].id);
+        free(c->evs[i].user);
+        free(c->evs[i].role);
         crm_value_free(c->evs[i].record);
         crm_value_free(c->evs[i].prev);
     }
@@ -540,6 +546,8 @@ static int run_after(void *ud, crm_txn *t, crm_err *err)
     ev.prev = hc->pe->prev;
     ev.seq = hc->pe->seq;
     ev.phase = CRM_AFTER;
+    /* the hook's writes are attributed to whoever caused the change */
+    crm_txn_set_actor(t, hc->pe->user, hc->pe->role);
     crm_ctx_init(&c, hc->b, hc->h->owner, t, NULL, NULL);
     rc = hc->h->fn(&c, &ev, hc->h->ud);
     if (rc != CRM_OK)

@@ -7,6 +7,8 @@
  * prev are the very bytes stored in the collection, copied, not re-encoded.
  * prev (the record before an update or delete) lets subscribers tell a
  * record leaving their filter and lets after-hooks see ev.prev.
+ * "by"/"by_role" name who caused the change (a token id, never a token; the
+ * audit trail and after-hooks' attribution use it; absent for the system).
  * Entries are appended inside the write's own nested transaction, so an
  * aborted write never takes a seq and the feed has no gaps.
  */
@@ -42,7 +44,8 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     crm_be64_put(hdr, (uint64_t)t->now);
     msgpack_sbuffer_write(&sb, (const char *)hdr, 8);
-    msgpack_pack_map(&pk, 7 + (rec_bytes != NULL) + (prev_bytes != NULL) + (t->depth > 0));
+    msgpack_pack_map(&pk, 7 + (rec_bytes != NULL) + (prev_bytes != NULL) + (t->depth > 0) +
+                              2 * (t->user != NULL));
     pack_cstr(&pk, "seq");
     msgpack_pack_uint64(&pk, s);
     pack_cstr(&pk, "ts");
@@ -60,6 +63,12 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     if (t->depth > 0) { /* after-hooks of this change run one level deeper */
         pack_cstr(&pk, "depth");
         msgpack_pack_int(&pk, t->depth);
+    }
+    if (t->user) { /* who caused it: after-hook writes are attributed to them */
+        pack_cstr(&pk, "by");
+        pack_cstr(&pk, t->user);
+        pack_cstr(&pk, "by_role");
+        pack_cstr(&pk, t->role ? t->role : "");
     }
     if (rec_bytes) {
         pack_cstr(&pk, "record");
@@ -199,6 +208,8 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
         rec = crm_map_get(m, "prev");
         e.prev = rec && rec->type == CRM_T_MAP ? rec : NULL;
         e.depth = (int)crm_map_int(m, "depth", 0);
+        e.user = crm_map_str(m, "by", NULL);
+        e.role = crm_map_str(m, "by_role", NULL);
         stop = fn(ud, &e);
         if (last_out)
             *last_out = e.seq;
@@ -209,5 +220,108 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
     mdb_cursor_close(cur);
     if (rc == CRM_OK && mrc && mrc != MDB_NOTFOUND)
         rc = crm_store_mdb_err(t, mrc, err, "feed read");
+    return rc;
+}
+
+/* ---- erasure ---- */
+
+typedef struct scrub_target {
+    const crm_collection *c;
+    const char *id;
+    size_t idlen;
+} scrub_target;
+
+/* Scrubs the map under key in m (when it is a map); *changed += fields. */
+static int scrub_in(crm_value *m, const char *key, const scrub_target *tg, size_t *changed)
+{
+    crm_value *r = crm_map_get(m, key);
+    if (!r || r->type != CRM_T_MAP)
+        return 0;
+    return crm_scrub_record(tg->c, r, tg->id, changed);
+}
+
+int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids, size_t n,
+                   uint64_t *rewritten, crm_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    scrub_target *tg;
+    int mrc, rc = CRM_OK;
+    size_t minid = (size_t)-1;
+
+    *rewritten = 0;
+    if (!t->write)
+        return crm_err_set(err, CRM_INTERNAL, "feed scrub in a read transaction");
+    if (n == 0)
+        return CRM_OK;
+    if ((rc = crm_txn_ensure(t, err)) != CRM_OK)
+        return rc;
+    if (!(tg = calloc(n, sizeof *tg)))
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const crm_coll_rt *rt = crm_store_coll(t->s, colls[i]);
+        if (!rt) {
+            free(tg);
+            return crm_err_set(err, CRM_BAD_REQUEST, "unknown collection \"%.64s\"", colls[i]);
+        }
+        tg[i].c = rt->c;
+        tg[i].id = ids[i];
+        tg[i].idlen = strlen(ids[i]);
+        if (tg[i].idlen < minid)
+            minid = tg[i].idlen;
+    }
+    if ((mrc = mdb_cursor_open(t->txn, t->s->feed, &cur))) {
+        free(tg);
+        return crm_store_mdb_err(t, mrc, err, "feed cursor");
+    }
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == CRM_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const scrub_target *hit = NULL;
+        crm_value *m;
+        size_t changed = 0;
+        if (v.mv_size < 8 + minid)
+            continue;
+        /* cheap pre-filter on the raw bytes before decoding */
+        for (size_t i = 0; i < n && !hit; i++)
+            if (memmem(v.mv_data, v.mv_size, tg[i].id, tg[i].idlen))
+                hit = &tg[i];
+        if (!hit)
+            continue;
+        if (!(m = crm_mp_decode_trusted((uint8_t *)v.mv_data + 8, v.mv_size - 8)))
+            continue;
+        hit = NULL;
+        for (size_t i = 0; i < n && !hit; i++)
+            if (strcmp(crm_map_str(m, "collection", ""), tg[i].c->name) == 0 &&
+                strcmp(crm_map_str(m, "id", ""), tg[i].id) == 0)
+                hit = &tg[i];
+        if (hit && (scrub_in(m, "record", hit, &changed) || scrub_in(m, "prev", hit, &changed)))
+            rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+        if (rc == CRM_OK && hit && changed) {
+            size_t len;
+            uint8_t *enc = crm_mp_encode(m, &len), *buf = enc ? malloc(8 + len) : NULL;
+            if (!buf) {
+                rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+            } else {
+                MDB_val nv = {8 + len, buf};
+                size_t oldlen = v.mv_size;
+                memcpy(buf, v.mv_data, 8); /* the commit time stays */
+                memcpy(buf + 8, enc, len);
+                if ((mrc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT))) {
+                    rc = crm_store_mdb_err(t, mrc, err, "feed scrub");
+                } else {
+                    t->feed_bytes += nv.mv_size;
+                    t->feed_bytes -= oldlen < t->feed_bytes ? oldlen : t->feed_bytes;
+                    (*rewritten)++;
+                }
+            }
+            free(buf);
+            free(enc);
+        }
+        crm_value_free(m);
+    }
+    mdb_cursor_close(cur);
+    free(tg);
+    if (rc == CRM_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = crm_store_mdb_err(t, mrc, err, "feed scrub");
     return rc;
 }

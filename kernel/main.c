@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "bus.h"
 #include "codec.h"
@@ -118,6 +119,7 @@ static void usage(FILE *f)
             "                  [--time-scale N]\n"
             "       crmd token create [--data DIR] [--schemas DIR] --role ROLE\n"
             "       crmd token revoke [--data DIR] [--schemas DIR] TOKEN\n"
+            "       crmd audit verify [--data DIR]\n"
             "       crmd demo [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
             "                 [--contacts N] [--seed S] [--years Y] [--force] [--no-value]\n"
             "                 [--quiet]   (synthetic CRM data through the hooks; docs/features/demo.md)\n"
@@ -476,6 +478,8 @@ int main(int argc, char **argv)
         return cmd_demo(argc - 1, argv + 1);
     if (strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
+    if (strcmp(argv[1], "audit") == 0) /* kernel/audit_cli.c */
+        return crm_audit_cli(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("crmd %s\n", CRMD_VERSION);
         return 0;
