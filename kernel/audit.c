@@ -2,6 +2,7 @@
 #include "audit.h"
 
 #include <msgpack.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,20 @@ int crm_audit_write_op(crm_txn *t, crm_op op, const char *coll, const char *id, 
 
 /* ---- reading ---- */
 
+/* SHA-256(key ‖ value) of a stored entry, without a copy. */
+static void entry_hash(const MDB_val *k, const MDB_val *v, uint8_t out[HASH_LEN])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    /* on failure the hash is all zeros: it then matches no link, and the
+     * chain is reported broken rather than passed */
+    memset(out, 0, HASH_LEN);
+    if (c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) &&
+        EVP_DigestUpdate(c, k->mv_data, k->mv_size) && EVP_DigestUpdate(c, v->mv_data, v->mv_size))
+        EVP_DigestFinal_ex(c, out, &n);
+    EVP_MD_CTX_free(c);
+}
+
 static void hex(const uint8_t *b, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
@@ -277,20 +292,8 @@ int crm_audit_query(crm_txn *t, const crm_audit_filter *f, crm_value **entries, 
             crm_value_free(m);
             continue;
         }
-        {
-            /* the hash is of the key and value as stored: recompute it */
-            uint8_t *buf = malloc(8 + v.mv_size);
-            if (!buf) {
-                crm_value_free(m);
-                rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
-                break;
-            }
-            memcpy(buf, k.mv_data, 8);
-            memcpy(buf + 8, v.mv_data, v.mv_size);
-            SHA256(buf, 8 + v.mv_size, h);
-            free(buf);
-            hex(h, HASH_LEN, hx);
-        }
+        entry_hash(&k, &v, h); /* of the key and value as stored */
+        hex(h, HASH_LEN, hx);
         if (crm_map_set(m, "hash", crm_value_cstr(hx)) != 0 || crm_arr_push(*entries, m) != 0) {
             rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
             break;
@@ -339,7 +342,6 @@ int crm_audit_verify(crm_txn *t, crm_audit_report *r, crm_err *err)
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         uint64_t seq = k.mv_size == 8 ? crm_be64_get(k.mv_data) : 0;
         crm_value *m;
-        uint8_t *buf;
         if (k.mv_size != 8 || v.mv_size < HASH_LEN) {
             rc = broken(r, expect, "entry after %llu has a bad key or value%.0llu",
                         (unsigned long long)expect - 1, 0);
@@ -350,9 +352,25 @@ int crm_audit_verify(crm_txn *t, crm_audit_report *r, crm_err *err)
             break;
         }
         if (memcmp(v.mv_data, prev, HASH_LEN) != 0) {
-            rc = broken(r, seq,
-                        "entry %llu does not carry the hash of entry %llu: one of them was altered",
-                        seq, seq - 1);
+            /* Entry seq-1 changed, or entry seq's link did.  If seq itself is
+             * intact (its hash is what the next entry, or the head, carries),
+             * the change is in seq-1. */
+            uint8_t h[HASH_LEN];
+            MDB_val k2, v2;
+            int seq_ok;
+            entry_hash(&k, &v, h);
+            if (mdb_cursor_get(cur, &k2, &v2, MDB_NEXT) == 0)
+                seq_ok = v2.mv_size >= HASH_LEN && memcmp(v2.mv_data, h, HASH_LEN) == 0;
+            else
+                seq_ok = head_seq == seq && memcmp(head_hash, h, HASH_LEN) == 0;
+            if (seq_ok && seq > 1)
+                rc = broken(r, seq - 1,
+                            "entry %llu was altered (its hash no longer matches the link in "
+                            "entry %llu)",
+                            seq - 1, seq);
+            else
+                rc = broken(r, seq, "entry %llu was altered (it does not carry the hash of entry %llu)",
+                            seq, seq - 1);
             break;
         }
         m = crm_mp_decode_trusted((uint8_t *)v.mv_data + HASH_LEN, v.mv_size - HASH_LEN);
@@ -362,14 +380,7 @@ int crm_audit_verify(crm_txn *t, crm_audit_report *r, crm_err *err)
             break;
         }
         crm_value_free(m);
-        if (!(buf = malloc(8 + v.mv_size))) {
-            rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
-            break;
-        }
-        memcpy(buf, k.mv_data, 8);
-        memcpy(buf + 8, v.mv_data, v.mv_size);
-        SHA256(buf, 8 + v.mv_size, prev);
-        free(buf);
+        entry_hash(&k, &v, prev);
         r->entries++;
         r->last = seq;
         expect = seq + 1;

@@ -283,6 +283,7 @@ void crm_admin_privacy(crm_sess *s, crm_value *req, int opi)
     const char *coll, *id;
     crm_err err;
     int erase = opi == OPI_PRIVACY_ERASE;
+    const crm_value *compact = crm_map_get(req, "compact");
     if (!is_admin(s)) {
         crm_reply_err(s, req, opi, CRM_FORBIDDEN, "only the admin role may export or erase personal data",
                       NULL);
@@ -291,7 +292,11 @@ void crm_admin_privacy(crm_sess *s, crm_value *req, int opi)
         crm_reply_crm_err(s, req, opi, &err);
     } else if (coll && !crm_schema_find(s->net->schema, coll)) {
         crm_reply_err(s, req, opi, CRM_NOT_FOUND, "no such collection", NULL);
-    } else if (crm_batch_add_fn(s, req, opi, erase ? erase_unit : export_unit, erase) != 0) {
+    } else if (compact && compact->type != CRM_T_NIL && compact->type != CRM_T_BOOL) {
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "compact must be true or false", NULL);
+    } else if (crm_batch_add_fn(s, req, opi, erase ? erase_unit : export_unit,
+                                erase && !(compact && compact->type == CRM_T_BOOL && !compact->u.b)) !=
+               0) {
         crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
     } else {
         return; /* req now belongs to the batch */
