@@ -53,8 +53,9 @@ int crm_audit_cli(int argc, char **argv)
         return 0;
     }
     if (rc == CRM_CONFLICT) {
-        printf("audit chain BROKEN at entry %llu: %s (%llu entries verified before it)\n",
-               (unsigned long long)r.bad_seq, r.why, (unsigned long long)r.entries);
+        printf("audit chain BROKEN at entry %llu: %s (entries 1 to %llu are intact)\n",
+               (unsigned long long)r.bad_seq, r.why,
+               (unsigned long long)(r.bad_seq ? r.bad_seq - 1 : 0));
         return 1;
     }
     fprintf(stderr, "crmd: %s\n", err.msg);
