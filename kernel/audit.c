@@ -87,7 +87,7 @@ static int append(crm_txn *t, const crm_audit_rec *a, const crm_value *old, cons
     msgpack_packer pk;
     uint8_t key[8], *detail = NULL;
     size_t detail_len = 0, nfields = 0;
-    const char *via = t->depth > 0 ? "hook" : t->via_method ? "method" : t->user ? NULL : "system";
+    const char *via = t->depth > 0 ? "hook" : !t->user ? "system" : t->via_method ? "method" : NULL;
     MDB_val k, v;
     int mrc;
     uint64_t seq = t->audit_seq + 1;

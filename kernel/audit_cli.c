@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "schema.h"
@@ -37,6 +38,14 @@ int crm_audit_cli(int argc, char **argv)
     if (optind != argc - 1) {
         fprintf(stderr, "usage: crmd audit verify [--data DIR]\n");
         return 2;
+    }
+    {
+        char f[4200];
+        snprintf(f, sizeof f, "%s/data.mdb", data);
+        if (access(f, R_OK) != 0) { /* do not make an empty store and call it intact */
+            fprintf(stderr, "crmd: no store in %s\n", data);
+            return 1;
+        }
     }
     if (crm_store_open(data, &empty, NULL, &store, &err) != CRM_OK ||
         crm_store_begin_read(store, &t, &err) != CRM_OK) {

@@ -227,9 +227,103 @@ int crm_feed_read(crm_txn *t, uint64_t since, size_t max,
 
 typedef struct scrub_target {
     const crm_collection *c;
-    const char *id;
-    size_t idlen;
+    const char *coll, *id;
+    size_t clen, idlen;
 } scrub_target;
+
+static int target_cmp(const void *a, const void *b)
+{
+    const scrub_target *x = a, *y = b;
+    size_t n = x->clen < y->clen ? x->clen : y->clen;
+    int c = memcmp(x->coll, y->coll, n);
+    if (c || x->clen != y->clen)
+        return c ? c : x->clen < y->clen ? -1 : 1;
+    n = x->idlen < y->idlen ? x->idlen : y->idlen;
+    c = memcmp(x->id, y->id, n);
+    if (c || x->idlen != y->idlen)
+        return c ? c : x->idlen < y->idlen ? -1 : 1;
+    return 0;
+}
+
+/* Reads one msgpack scalar at *p (< end): a string sets *s and *sl; an integer
+ * is skipped.  -1 for anything else (then the caller decodes the entry). */
+static int mp_scalar(const uint8_t **p, const uint8_t *end, const char **s, size_t *sl)
+{
+    const uint8_t *q = *p;
+    size_t len = 0, hdr = 1;
+    uint8_t b;
+    *s = NULL;
+    if (q >= end)
+        return -1;
+    b = *q;
+    if (b <= 0x7f || b >= 0xe0) {
+        *p = q + 1;
+        return 0;
+    }
+    switch (b) {
+    case 0xcc: case 0xd0: len = 1; break;
+    case 0xcd: case 0xd1: len = 2; break;
+    case 0xce: case 0xd2: len = 4; break;
+    case 0xcf: case 0xd3: len = 8; break;
+    default:
+        if (b >= 0xa0 && b <= 0xbf) {
+            len = b & 0x1f;
+        } else if (b == 0xd9 && q + 2 <= end) {
+            len = q[1];
+            hdr = 2;
+        } else if (b == 0xda && q + 3 <= end) {
+            len = (size_t)q[1] << 8 | q[2];
+            hdr = 3;
+        } else {
+            return -1;
+        }
+        if ((size_t)(end - q) < hdr + len)
+            return -1;
+        *s = (const char *)q + hdr;
+        *sl = len;
+        *p = q + hdr + len;
+        return 0;
+    }
+    if ((size_t)(end - q) < 1 + len)
+        return -1;
+    *p = q + 1 + len;
+    return 0;
+}
+
+/* The collection and id of a feed entry's msgpack map, read from its head
+ * without decoding it (they come before record and prev).  -1: not found
+ * that way. */
+static int entry_subject(const uint8_t *p, size_t n, scrub_target *out)
+{
+    const uint8_t *end = p + n;
+    size_t nk;
+    if (n < 1)
+        return -1;
+    if (*p >= 0x80 && *p <= 0x8f) {
+        nk = *p & 0x0f;
+        p++;
+    } else if (*p == 0xde && n >= 3) {
+        nk = (size_t)p[1] << 8 | p[2];
+        p += 3;
+    } else {
+        return -1;
+    }
+    out->coll = out->id = NULL;
+    for (size_t i = 0; i < nk && !(out->coll && out->id); i++) {
+        const char *k, *v;
+        size_t kl, vl;
+        if (mp_scalar(&p, end, &k, &kl) != 0 || !k || mp_scalar(&p, end, &v, &vl) != 0)
+            return -1;
+        if (kl == 10 && memcmp(k, "collection", 10) == 0 && v) {
+            out->coll = v;
+            out->clen = vl;
+        } else if (kl == 2 && memcmp(k, "id", 2) == 0 && v) {
+            out->id = v;
+            out->idlen = vl;
+        }
+    }
+    return out->coll && out->id ? 0 : -1;
+}
 
 /* Scrubs the map under key in m (when it is a map); *changed += fields. */
 static int scrub_in(crm_value *m, const char *key, const scrub_target *tg, size_t *changed)
@@ -247,7 +341,6 @@ int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids,
     MDB_val k, v;
     scrub_target *tg;
     int mrc, rc = CRM_OK;
-    size_t minid = (size_t)-1;
 
     *rewritten = 0;
     if (!t->write)
@@ -265,11 +358,14 @@ int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids,
             return crm_err_set(err, CRM_BAD_REQUEST, "unknown collection \"%.64s\"", colls[i]);
         }
         tg[i].c = rt->c;
+        tg[i].coll = rt->c->name;
+        tg[i].clen = strlen(rt->c->name);
         tg[i].id = ids[i];
         tg[i].idlen = strlen(ids[i]);
-        if (tg[i].idlen < minid)
-            minid = tg[i].idlen;
     }
+    /* one pass over the feed; each entry's subject looked up in the sorted
+     * targets, read from the entry's head without decoding it */
+    qsort(tg, n, sizeof *tg, target_cmp);
     if ((mrc = mdb_cursor_open(t->txn, t->s->feed, &cur))) {
         free(tg);
         return crm_store_mdb_err(t, mrc, err, "feed cursor");
@@ -277,23 +373,25 @@ int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids,
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == CRM_OK;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const scrub_target *hit = NULL;
+        scrub_target key;
         crm_value *m;
         size_t changed = 0;
-        if (v.mv_size < 8 + minid)
+        if (v.mv_size < 8)
             continue;
-        /* cheap pre-filter on the raw bytes before decoding */
-        for (size_t i = 0; i < n && !hit; i++)
-            if (memmem(v.mv_data, v.mv_size, tg[i].id, tg[i].idlen))
-                hit = &tg[i];
-        if (!hit)
-            continue;
+        if (entry_subject((const uint8_t *)v.mv_data + 8, v.mv_size - 8, &key) == 0) {
+            if (!(hit = bsearch(&key, tg, n, sizeof *tg, target_cmp)))
+                continue;
+        }
         if (!(m = crm_mp_decode_trusted((uint8_t *)v.mv_data + 8, v.mv_size - 8)))
             continue;
-        hit = NULL;
-        for (size_t i = 0; i < n && !hit; i++)
-            if (strcmp(crm_map_str(m, "collection", ""), tg[i].c->name) == 0 &&
-                strcmp(crm_map_str(m, "id", ""), tg[i].id) == 0)
-                hit = &tg[i];
+        if (!hit) { /* an entry laid out otherwise: look it up decoded */
+            const char *c = crm_map_str(m, "collection", ""), *id = crm_map_str(m, "id", "");
+            key.coll = c;
+            key.clen = strlen(c);
+            key.id = id;
+            key.idlen = strlen(id);
+            hit = bsearch(&key, tg, n, sizeof *tg, target_cmp);
+        }
         if (hit && (scrub_in(m, "record", hit, &changed) || scrub_in(m, "prev", hit, &changed)))
             rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
         if (rc == CRM_OK && hit && changed) {

@@ -205,8 +205,7 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
         rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
         goto fail;
     }
-    /* a compaction killed half-way leaves its copy: it may hold erased data */
-    crm_store_compact_cleanup(dir);
+
     ndbs = 8;
     for (size_t i = 0; i < schema->ncolls; i++)
         ndbs += 1 + schema->colls[i].nindexes;
@@ -232,6 +231,10 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
 
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)))
         goto mdb_fail;
+    /* A compaction killed half-way leaves its copy, which may hold erased
+     * data.  Under the write lock: a server compacting right now holds it
+     * until its copy has been swapped in. */
+    crm_store_compact_cleanup(dir);
     if ((mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
         (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &s->feed)) ||
         (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TOKENS, MDB_CREATE, &s->tokens)) ||

@@ -268,15 +268,28 @@ static void test_export_erase(void **state)
 
     /* ---- erase, without compaction: the baseline ---- */
     base_hits = hits_under(p.data);
+    t0 = crm_test_now_s();
     r = ws_request(&c, T, NULL,
                    "{\"op\":\"privacy.erase\",\"collection\":\"contacts\",\"id\":\"%s\",\"compact\":false}",
                    cid);
     res = ok_result(r);
+    {
+        char *json = crm_json_encode(res, NULL);
+        printf("R20 erase without compaction, %.3f s: %s\n", crm_test_now_s() - t0, json);
+        free(json);
+    }
     assert_true(crm_map_int(res, "erased_records", 0) >= 6); /* contact, 3 orders, 2 tickets */
     assert_true(crm_map_int(res, "feed_entries", 0) > 0);
     assert_false(crm_map_get(res, "compacted") && crm_map_get(res, "compacted")->u.b);
     crm_value_free(r);
     before_hits = hits_under(p.data);
+    {
+        struct stat st;
+        char f[2100];
+        snprintf(f, sizeof f, "%s/data.mdb", p.data);
+        printf("R20 data.mdb before compaction: %lld bytes\n",
+               stat(f, &st) == 0 ? (long long)st.st_size : -1LL);
+    }
 
     /* what the server hands out is clean already */
     r = ws_request(&c, T, NULL, "{\"op\":\"get\",\"collection\":\"contacts\",\"id\":\"%s\"}", cid);
@@ -315,6 +328,7 @@ static void test_export_erase(void **state)
     }
 
     /* ---- erase again: nothing left to erase, but it compacts ---- */
+    t0 = crm_test_now_s();
     r = ws_request(&c, T, NULL, "{\"op\":\"privacy.erase\",\"collection\":\"contacts\",\"id\":\"%s\"}",
                    cid);
     res = ok_result(r);
@@ -322,6 +336,13 @@ static void test_export_erase(void **state)
     assert_non_null(crm_map_get(res, "compacted"));
     assert_true(crm_map_get(res, "compacted")->u.b);
     crm_value_free(r);
+    {
+        struct stat st;
+        char f[2100];
+        snprintf(f, sizeof f, "%s/data.mdb", p.data);
+        printf("R20 second erase with compaction: %.3f s; data.mdb now %lld bytes\n",
+               crm_test_now_s() - t0, stat(f, &st) == 0 ? (long long)st.st_size : -1LL);
+    }
     after_hits = hits_under(p.data);
 
     /* a copy made after (what a backup holds) */
