@@ -315,6 +315,20 @@ static void test_audit_trail(void **state)
 
         /* change one byte of entry k_seq: the first letter of its user */
         lmdb_open(data, &env, &txn, &dbi);
+        {
+            MDB_cursor *cur;
+            MDB_val ck, cv;
+            size_t bytes = 0, cnt = 0;
+            assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+            while (mdb_cursor_get(cur, &ck, &cv, cnt ? MDB_NEXT : MDB_FIRST) == 0) {
+                bytes += ck.mv_size + cv.mv_size;
+                cnt++;
+            }
+            mdb_cursor_close(cur);
+            assert_int_equal(cnt, n);
+            printf("R21 audit entries: %zu, %.0f bytes each on average (key, hash link and map)\n",
+                   cnt, (double)bytes / (double)cnt);
+        }
         crm_be64_put(key, k_seq);
         assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
         assert_non_null(copy = malloc(v.mv_size));
