@@ -376,7 +376,7 @@ int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids,
         scrub_target key;
         crm_value *m;
         size_t changed = 0;
-        if (v.mv_size < 8)
+        if (v.mv_size < 8 || k.mv_size != 8)
             continue;
         if (entry_subject((const uint8_t *)v.mv_data + 8, v.mv_size - 8, &key) == 0) {
             if (!(hit = bsearch(&key, tg, n, sizeof *tg, target_cmp)))
@@ -400,11 +400,15 @@ int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids,
             if (!buf) {
                 rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
             } else {
-                MDB_val nv = {8 + len, buf};
+                /* the key copied: k points into the page, which the put
+                 * may rearrange before it reads the key */
+                uint8_t kb[8];
+                MDB_val nk = {8, kb}, nv = {8 + len, buf};
                 size_t oldlen = v.mv_size;
+                memcpy(kb, k.mv_data, 8);
                 memcpy(buf, v.mv_data, 8); /* the commit time stays */
                 memcpy(buf + 8, enc, len);
-                if ((mrc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT))) {
+                if ((mrc = mdb_cursor_put(cur, &nk, &nv, MDB_CURRENT))) {
                     rc = crm_store_mdb_err(t, mrc, err, "feed scrub");
                 } else {
                     t->feed_bytes += nv.mv_size;
