@@ -96,6 +96,37 @@ static int audit_then_fail(void *ud, crm_txn *t, crm_err *err)
     return crm_err_set(err, CRM_REJECTED, "changed my mind");
 }
 
+static int method_writes(void *ud, crm_txn *t, crm_err *err)
+{
+    crm_value *rec = crm_test_json("{\"name\": \"Made by a method\"}");
+    crm_write w = {.op = CRM_OP_CREATE, .coll = "contacts", .id = "c_m", .data = rec};
+    int rc = crm_txn_write(t, &w);
+    (void)ud;
+    if (rc != CRM_OK)
+        *err = w.err;
+    crm_write_clear(&w);
+    crm_value_free(rec);
+    return rc;
+}
+
+/* A method's writes (a function unit with a caller) are marked as such. */
+static void test_method_writes_marked(void **state)
+{
+    fixture *f = *state;
+    crm_unit u = {.fn = method_writes, .user = "token:cccccccccccc", .role = "crm_operator"};
+    crm_err err;
+    crm_value *e;
+    assert_int_equal(crm_store_apply(f->store, &u, 1, &err), CRM_OK);
+    assert_int_equal(u.rc, CRM_OK);
+    e = entries(f);
+    assert_int_equal(e->u.arr.n, 1);
+    assert_string_equal(crm_map_str(e->u.arr.items[0], "user", ""), "token:cccccccccccc");
+    assert_string_equal(crm_map_str(e->u.arr.items[0], "role", ""), "crm_operator");
+    assert_string_equal(crm_map_str(e->u.arr.items[0], "via", ""), "method");
+    crm_value_free(e);
+    chain_intact(f, 1);
+}
+
 /* An entry exists exactly for what committed: a refused write, a failed tx
  * and a failing function unit leave none, in the same batch as one that
  * stays; the entry names the unit's user and role. */
@@ -269,6 +300,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_entries_only_for_what_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chain_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_method_writes_marked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_scrub_compact, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
