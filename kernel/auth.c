@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "audit.h"
 #include "codec.h"
 #include "keys.h"
 
@@ -23,6 +24,49 @@ void crm_token_id(const uint8_t hash[CRM_TOKEN_HASH_LEN], char out[13])
 {
     for (int i = 0; i < 6; i++)
         snprintf(out + 2 * i, 3, "%02x", hash[i]);
+}
+
+/* A token put or delete and its audit entry, in one commit. */
+typedef struct token_op {
+    const uint8_t *hash;
+    const void *val;   /* NULL: revoke */
+    size_t vlen;
+    const char *role;  /* the token's role (create), for the audit */
+} token_op;
+
+static int token_unit(void *ud, crm_txn *t, crm_err *err)
+{
+    token_op *op = ud;
+    char id[13];
+    crm_value *detail = crm_value_map();
+    int rc;
+    crm_token_id(op->hash, id);
+    if (!detail || crm_map_set(detail, "token", crm_value_cstr(id)) ||
+        (op->role && crm_map_set(detail, "token_role", crm_value_cstr(op->role)))) {
+        crm_value_free(detail);
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    }
+    crm_txn_set_actor(t, "cli", "local");
+    rc = crm_txn_aux_put(t, CRM_AUX_TOKENS, op->hash, CRM_TOKEN_HASH_LEN, op->val, op->vlen, err);
+    if (rc == CRM_OK) {
+        crm_audit_rec a = {op->val ? "token.create" : "token.revoke", NULL, NULL, 0, 0, NULL, detail};
+        rc = crm_txn_audit(t, &a, err);
+    }
+    crm_value_free(detail);
+    return rc;
+}
+
+static int token_apply(crm_store *s, token_op *op, crm_err *err)
+{
+    crm_unit u = {.fn = token_unit, .fn_ud = op, .user = "cli", .role = "local"};
+    crm_err e;
+    if (crm_store_apply(s, &u, 1, &e) != CRM_OK) {
+        *err = e;
+        return e.code;
+    }
+    if (u.rc != CRM_OK)
+        *err = u.err;
+    return u.rc;
 }
 
 int crm_token_create(crm_store *s, const crm_schema *schema, const char *role, char **token_out,
@@ -52,7 +96,10 @@ int crm_token_create(crm_store *s, const crm_schema *schema, const char *role, c
     crm_value_free(meta);
     if (!enc)
         return crm_err_set(err, CRM_INTERNAL, "out of memory");
-    rc = crm_store_aux_put(s, CRM_AUX_TOKENS, hash, sizeof hash, enc, enclen, err);
+    {
+        token_op op = {hash, enc, enclen, role};
+        rc = token_apply(s, &op, err);
+    }
     free(enc);
     if (rc != CRM_OK)
         return rc;
@@ -66,7 +113,10 @@ int crm_token_revoke(crm_store *s, const char *token, crm_err *err)
     uint8_t hash[CRM_TOKEN_HASH_LEN];
     int rc;
     crm_token_hash(token, strlen(token), hash);
-    rc = crm_store_aux_put(s, CRM_AUX_TOKENS, hash, sizeof hash, NULL, 0, err);
+    {
+        token_op op = {hash, NULL, 0, NULL};
+        rc = token_apply(s, &op, err);
+    }
     if (rc == CRM_NOT_FOUND)
         return crm_err_set(err, CRM_NOT_FOUND, "no such token");
     return rc;

@@ -475,6 +475,7 @@ typedef struct pending_ev {
     int depth;
     crm_value *entry;             /* the decoded feed entry, owned; the rest point into it */
     const char *coll, *id;
+    const char *user, *role;      /* who caused the change (NULL: the system); in entry */
     crm_op op;
     crm_value *record;            /* in entry, which this owns: a hook may change it */
     const crm_value *prev;
@@ -521,6 +522,8 @@ static int collect_cb(void *ud, const crm_feed_entry *e)
     pe->id = e->id;
     pe->record = (crm_value *)e->record; /* ours now, with the entry */
     pe->prev = e->prev;
+    pe->user = e->user;
+    pe->role = e->role;
     c->n++;
     return 0;
 }
@@ -551,6 +554,8 @@ static int run_after(void *ud, crm_txn *t, crm_err *err)
     ev.prev = hc->pe->prev;
     ev.seq = hc->pe->seq;
     ev.phase = CRM_AFTER;
+    /* the hook's writes are attributed to whoever caused the change */
+    crm_txn_set_actor(t, hc->pe->user, hc->pe->role);
     crm_ctx_init(&c, hc->b, hc->h->owner, t, NULL, NULL);
     rc = hc->h->fn(&c, &ev, hc->h->ud);
     if (rc != CRM_OK)

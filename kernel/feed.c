@@ -7,6 +7,8 @@
  * prev are the very bytes stored in the collection, copied, not re-encoded.
  * prev (the record before an update or delete) lets subscribers tell a
  * record leaving their filter and lets after-hooks see ev.prev.
+ * "by"/"by_role" name who caused the change (a token id, never a token; the
+ * audit trail and after-hooks' attribution use it; absent for the system).
  * Entries are appended inside the write's own nested transaction, so an
  * aborted write never takes a seq and the feed has no gaps.
  */
@@ -42,7 +44,8 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     crm_be64_put(hdr, (uint64_t)t->now);
     msgpack_sbuffer_write(&sb, (const char *)hdr, 8);
-    msgpack_pack_map(&pk, 7 + (rec_bytes != NULL) + (prev_bytes != NULL) + (t->depth > 0));
+    msgpack_pack_map(&pk, 7 + (rec_bytes != NULL) + (prev_bytes != NULL) + (t->depth > 0) +
+                              2 * (t->user != NULL));
     pack_cstr(&pk, "seq");
     msgpack_pack_uint64(&pk, s);
     pack_cstr(&pk, "ts");
@@ -60,6 +63,12 @@ int crm_feed_append(crm_txn *t, const char *coll, crm_op op, const char *id, int
     if (t->depth > 0) { /* after-hooks of this change run one level deeper */
         pack_cstr(&pk, "depth");
         msgpack_pack_int(&pk, t->depth);
+    }
+    if (t->user) { /* who caused it: after-hook writes are attributed to them */
+        pack_cstr(&pk, "by");
+        pack_cstr(&pk, t->user);
+        pack_cstr(&pk, "by_role");
+        pack_cstr(&pk, t->role ? t->role : "");
     }
     if (rec_bytes) {
         pack_cstr(&pk, "record");
@@ -240,6 +249,8 @@ int crm_feed_read_where(crm_txn *t, uint64_t since, size_t max,
         e.prev = rec && rec->type == CRM_T_MAP ? rec : NULL;
         e.depth = (int)crm_map_int(m, "depth", 0);
         e.owner = &m;
+        e.user = crm_map_str(m, "by", NULL);
+        e.role = crm_map_str(m, "by_role", NULL);
         stop = fn(ud, &e);
         if (last_out)
             *last_out = e.seq;
@@ -250,5 +261,210 @@ int crm_feed_read_where(crm_txn *t, uint64_t since, size_t max,
     mdb_cursor_close(cur);
     if (rc == CRM_OK && mrc && mrc != MDB_NOTFOUND)
         rc = crm_store_mdb_err(t, mrc, err, "feed read");
+    return rc;
+}
+
+/* ---- erasure ---- */
+
+typedef struct scrub_target {
+    const crm_collection *c;
+    const char *coll, *id;
+    size_t clen, idlen;
+} scrub_target;
+
+static int target_cmp(const void *a, const void *b)
+{
+    const scrub_target *x = a, *y = b;
+    size_t n = x->clen < y->clen ? x->clen : y->clen;
+    int c = memcmp(x->coll, y->coll, n);
+    if (c || x->clen != y->clen)
+        return c ? c : x->clen < y->clen ? -1 : 1;
+    n = x->idlen < y->idlen ? x->idlen : y->idlen;
+    c = memcmp(x->id, y->id, n);
+    if (c || x->idlen != y->idlen)
+        return c ? c : x->idlen < y->idlen ? -1 : 1;
+    return 0;
+}
+
+/* Reads one msgpack scalar at *p (< end): a string sets *s and *sl; an integer
+ * is skipped.  -1 for anything else (then the caller decodes the entry). */
+static int mp_scalar(const uint8_t **p, const uint8_t *end, const char **s, size_t *sl)
+{
+    const uint8_t *q = *p;
+    size_t len = 0, hdr = 1;
+    uint8_t b;
+    *s = NULL;
+    if (q >= end)
+        return -1;
+    b = *q;
+    if (b <= 0x7f || b >= 0xe0) {
+        *p = q + 1;
+        return 0;
+    }
+    switch (b) {
+    case 0xcc: case 0xd0: len = 1; break;
+    case 0xcd: case 0xd1: len = 2; break;
+    case 0xce: case 0xd2: len = 4; break;
+    case 0xcf: case 0xd3: len = 8; break;
+    default:
+        if (b >= 0xa0 && b <= 0xbf) {
+            len = b & 0x1f;
+        } else if (b == 0xd9 && q + 2 <= end) {
+            len = q[1];
+            hdr = 2;
+        } else if (b == 0xda && q + 3 <= end) {
+            len = (size_t)q[1] << 8 | q[2];
+            hdr = 3;
+        } else {
+            return -1;
+        }
+        if ((size_t)(end - q) < hdr + len)
+            return -1;
+        *s = (const char *)q + hdr;
+        *sl = len;
+        *p = q + hdr + len;
+        return 0;
+    }
+    if ((size_t)(end - q) < 1 + len)
+        return -1;
+    *p = q + 1 + len;
+    return 0;
+}
+
+/* The collection and id of a feed entry's msgpack map, read from its head
+ * without decoding it (they come before record and prev).  -1: not found
+ * that way. */
+static int entry_subject(const uint8_t *p, size_t n, scrub_target *out)
+{
+    const uint8_t *end = p + n;
+    size_t nk;
+    if (n < 1)
+        return -1;
+    if (*p >= 0x80 && *p <= 0x8f) {
+        nk = *p & 0x0f;
+        p++;
+    } else if (*p == 0xde && n >= 3) {
+        nk = (size_t)p[1] << 8 | p[2];
+        p += 3;
+    } else {
+        return -1;
+    }
+    out->coll = out->id = NULL;
+    for (size_t i = 0; i < nk && !(out->coll && out->id); i++) {
+        const char *k, *v;
+        size_t kl, vl;
+        if (mp_scalar(&p, end, &k, &kl) != 0 || !k || mp_scalar(&p, end, &v, &vl) != 0)
+            return -1;
+        if (kl == 10 && memcmp(k, "collection", 10) == 0 && v) {
+            out->coll = v;
+            out->clen = vl;
+        } else if (kl == 2 && memcmp(k, "id", 2) == 0 && v) {
+            out->id = v;
+            out->idlen = vl;
+        }
+    }
+    return out->coll && out->id ? 0 : -1;
+}
+
+/* Scrubs the map under key in m (when it is a map); *changed += fields. */
+static int scrub_in(crm_value *m, const char *key, const scrub_target *tg, size_t *changed)
+{
+    crm_value *r = crm_map_get(m, key);
+    if (!r || r->type != CRM_T_MAP)
+        return 0;
+    return crm_scrub_record(tg->c, r, tg->id, changed);
+}
+
+int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids, size_t n,
+                   uint64_t *rewritten, crm_err *err)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    scrub_target *tg;
+    int mrc, rc = CRM_OK;
+
+    *rewritten = 0;
+    if (!t->write)
+        return crm_err_set(err, CRM_INTERNAL, "feed scrub in a read transaction");
+    if (n == 0)
+        return CRM_OK;
+    if ((rc = crm_txn_ensure(t, err)) != CRM_OK)
+        return rc;
+    if (!(tg = calloc(n, sizeof *tg)))
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const crm_coll_rt *rt = crm_store_coll(t->s, colls[i]);
+        if (!rt) {
+            free(tg);
+            return crm_err_set(err, CRM_BAD_REQUEST, "unknown collection \"%.64s\"", colls[i]);
+        }
+        tg[i].c = rt->c;
+        tg[i].coll = rt->c->name;
+        tg[i].clen = strlen(rt->c->name);
+        tg[i].id = ids[i];
+        tg[i].idlen = strlen(ids[i]);
+    }
+    /* one pass over the feed; each entry's subject looked up in the sorted
+     * targets, read from the entry's head without decoding it */
+    qsort(tg, n, sizeof *tg, target_cmp);
+    if ((mrc = mdb_cursor_open(t->txn, t->s->feed, &cur))) {
+        free(tg);
+        return crm_store_mdb_err(t, mrc, err, "feed cursor");
+    }
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == CRM_OK;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const scrub_target *hit = NULL;
+        scrub_target key;
+        crm_value *m;
+        size_t changed = 0;
+        if (v.mv_size < 8 || k.mv_size != 8)
+            continue;
+        if (entry_subject((const uint8_t *)v.mv_data + 8, v.mv_size - 8, &key) == 0) {
+            if (!(hit = bsearch(&key, tg, n, sizeof *tg, target_cmp)))
+                continue;
+        }
+        if (!(m = crm_mp_decode_trusted((uint8_t *)v.mv_data + 8, v.mv_size - 8)))
+            continue;
+        if (!hit) { /* an entry laid out otherwise: look it up decoded */
+            const char *c = crm_map_str(m, "collection", ""), *id = crm_map_str(m, "id", "");
+            key.coll = c;
+            key.clen = strlen(c);
+            key.id = id;
+            key.idlen = strlen(id);
+            hit = bsearch(&key, tg, n, sizeof *tg, target_cmp);
+        }
+        if (hit && (scrub_in(m, "record", hit, &changed) || scrub_in(m, "prev", hit, &changed)))
+            rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+        if (rc == CRM_OK && hit && changed) {
+            size_t len;
+            uint8_t *enc = crm_mp_encode(m, &len), *buf = enc ? malloc(8 + len) : NULL;
+            if (!buf) {
+                rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+            } else {
+                /* the key copied: k points into the page, which the put
+                 * may rearrange before it reads the key */
+                uint8_t kb[8];
+                MDB_val nk = {8, kb}, nv = {8 + len, buf};
+                size_t oldlen = v.mv_size;
+                memcpy(kb, k.mv_data, 8);
+                memcpy(buf, v.mv_data, 8); /* the commit time stays */
+                memcpy(buf + 8, enc, len);
+                if ((mrc = mdb_cursor_put(cur, &nk, &nv, MDB_CURRENT))) {
+                    rc = crm_store_mdb_err(t, mrc, err, "feed scrub");
+                } else {
+                    t->feed_bytes += nv.mv_size;
+                    t->feed_bytes -= oldlen < t->feed_bytes ? oldlen : t->feed_bytes;
+                    (*rewritten)++;
+                }
+            }
+            free(buf);
+            free(enc);
+        }
+        crm_value_free(m);
+    }
+    mdb_cursor_close(cur);
+    free(tg);
+    if (rc == CRM_OK && mrc && mrc != MDB_NOTFOUND)
+        rc = crm_store_mdb_err(t, mrc, err, "feed scrub");
     return rc;
 }

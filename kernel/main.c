@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "bus.h"
 #include "cli_data.h"
@@ -107,6 +108,7 @@ static void usage(FILE *f)
             "                  [--retention-days D] [--retention-bytes B] [--time-scale N]\n"
             "       crmd token create [--config FILE] [--data DIR] [--schemas DIR] --role ROLE\n"
             "       crmd token revoke [--config FILE] [--data DIR] [--schemas DIR] TOKEN\n"
+            "       crmd audit verify [--data DIR]\n"
             "       crmd demo [--data DIR] [--schemas DIR] [--scripts DIR] [--plugins DIR]\n"
             "                 [--contacts N] [--seed S] [--years Y] [--force] [--no-value]\n"
             "                 [--quiet]   (synthetic CRM data through the hooks; docs/features/demo.md)\n"
@@ -492,6 +494,8 @@ int main(int argc, char **argv)
         return cmd_token(argc - 1, argv + 1);
     if (crm_cli_data_is(argv[1]))
         return crm_cli_data_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "audit") == 0) /* kernel/audit_cli.c */
+        return crm_audit_cli(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0) {
         printf("crmd %s\n", CRMD_VERSION);
         return 0;

@@ -70,12 +70,17 @@ typedef struct crm_item {
     const char *method;
     const crm_value *params;
     crm_value *result;  /* owned: the method's result */
-    char user[32], role[72];
+    char user[32], role[72]; /* who asked: the audit trail names them */
     crm_bus *bus;
+    /* a kernel op run as a function unit of the batch (privacy.*), with
+     * the item as its ud; its result goes in result like a call's */
+    int (*unit_fn)(void *ud, crm_txn *t, crm_err *err);
+    int compact;        /* compact the store after this item committed */
 } crm_item;
 
 enum { OPI_AUTH, OPI_PING, OPI_SCHEMA, OPI_GET, OPI_CREATE, OPI_UPDATE, OPI_DELETE, OPI_TX,
-       OPI_QUERY, OPI_AGGREGATE, OPI_SUBSCRIBE, OPI_UNSUBSCRIBE, OPI_CALL, OPI_OTHER, OPI_LAST };
+       OPI_QUERY, OPI_AGGREGATE, OPI_SUBSCRIBE, OPI_UNSUBSCRIBE, OPI_CALL, OPI_AUDIT,
+       OPI_PRIVACY_EXPORT, OPI_PRIVACY_ERASE, OPI_OTHER, OPI_LAST };
 
 struct crm_net {
     struct lws_context *ctx;
@@ -97,6 +102,8 @@ struct crm_net {
     uint64_t requests[OPI_LAST][CRM_CODE_LAST];
     uint64_t batches, batch_writes, batch_hist[12], commit_hist[12];
     double commit_sum_s;
+    int compact_pending;    /* an erasure committed; compact at the next safe point */
+    uint64_t compactions;
 };
 
 extern const char *const crm_op_names[OPI_LAST];
@@ -153,6 +160,22 @@ void crm_subs_agg_tick(crm_net *n);
 #define CRM_AGG_COALESCE_MS 100
 /* Ends one subscription of s. */
 void crm_sub_remove(crm_sess *s, crm_sub *sub);
+
+/* ---- ops.c: the write batch, shared with ops_admin.c ---- */
+/* Queues req (taken) as a function unit of the next batch: fn(item, t, err)
+ * runs in the group commit and leaves its result in item->result, which is
+ * the reply.  -1 on OOM (req is then still the caller's). */
+int crm_batch_add_fn(crm_sess *s, crm_value *req, int opi,
+                     int (*fn)(void *ud, crm_txn *t, crm_err *err), int compact);
+
+/* ---- ops_admin.c: admin-only ops (docs/audit.md, docs/privacy.md) ---- */
+/* The audit query; answers at once. */
+void crm_admin_audit(crm_sess *s, const crm_value *req, int opi);
+/* privacy.export / privacy.erase: checked, then queued in the batch; takes req. */
+void crm_admin_privacy(crm_sess *s, crm_value *req, int opi);
+/* Compacts the store when an erasure asked for it and no read transaction
+ * is open; called between batches.  Returns 1 when it compacted. */
+int crm_admin_compact_now(crm_net *n);
 
 /* ---- ops.c ---- */
 /* A whole message arrived on s. */

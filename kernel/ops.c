@@ -15,7 +15,8 @@
 
 const char *const crm_op_names[OPI_LAST] = {
     "auth", "ping", "schema", "get", "create", "update", "delete", "tx",
-    "query", "aggregate", "subscribe", "unsubscribe", "call", "other"};
+    "query", "aggregate", "subscribe", "unsubscribe", "call", "audit", "privacy.export",
+    "privacy.erase", "other"};
 
 #define MAX_TX_OPS 100
 
@@ -175,6 +176,8 @@ static int batch_add(crm_net *n, crm_sess *s, crm_value *req, crm_write *writes,
     n->batch[n->nbatch].nw = nw;
     n->batch[n->nbatch].is_tx = is_tx;
     n->batch[n->nbatch].op = opi;
+    snprintf(n->batch[n->nbatch].user, sizeof n->batch[n->nbatch].user, "%s", s->user);
+    snprintf(n->batch[n->nbatch].role, sizeof n->batch[n->nbatch].role, "%s", s->role);
     n->nbatch++;
     s->pending++;
     crm_net_schedule_flush(n);
@@ -272,6 +275,17 @@ static void op_write(crm_sess *s, crm_value *req, const char *op, int opi)
         free(w);
         crm_value_free(req);
     }
+}
+
+int crm_batch_add_fn(crm_sess *s, crm_value *req, int opi,
+                     int (*fn)(void *ud, crm_txn *t, crm_err *err), int compact)
+{
+    crm_net *n = s->net;
+    if (batch_add(n, s, req, NULL, 0, 0, opi) != 0)
+        return -1;
+    n->batch[n->nbatch - 1].unit_fn = fn;
+    n->batch[n->nbatch - 1].compact = compact;
+    return 0;
 }
 
 /* ---- reads ---- */
@@ -503,8 +517,6 @@ static void op_call(crm_sess *s, crm_value *req, int opi)
         it->method = method;
         it->params = params;
         it->bus = n->o.bus;
-        snprintf(it->user, sizeof it->user, "%s", s->user);
-        snprintf(it->role, sizeof it->role, "%s", s->role);
         return; /* req now belongs to the batch */
     }
     crm_value_free(req);
@@ -531,12 +543,13 @@ static void (*const handlers[OPI_LAST])(crm_sess *, const crm_value *, int) = {
     [OPI_SCHEMA] = op_schema,
     [OPI_SUBSCRIBE] = crm_subs_subscribe,
     [OPI_UNSUBSCRIBE] = crm_subs_unsubscribe,
+    [OPI_AUDIT] = crm_admin_audit,
 };
 
 static int is_write_op(int opi)
 {
     return opi == OPI_CREATE || opi == OPI_UPDATE || opi == OPI_DELETE || opi == OPI_TX ||
-           opi == OPI_CALL;
+           opi == OPI_CALL || opi == OPI_PRIVACY_EXPORT || opi == OPI_PRIVACY_ERASE;
 }
 
 /* Runs one decoded request; takes req. */
@@ -568,6 +581,10 @@ static void dispatch(crm_sess *s, crm_value *req)
     }
     if (opi == OPI_CALL) {
         op_call(s, req, opi);
+        return; /* req now belongs to the batch (or was freed) */
+    }
+    if (opi == OPI_PRIVACY_EXPORT || opi == OPI_PRIVACY_ERASE) {
+        crm_admin_privacy(s, req, opi);
         return; /* req now belongs to the batch (or was freed) */
     }
     if (is_write_op(opi)) {
@@ -690,8 +707,13 @@ void crm_ops_flush(crm_net *n)
     for (size_t i = 0; i < ni; i++) {
         units[i].writes = items[i].writes;
         units[i].n = items[i].nw;
+        units[i].user = items[i].user;
+        units[i].role = items[i].role;
         if (items[i].method) {
             units[i].fn = call_unit;
+            units[i].fn_ud = &items[i];
+        } else if (items[i].unit_fn) {
+            units[i].fn = items[i].unit_fn;
             units[i].fn_ud = &items[i];
         }
         nwrites += items[i].nw;
@@ -718,6 +740,17 @@ void crm_ops_flush(crm_net *n)
             ;
         n->commit_hist[b]++;
     }
+    /* an erasure committed: compact before its reply, so the reply means
+     * the erased values have left the data file (docs/privacy.md) */
+    for (size_t i = 0; i < ni; i++)
+        if (items[i].compact && units[i].rc == CRM_OK) {
+            n->compact_pending = 1;
+            if (crm_admin_compact_now(n) && items[i].result)
+                for (size_t j = i; j < ni; j++)
+                    if (items[j].compact && units[j].rc == CRM_OK && items[j].result)
+                        crm_map_set(items[j].result, "compacted", crm_value_bool(1));
+            break;
+        }
     /* acknowledge: only now, after the commit returned */
     for (size_t i = 0; i < ni; i++) {
         crm_item *it = &items[i];
@@ -726,7 +759,7 @@ void crm_ops_flush(crm_net *n)
             s->pending--;
             if (units[i].rc == CRM_OK) {
                 crm_value *res;
-                if (it->method) {
+                if (it->method || it->unit_fn) {
                     res = it->result;
                     it->result = NULL;
                 } else if (it->is_tx) {
@@ -786,6 +819,8 @@ void crm_ops_tick(crm_net *n)
     int64_t now = crm_net_now_ms();
     crm_txn *t = NULL;
     crm_err err;
+    if (n->compact_pending && n->nbatch == 0)
+        crm_admin_compact_now(n); /* one an erasure could not do at once */
     for (crm_sess *s = n->sessions; s; s = s->next) {
         if (s->close_code)
             continue;

@@ -265,6 +265,10 @@ static int parse_field(const char *name, const crm_value *spec, crm_field *f, cr
                 f->items == CRM_F_ENUM || f->items == CRM_F_REF || f->items == CRM_F_ARRAY)
                 return fail(err, name, "%s",
                             "\"items\" must be one of string int number bool timestamp map");
+        } else if (strcmp(k, "personal") == 0) {
+            if (v->type != CRM_T_BOOL)
+                return fail(err, name, "%s", "\"personal\" must be true or false");
+            f->personal = v->u.b;
         } else if (strcmp(k, "default") != 0) {
             return fail(err, name, "unknown option \"%s\"", k);
         }
@@ -273,6 +277,10 @@ static int parse_field(const char *name, const crm_value *spec, crm_field *f, cr
         return fail(err, name, "%s", "an enum needs \"values\"");
     if (f->type == CRM_F_REF && !f->ref_to)
         return fail(err, name, "%s", "a ref needs \"to\"");
+    /* a ref is the link erasure follows, not a personal value; erasing it
+     * would orphan the record */
+    if (f->personal && f->type == CRM_F_REF)
+        return fail(err, name, "%s", "\"personal\" does not apply to ref fields");
     if (f->has_min && f->has_max && f->min > f->max)
         return fail(err, name, "%s", "\"min\" is greater than \"max\"");
     const crm_value *d = crm_map_get(spec, "default");

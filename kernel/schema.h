@@ -45,6 +45,7 @@ typedef struct crm_field {
     char *ref_to;    /* ref: target collection */
     crm_ftype items; /* array: element type; CRM_F_ANY when not given */
     int slot;        /* position among the collection's indexed fields, or -1 */
+    int personal;    /* "personal": true: erased by privacy.erase (docs/privacy.md) */
 } crm_field;
 
 typedef struct crm_collection {

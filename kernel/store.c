@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "audit.h"
 #include "codec.h"
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30) /* address space, not disk: the file grows as written */
@@ -165,6 +166,7 @@ static void store_free(crm_store *s)
     free(s->colls);
     if (s->env)
         mdb_env_close(s->env);
+    free(s->dir);
     free(s);
 }
 
@@ -199,6 +201,11 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
         rc = crm_err_set(err, CRM_UNAVAILABLE, "data folder %s: %s", dir, strerror(errno));
         goto fail;
     }
+    if (!(s->dir = strdup(dir))) {
+        rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+        goto fail;
+    }
+
     ndbs = 8;
     for (size_t i = 0; i < schema->ncolls; i++)
         ndbs += 1 + schema->colls[i].nindexes;
@@ -224,12 +231,17 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
 
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)))
         goto mdb_fail;
+    /* A compaction killed half-way leaves its copy, which may hold erased
+     * data.  Under the write lock: a server compacting right now holds it
+     * until its copy has been swapped in. */
+    crm_store_compact_cleanup(dir);
     if ((mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
         (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &s->feed)) ||
         (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TOKENS, MDB_CREATE, &s->tokens)) ||
         (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_CURSORS, MDB_CREATE, &s->cursors)) ||
         (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TIMERS, MDB_CREATE, &s->timers)) ||
-        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TIMER_KEYS, MDB_CREATE, &s->timer_keys)))
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TIMER_KEYS, MDB_CREATE, &s->timer_keys)) ||
+        (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)))
         goto mdb_fail;
     s->colls = calloc(schema->ncolls ? schema->ncolls : 1, sizeof *s->colls);
     if (!s->colls) {
@@ -315,6 +327,59 @@ fail:
     return rc;
 }
 
+int crm_store_reopen_env(crm_store *s, crm_err *err)
+{
+    MDB_txn *txn = NULL;
+    int mrc, dead = 0;
+    size_t ndbs = 8;
+
+    if (s->env)
+        mdb_env_close(s->env);
+    s->env = NULL;
+    for (size_t i = 0; i < s->ncolls; i++)
+        ndbs += 1 + s->colls[i].c->nindexes;
+    if ((mrc = mdb_env_create(&s->env)) || (mrc = mdb_env_set_maxdbs(s->env, (MDB_dbi)ndbs + 8)) ||
+        (mrc = mdb_env_set_maxreaders(s->env, 512)) ||
+        (mrc = mdb_env_set_mapsize(s->env, s->map_size)) ||
+        (mrc = mdb_env_open(s->env, s->dir, MDB_NOTLS | (s->o.no_sync ? MDB_NOSYNC : 0), 0600)))
+        goto fail;
+    mdb_reader_check(s->env, &dead);
+    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
+        (mrc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta)) ||
+        (mrc = mdb_dbi_open(txn, "feed", MDB_CREATE, &s->feed)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TOKENS, MDB_CREATE, &s->tokens)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_CURSORS, MDB_CREATE, &s->cursors)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TIMERS, MDB_CREATE, &s->timers)) ||
+        (mrc = mdb_dbi_open(txn, "x:" CRM_AUX_TIMER_KEYS, MDB_CREATE, &s->timer_keys)) ||
+        (mrc = mdb_dbi_open(txn, "audit", MDB_CREATE, &s->audit)))
+        goto fail;
+    for (size_t i = 0; i < s->ncolls; i++) {
+        crm_coll_rt *rt = &s->colls[i];
+        char name[160];
+        snprintf(name, sizeof name, "c:%s", rt->c->name);
+        if ((mrc = mdb_dbi_open(txn, name, MDB_CREATE, &rt->dbi)))
+            goto fail;
+        for (size_t j = 0; j < rt->c->nindexes; j++) {
+            snprintf(name, sizeof name, "i:%s:%s", rt->c->name, rt->idx_fields[j]->name);
+            if ((mrc = mdb_dbi_open(txn, name, MDB_CREATE, &rt->idx[j])))
+                goto fail;
+        }
+    }
+    if ((mrc = mdb_txn_commit(txn))) {
+        txn = NULL;
+        goto fail;
+    }
+    return CRM_OK;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (s->env)
+        mdb_env_close(s->env);
+    s->env = NULL;
+    return crm_err_set(err, CRM_UNAVAILABLE, "reopening the store in %s: %s", s->dir,
+                       mdb_strerror(mrc));
+}
+
 void crm_store_close(crm_store *s)
 {
     store_free(s);
@@ -351,7 +416,7 @@ int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err)
         return crm_err_set(err, CRM_INTERNAL, "out of memory");
     }
     t->s = s;
-    mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+    mrc = s->env ? mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn) : EIO; /* EIO: a failed reopen */
     if (mrc == MDB_MAP_RESIZED) { /* another process grew the map */
         mdb_env_set_mapsize(s->env, 0);
         mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
@@ -399,15 +464,29 @@ static int txn_child(crm_txn *parent, crm_txn *child, crm_err *err)
     return CRM_OK;
 }
 
+void crm_txn_take_counters(crm_txn *p, const crm_txn *child)
+{
+    p->seq = child->seq;
+    p->id_clock = child->id_clock;
+    p->feed_bytes = child->feed_bytes;
+    p->audit_seq = child->audit_seq;
+    memcpy(p->audit_hash, child->audit_hash, sizeof p->audit_hash);
+}
+
+void crm_txn_set_actor(crm_txn *t, const char *user, const char *role)
+{
+    t->user = user;
+    t->role = role;
+    t->via_method = 0;
+}
+
 static int txn_child_commit(crm_txn *child, crm_err *err)
 {
     int mrc = mdb_txn_commit(child->txn);
     crm_txn *p = child->parent;
     if (mrc)
         return crm_store_mdb_err(p, mrc, err, "nested commit");
-    p->seq = child->seq;
-    p->id_clock = child->id_clock;
-    p->feed_bytes = child->feed_bytes;
+    crm_txn_take_counters(p, child);
     return CRM_OK;
 }
 
@@ -821,6 +900,10 @@ static int write_body(crm_txn *t, crm_write *w, int direct, uint8_t **enc_out)
     if ((rc = crm_feed_append(t, rt->c->name, w->op, id, rev, prev_rev, enc, enclen, prev_bytes,
                               prev_len, &w->seq, &w->err)) != CRM_OK)
         goto done;
+    /* in the same txn as the change: the audit and the data never disagree */
+    if ((rc = crm_audit_write_op(t, w->op, rt->c->name, id, rev, w->seq, old, rec, &w->err)) !=
+        CRM_OK)
+        goto done;
     if (rec) {
         w->result = rec;
         rec = NULL;
@@ -899,11 +982,8 @@ int crm_txn_write(crm_txn *t, crm_write *w)
     rc = write_body(&child, w, 0, &enc);
     free(enc);
     if (child.lazy) {
-        if (rc == CRM_OK) {
-            t->seq = child.seq;
-            t->id_clock = child.id_clock;
-            t->feed_bytes = child.feed_bytes;
-        }
+        if (rc == CRM_OK)
+            crm_txn_take_counters(t, &child);
     } else if (rc == CRM_OK) {
         rc = txn_child_commit(&child, &w->err);
     } else {
@@ -916,6 +996,122 @@ int crm_txn_write(crm_txn *t, crm_write *w)
         w->result = NULL;
         w->rc = w->err.code = rc;
     }
+    return rc;
+}
+
+/* ---- erasure ---- */
+
+#define ERASED "[erased]"
+
+int crm_scrub_record(const crm_collection *c, crm_value *rec, const char *id, size_t *changed)
+{
+    for (size_t i = 0; i < c->nfields; i++) {
+        const crm_field *fd = &c->fields[i];
+        const crm_value *v;
+        char ph[CRM_ID_MAX + 16];
+        if (!fd->personal || !(v = crm_map_get(rec, fd->name)) || v->type == CRM_T_NIL)
+            continue;
+        if (v->type == CRM_T_STR && strncmp(v->u.str.s, ERASED, sizeof ERASED - 2) == 0)
+            continue; /* erased before */
+        if (fd->required && fd->type == CRM_F_STRING) {
+            /* the record stays valid; a unique index needs a value of its own */
+            if (fd->index == CRM_INDEX_UNIQUE)
+                snprintf(ph, sizeof ph, ERASED " %s", id);
+            else
+                snprintf(ph, sizeof ph, ERASED);
+            if (fd->has_max && strlen(ph) > fd->max)
+                ph[fd->max >= 1 ? (size_t)fd->max : 1] = '\0';
+            if (crm_map_set(rec, fd->name, crm_value_cstr(ph)) != 0)
+                return -1;
+        } else {
+            crm_map_del(rec, fd->name);
+        }
+        (*changed)++;
+    }
+    return 0;
+}
+
+int crm_txn_erase(crm_txn *t, const char *coll, const char *id, size_t *nfields, crm_err *err)
+{
+    const crm_coll_rt *rt = crm_store_coll(t->s, coll);
+    const void *raw;
+    size_t rawlen, changed = 0, enclen = 0, penclen = 0;
+    crm_value *old = NULL, *rec = NULL, *pold = NULL, *names = NULL;
+    uint8_t *enc = NULL, *penc = NULL;
+    int64_t rev;
+    uint64_t seq = 0;
+    int rc, mrc;
+    MDB_val k, v;
+
+    if (nfields)
+        *nfields = 0;
+    if (!t->write)
+        return crm_err_set(err, CRM_INTERNAL, "erase in a read transaction");
+    if (!rt)
+        return bad_coll(err, coll);
+    if ((rc = crm_txn_ensure(t, err)) != CRM_OK)
+        return rc;
+    if ((rc = crm_txn_get_raw(t, coll, id, &raw, &rawlen, err)) != CRM_OK)
+        return rc;
+    if (!(old = crm_mp_decode_trusted(raw, rawlen)))
+        return crm_err_set(err, CRM_INTERNAL, "%s/%s: stored record does not decode", coll, id);
+    if (!(rec = crm_value_dup(old)) || !(pold = crm_value_dup(old)) || !(names = crm_value_arr())) {
+        rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < rt->c->nfields; i++) {
+        const crm_field *fd = &rt->c->fields[i];
+        const crm_value *fv = crm_map_get(old, fd->name);
+        if (fd->personal && fv && fv->type != CRM_T_NIL &&
+            !(fv->type == CRM_T_STR && strncmp(fv->u.str.s, ERASED, sizeof ERASED - 2) == 0) &&
+            crm_arr_push(names, crm_value_cstr(fd->name)) != 0) {
+            rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+            goto done;
+        }
+    }
+    if (crm_scrub_record(rt->c, rec, id, &changed) != 0 ||
+        crm_scrub_record(rt->c, pold, id, &changed) != 0) {
+        rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+        goto done;
+    }
+    if (changed == 0)
+        goto done; /* nothing personal left: nothing to write */
+    rev = crm_map_int(old, "_rev", 0) + 1;
+    if (crm_map_set(rec, "_rev", crm_value_int(rev)) != 0 ||
+        crm_map_set(rec, "_updated", crm_value_int(t->now)) != 0 ||
+        !(enc = crm_mp_encode(rec, &enclen)) || !(penc = crm_mp_encode(pold, &penclen))) {
+        rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+        goto done;
+    }
+    /* from here LMDB errors leave t half-written: the caller's nested txn
+     * (a unit) is aborted on any error */
+    if ((rc = index_update(t, rt, old, rec, id, 0, err)) != CRM_OK)
+        goto done;
+    k.mv_size = strlen(id);
+    k.mv_data = (void *)id;
+    v.mv_size = enclen;
+    v.mv_data = enc;
+    if ((mrc = mdb_put(t->txn, rt->dbi, &k, &v, 0))) {
+        rc = crm_store_mdb_err(t, mrc, err, "put");
+        goto done;
+    }
+    if ((rc = crm_feed_append(t, coll, CRM_OP_UPDATE, id, rev, rev - 1, enc, enclen, penc, penclen,
+                              &seq, err)) != CRM_OK)
+        goto done;
+    {
+        crm_audit_rec a = {"erase", coll, id, rev, seq, names, NULL};
+        if ((rc = crm_txn_audit(t, &a, err)) != CRM_OK)
+            goto done;
+    }
+    if (nfields)
+        *nfields = names->u.arr.n;
+done:
+    crm_value_free(old);
+    crm_value_free(rec);
+    crm_value_free(pold);
+    crm_value_free(names);
+    free(enc);
+    free(penc);
     return rc;
 }
 
@@ -955,6 +1151,9 @@ static void apply_unit(crm_txn *top, crm_unit *u)
     int rc;
     u->rc = CRM_OK;
     crm_err_clear(&u->err);
+    top->user = u->user;
+    top->role = u->role;
+    top->via_method = u->fn != NULL;
     if (u->fn) {
         u->rc = crm_txn_nest(top, -1, u->fn, u->fn_ud, &u->err);
         return;
@@ -1023,6 +1222,7 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
 {
     crm_txn top;
     int mrc, rc = CRM_OK;
+    uint64_t audit0;
 
     for (int attempt = 0;; attempt++) {
         memset(&top, 0, sizeof top);
@@ -1032,10 +1232,16 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
         top.seq = s->last_seq;
         top.id_clock = s->id_clock;
         top.feed_bytes = s->feed_bytes;
-        mrc = mdb_txn_begin(s->env, NULL, 0, &top.txn);
+        mrc = s->env ? mdb_txn_begin(s->env, NULL, 0, &top.txn) : EIO;
         if (mrc == MDB_MAP_RESIZED) {
             mdb_env_set_mapsize(s->env, 0);
             mrc = mdb_txn_begin(s->env, NULL, 0, &top.txn);
+        }
+        /* the chain head is read from the store, not cached: another
+         * process (crmd token create) may have appended since */
+        if (!mrc && (mrc = crm_audit_head_get(top.txn, s->meta, &top.audit_seq, top.audit_hash))) {
+            mdb_txn_abort(top.txn);
+            top.txn = NULL;
         }
         if (mrc) {
             crm_err e;
@@ -1044,6 +1250,7 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
             fail_all(units, n, CRM_UNAVAILABLE, &e);
             return crm_err_set(err, CRM_UNAVAILABLE, "%s", e.msg);
         }
+        audit0 = top.audit_seq;
         for (size_t i = 0; i < n && !top.fatal; i++)
             apply_unit(&top, &units[i]);
         if (!top.fatal) {
@@ -1055,7 +1262,9 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
             if ((mrc = meta_put_u64(top.txn, s->meta, META_SEQ, top.seq)) ||
                 (mrc = meta_put_u64(top.txn, s->meta, META_IDCLOCK, top.id_clock)) ||
                 (mrc = meta_put_u64(top.txn, s->meta, META_FEEDBYTES, top.feed_bytes)) ||
-                (mrc = meta_put_u64(top.txn, s->meta, META_LASTCOMMIT, (uint64_t)top.now)))
+                (mrc = meta_put_u64(top.txn, s->meta, META_LASTCOMMIT, (uint64_t)top.now)) ||
+                (top.audit_seq != audit0 &&
+                 (mrc = crm_audit_head_put(top.txn, s->meta, top.audit_seq, top.audit_hash))))
                 top.fatal = mrc;
         }
         if (!top.fatal) {
@@ -1280,7 +1489,7 @@ int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t k
     int mrc, rc = aux_dbi(s, table, &dbi, err);
     if (rc != CRM_OK)
         return rc;
-    if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)))
+    if ((mrc = s->env ? mdb_txn_begin(s->env, NULL, 0, &txn) : EIO))
         return crm_store_mdb_err(NULL, mrc, err, "aux write");
     mrc = val ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL);
     if (mrc) {

@@ -97,6 +97,10 @@ typedef struct crm_unit {
      * them.  n must be 0. */
     int (*fn)(void *ud, crm_txn *t, crm_err *err);
     void *fn_ud;
+    /* Who asked (borrowed, valid through crm_store_apply): the audit trail
+     * and the feed name them for every write of the unit.  user is a token
+     * id ("token:4f2a9c01b7e3"), never a token; NULL = "system". */
+    const char *user, *role;
 } crm_unit;
 
 /* Applies units in one LMDB write transaction with one commit.  Each unit
@@ -141,6 +145,12 @@ void crm_store_set_before(crm_store *s, crm_before_fn fn, void *ud);
 /* Hook writes nest at most this deep (SCRIPT_ERROR past it). */
 #define CRM_MAX_HOOK_DEPTH 16
 
+/* Sets who the writes made in t (and its nested transactions) are for:
+ * the bus uses it so after-hook writes are attributed to the client whose
+ * change triggered them; kernel ops run as function units use it so their
+ * writes are not marked as a method's.  Borrowed: must outlive t's writes. */
+void crm_txn_set_actor(crm_txn *t, const char *user, const char *role);
+
 /* Runs fn(ud, child, err) in a nested transaction of write transaction t:
  * kept when fn returns CRM_OK, undone otherwise (and then t is as it was).
  * depth >= 0 sets the hook depth of the writes fn makes (-1 keeps t's). */
@@ -182,6 +192,36 @@ int crm_txn_count(crm_txn *t, const char *coll, uint64_t *out, crm_err *err);
  * crash test and operators; reads everything.  CRM_OK or INTERNAL naming the
  * first disagreement. */
 int crm_store_verify(crm_store *s, crm_err *err);
+
+/* ---- privacy: erasure and compaction (docs/privacy.md) ---- */
+
+/* Erases the personal fields (schema option "personal") of coll/id inside
+ * write transaction t, without before-hooks or validation (a hook may not
+ * veto an erasure): each present personal field is removed, a required
+ * string one gets the placeholder "[erased]".  The record's _rev moves on;
+ * the feed gets an update entry (its prev scrubbed too) and the audit an
+ * "erase" entry naming the fields.  *nfields (may be NULL): fields erased
+ * (0: nothing to do, nothing written).  NOT_FOUND, BAD_REQUEST, UNAVAILABLE. */
+int crm_txn_erase(crm_txn *t, const char *coll, const char *id, size_t *nfields, crm_err *err);
+
+/* Rewrites every retained feed entry of the records colls[i]/ids[i] (i < n)
+ * in write transaction t with the personal fields of their collection
+ * scrubbed from "record" and "prev".  *rewritten: entries changed. */
+int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids, size_t n,
+                   uint64_t *rewritten, crm_err *err);
+
+/* Rewrites the data file as a compacted copy (mdb_env_copy2 with
+ * MDB_CP_COMPACT), swaps it in and reopens the environment, so bytes LMDB
+ * kept in free pages (erased values) leave the data folder.  Only between
+ * batches with no read transaction open in this process (BUSY-like
+ * CONFLICT otherwise: try again later); the store handle, its collections
+ * and every seq stay valid.  Another process with the folder open during
+ * the swap keeps the old file: run it while crmd is the only user.
+ * UNAVAILABLE when the copy or the reopen failed (the store is then closed
+ * for writes if the reopen failed). */
+int crm_store_compact(crm_store *s, crm_err *err);
+/* Removes a copy a killed compaction left in dir (called by open). */
+void crm_store_compact_cleanup(const char *dir);
 
 /* ---- auxiliary tables ----
  * Small key-value tables beside the collections for kernel modules (tokens
@@ -261,6 +301,7 @@ typedef struct crm_feed_entry {
     const crm_value *record;  /* the record after; NULL for delete */
     const crm_value *prev;    /* the record before; NULL for create */
     int depth;                /* hook depth of the write (0: a client's) */
+    const char *user, *role;  /* who caused it (audit.h); NULL: the system */
     /* The decoded entry that coll, id, record and prev live in.  A callback
      * may keep it: take *owner and set *owner = NULL; it then frees it with
      * crm_value_free when done. */

@@ -1,7 +1,9 @@
 /*
  * store_int -- the store's private structures, shared by store.c (writes,
  * gets), feed.c (the change feed) and query.c (queries, aggregates).
- * Nothing outside those three files includes this header.
+ * audit.c (the audit trail, written in the same transactions) and
+ * compact.c (erasure's compaction) are part of the store too.  Nothing
+ * else includes this header.
  */
 #ifndef CRM_STORE_INT_H
 #define CRM_STORE_INT_H
@@ -26,7 +28,8 @@ struct crm_store {
     crm_store_opts o;
     crm_coll_rt *colls;
     size_t ncolls;
-    MDB_dbi feed, meta, tokens, cursors, timers, timer_keys;
+    MDB_dbi feed, meta, tokens, cursors, timers, timer_keys, audit;
+    char *dir;            /* the data folder (compaction reopens the env there) */
     uint64_t feed_floor;  /* trim keeps entries after this seq */
     /* committed counters (the write txn carries its own working copies) */
     uint64_t last_seq, id_clock, feed_bytes;
@@ -57,7 +60,38 @@ struct crm_txn {
      * begins its own nested txn, from a parent state this write has not
      * yet touched (hooks run before the write's own mutation). */
     int lazy;
+    /* Who the writes are for (borrowed; NULL = the system), and whether they
+     * come through a method (`call`): the audit trail records both. */
+    const char *user, *role;
+    int via_method;
+    /* The audit chain's head as of this txn (like seq: children carry it
+     * and hand it back on commit). */
+    uint64_t audit_seq;
+    uint8_t audit_hash[32];
 };
+
+/* store.c: closes and reopens the environment in s->dir (compaction swapped
+ * the file), opening every database again.  On failure s->env is NULL and
+ * every later transaction fails with UNAVAILABLE. */
+int crm_store_reopen_env(crm_store *s, crm_err *err);
+
+/* Copies the counters a nested txn advanced (seq, ids, feed bytes, audit
+ * head) back into its parent. */
+void crm_txn_take_counters(crm_txn *parent, const crm_txn *child);
+
+/* audit.c: appends the entry of one store write (create/update/delete) in
+ * t; old/rec are the records before/after (NULL when none). */
+int crm_audit_write_op(crm_txn *t, crm_op op, const char *coll, const char *id, int64_t rev,
+                       uint64_t feed_seq, const crm_value *old, const crm_value *rec,
+                       crm_err *err);
+/* audit.c: the chain head stored in meta (seq 0 and a zero hash when
+ * empty), read at the start of every batch. */
+int crm_audit_head_get(MDB_txn *txn, MDB_dbi meta, uint64_t *seq, uint8_t hash[32]);
+int crm_audit_head_put(MDB_txn *txn, MDB_dbi meta, uint64_t seq, const uint8_t hash[32]);
+
+/* store.c: the personal fields of c in rec removed (a required string gets
+ * the placeholder "[erased]"); *changed: how many. */
+int crm_scrub_record(const crm_collection *c, crm_value *rec, const char *id, size_t *changed);
 
 /* Gives a lazy t its own nested LMDB txn (no-op otherwise); every write
  * into a txn calls it first. */

@@ -225,6 +225,40 @@ static void test_refuses_unknown_option_typo_requried(void **state)
                    "field name: unknown option \"requried\"");
 }
 
+/* "personal": true marks fields privacy.erase removes (docs/privacy.md). */
+static void test_personal_option(void **state)
+{
+    crm_schema *sch = NULL;
+    crm_err err;
+    const crm_collection *c;
+    size_t personal = 0;
+    (void)state;
+    expect_refused("contacts.json",
+                   "{\"collection\": \"contacts\", \"fields\": "
+                   "{\"name\": {\"type\": \"string\", \"personal\": \"yes\"}}}",
+                   "field name: \"personal\" must be true or false");
+    expect_refused("contacts.json",
+                   "{\"collection\": \"contacts\", \"fields\": "
+                   "{\"boss\": {\"type\": \"ref\", \"to\": \"contacts\", \"personal\": true}}}",
+                   "field boss: \"personal\" does not apply to ref fields");
+    /* the bundled contacts mark the identifying fields, and only those */
+    assert_int_equal(crm_schema_load_dir(schemas_dir(), &sch, &err), CRM_OK);
+    assert_non_null(c = crm_schema_find(sch, "contacts"));
+    for (size_t i = 0; i < c->nfields; i++) {
+        const crm_field *f = &c->fields[i];
+        int want = strcmp(f->name, "name") == 0 || strcmp(f->name, "email") == 0 ||
+                   strcmp(f->name, "phone") == 0 || strcmp(f->name, "street") == 0;
+        if (want)
+            assert_true(f->personal);
+        if (strcmp(f->name, "city") == 0 || strcmp(f->name, "company") == 0 ||
+            strcmp(f->name, "total_spent") == 0)
+            assert_false(f->personal);
+        personal += f->personal != 0;
+    }
+    assert_true(personal >= 4);
+    crm_schema_free(sch);
+}
+
 static void test_refuses_enum_without_values(void **state)
 {
     (void)state;
@@ -970,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_refuses_invalid_json),
         cmocka_unit_test(test_refuses_unknown_type),
         cmocka_unit_test(test_refuses_unknown_option_typo_requried),
+        cmocka_unit_test(test_personal_option),
         cmocka_unit_test(test_refuses_enum_without_values),
         cmocka_unit_test(test_refuses_enum_values_that_are_not_strings),
         cmocka_unit_test(test_refuses_ref_without_to),
