@@ -218,6 +218,11 @@ void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *ci
 {
     contact c;
     contact_make(&c, tag, k, city);
+    req_create_contact(w, ref, &c);
+}
+
+void req_create_contact(wb *w, uint64_t ref, const contact *c)
+{
     wb_open(w, 4, 0);
     wb_key(w, "ref");
     wb_uint(w, ref);
@@ -226,7 +231,7 @@ void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *ci
     wb_key(w, "record");
     wb_open(w, 11, 0);
     for (int i = 0; i < CONTACT_FIELDS; i++)
-        wb_kstr(w, contact_field_names[i], contact_field(&c, i));
+        wb_kstr(w, contact_field_names[i], contact_field(c, i));
     wb_close(w);
     wb_close(w);
 }
@@ -251,6 +256,11 @@ void req_query(wb *w, uint64_t ref, unsigned city)
 {
     char c[16];
     query_city(c, sizeof c, city);
+    req_query_city(w, ref, c);
+}
+
+void req_query_city(wb *w, uint64_t ref, const char *c)
+{
     wb_open(w, 5, 0);
     wb_key(w, "ref");
     wb_uint(w, ref);

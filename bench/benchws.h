@@ -62,9 +62,11 @@ void wb_kstr(wb *w, const char *k, const char *v);
 
 /* {"ref":R,"op":"create","collection":"contacts","record":{the contact}} */
 void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *city);
+void req_create_contact(wb *w, uint64_t ref, const contact *c);
 void req_get(wb *w, uint64_t ref, const char *id);
 /* where city = query_city(city), limit PER_CITY */
 void req_query(wb *w, uint64_t ref, unsigned city);
+void req_query_city(wb *w, uint64_t ref, const char *city);
 
 /* 0 (ref and ok filled in) when m is a reply {"ref": int, "ok": bool, ...} as crmd
  * writes it (ref first, then ok), -1 otherwise (a push; an echo without ok
