@@ -82,6 +82,9 @@ typedef struct peer {
     /* Makes c a subscriber to the contacts' changes (blocking); from then on
      * its pushes come through read.  A subscriber sends nothing else. */
     void (*subscribe)(pconn *c);
+    /* Optional (crmd): its group commits so far: commits, writes in them and
+     * seconds spent in them (from /metrics). */
+    void (*commits)(struct peer *p, double out[3]);
 } peer;
 
 /* The four peers. */

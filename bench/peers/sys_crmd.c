@@ -196,6 +196,15 @@ static void crmd_peer_subscribe(pconn *c)
         bench_die("crmd: subscribe failed: %s", cc->ws.got_err);
 }
 
+static void crmd_peer_commits(peer *p, double out[3])
+{
+    commits cm = crmd_commits(proc.port);
+    (void)p;
+    out[0] = cm.batches;
+    out[1] = cm.writes;
+    out[2] = cm.secs;
+}
+
 void peer_crmd_init(peer *p)
 {
     memset(p, 0, sizeof *p);
@@ -209,4 +218,5 @@ void peer_crmd_init(peer *p)
     p->flush = crmd_peer_flush;
     p->read = crmd_peer_read;
     p->subscribe = crmd_peer_subscribe;
+    p->commits = crmd_peer_commits;
 }
