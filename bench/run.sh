@@ -73,7 +73,11 @@ fi
 if [ -z "$only" ] || [ "$only" = peers ]; then
   if [ -z "$only" ]; then echo; fi
   "$build/bench/bench_peers" "$results/peers.dat.tmp" > "$results/peers.md.tmp"
-  gnuplot -e "datafile='$results/peers.dat.tmp'; outfile='$results/peers.png.tmp'" \
+  note=""
+  if [ -n "${CRM_BENCH_QUICK:-}" ] && [ "$CRM_BENCH_QUICK" != 0 ]; then
+    note="SMOKE RUN (quick mode, shared machine): these figures are noise, not a measurement"
+  fi
+  gnuplot -e "datafile='$results/peers.dat.tmp'; outfile='$results/peers.png.tmp'; note='$note'" \
     "$here/peers/chart.gp"
   mv "$results/peers.png.tmp" "$results/peers.png"
   mv "$results/peers.md.tmp" "$results/peers.md"

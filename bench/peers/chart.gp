@@ -1,9 +1,11 @@
 # bench_peers' chart: gnuplot -e "datafile='peers.dat'; outfile='peers.png'" chart.gp
+# (note='...': a line under the title, e.g. that this was a smoke run)
 # datafile: four blocks (create, get, query ops/s; create p99 ms), each a
 # header line "conns" + system names, then one line per connection count.
 set terminal pngcairo size 1400,1000 font ",11"
 set output outfile
-set multiplot layout 2,2 title "crmd and its peers: same machine, same run, same load generator (1 request in flight per connection)"
+if (!exists("note")) note = ""
+set multiplot layout 2,2 title "crmd and its peers: same machine, same run, same load generator (1 request in flight per connection)" . (note eq "" ? "" : "\n" . note)
 set logscale x 2
 set xtics (1, 16, 64, 256)
 set xrange [0.7:370]

@@ -792,7 +792,7 @@ int main(int argc, char **argv)
     if ((xl = readlink("/proc/self/exe", exe, sizeof exe - 1)) <= 0)
         bench_die("readlink /proc/self/exe: %s", strerror(errno));
     exe[xl] = 0;
-    snprintf(build, sizeof build, "%s", dirname(dirname(dirname(exe)))); /* build/bench/peers/x */
+    snprintf(build, sizeof build, "%s", dirname(dirname(exe))); /* build/bench/bench_peers */
     if (getenv("CRM_CRMD") && *getenv("CRM_CRMD"))
         snprintf(crmd, sizeof crmd, "%s", getenv("CRM_CRMD"));
     else

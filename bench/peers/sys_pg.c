@@ -221,7 +221,7 @@ static int pg_read(pconn *c, peer_reply_fn *fn, void *ud)
         st = PQresultStatus(res);
         if (st == PGRES_TUPLES_OK) {
             pc->r.nrec = PQntuples(res);
-            if (pc->r.nrec > 0 && !strcmp(PQfname(res, 0), "id") && PQnfields(res) == 1)
+            if (pc->r.nrec > 0 && PQnfields(res) == 1 && !strcmp(PQfname(res, 0), "id"))
                 snprintf(pc->r.id, sizeof pc->r.id, "%s", PQgetvalue(res, 0, 0));
         } else if (st != PGRES_COMMAND_OK) {
             pc->r.ok = 0;
