@@ -4,7 +4,9 @@
 #               1,000,000 orders; about 12 minutes), then: make demo-serve
 #   make test   install what is missing, build (normal + ASan/UBSan), run every test
 #               (also Node and the interop test's npm packages: interop-deps)
-#   make bench  build and run the benchmarks (never part of `make test`)
+#   make bench  build and run the benchmarks (never part of `make test`); bench_peers
+#               installs PEER_PACKAGES first (CRM_BENCH_ONLY=peers CRM_BENCH_QUICK=1
+#               make bench: a smoke run of crmd against its peers)
 #   make soak   long crash runs (never part of `make test`)
 #   make fuzz   each libFuzzer target for FUZZ_SECONDS (default 600); `make test`
 #               runs fuzz-smoke (20 s each) after the two ctest runs
@@ -15,6 +17,11 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
                libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils \
                libcurl4-openssl-dev libcsv-dev libinih-dev openssl
+# The peer benchmark only (bench/run.sh installs them; never `make test`): the
+# servers crmd is measured against, the client libraries its load generator
+# links (hiredis, libpq; Tarantool is spoken over msgpack-c, already above) and
+# gnuplot for the chart.
+PEER_PACKAGES = redis-server postgresql-15 tarantool libhiredis-dev libpq-dev gnuplot-nox
 INTEROP_DIR = tests/interop
 # the libFuzzer targets (fuzz/fuzz_<name>.c), built and run by fuzz-smoke and fuzz
 FUZZ_TARGETS = json msgpack schema filter request luavalue
@@ -23,7 +30,7 @@ FUZZ_PACKAGES = clang libfuzzer-14-dev
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 600
 
-.PHONY: deps interop-deps fuzz-deps build build-asan build-fuzz run test test-fast bench soak \
+.PHONY: deps interop-deps fuzz-deps peer-packages build build-asan build-fuzz run test test-fast bench soak \
         fuzz fuzz-smoke clean demo demo-serve
 
 deps:
@@ -44,6 +51,10 @@ interop-deps:
 
 fuzz-deps:
 	@./tools/install-deps.sh $(FUZZ_PACKAGES)
+
+# bench/run.sh asks for the list here, so that it lives in one place.
+peer-packages:
+	@echo $(PEER_PACKAGES)
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

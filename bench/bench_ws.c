@@ -85,6 +85,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+#include "benchws.h"
 #include "machine.h"
 
 #ifndef CRM_SOURCE_DIR
@@ -94,31 +96,16 @@
 #define TMPFS_MAGIC_ 0x01021994
 #define RAMFS_MAGIC_ 0x858458f6
 #define MAX_EVENTS 512
-#define REQ_CAP 4096
-#define RX_INIT 8192
-#define QUERY_CITIES 1000 /* preloaded: 10 records in each of these cities */
-#define PER_CITY 10
 #define IDLE_CONNS 1000
 
 /* ---- small helpers ---- */
 
-static pid_t crmd_pid = -1, echo_pid = -1, perf_pid = -1;
-
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "bench_ws: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
+static crmd_proc crmd = {.pid = -1};
+static pid_t echo_pid = -1, perf_pid = -1;
 
 static void kill_children(void)
 {
-    pid_t *ps[] = {&perf_pid, &echo_pid, &crmd_pid};
+    pid_t *ps[] = {&perf_pid, &echo_pid, &crmd.pid};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
         if (*ps[i] > 0) {
             kill(*ps[i], SIGKILL);
@@ -127,731 +114,11 @@ static void kill_children(void)
         }
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static double env_num(const char *name, double fallback, int whole)
-{
-    const char *v = getenv(name);
-    char *end;
-    double x;
-    if (!v || !*v)
-        return fallback;
-    x = strtod(v, &end);
-    if (*end || !(x > 0) || (whole && x != floor(x)))
-        die("%s=\"%s\" is not a positive %s", name, v, whole ? "whole number" : "number");
-    return x;
-}
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static uint64_t rng_next(void)
-{
-    uint64_t x = rng_state += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        die("out of memory");
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p)
-        die("out of memory");
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p)
-        die("out of memory");
-    return p;
-}
-
-/* A /proc/PID/status field in kB ("VmRSS:"), or -1. */
-static long proc_status_kb(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    long v = -1;
-    size_t fl = strlen(field);
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    if (!(f = fopen(path, "r")))
-        return -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, fl) == 0) {
-            v = strtol(line + fl, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
-/* utime + stime of a process, in seconds. */
-static double proc_cpu_s(pid_t pid)
-{
-    char path[64], buf[2048], *p;
-    unsigned long long ut = 0, st = 0;
-    size_t n;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (!(f = fopen(path, "r")))
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!(p = strrchr(buf, ')')))
-        return 0;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-/* Busy time of the whole machine (every CPU: user, nice, system, irq, softirq,
- * steal), in seconds. */
-static double machine_busy_s(void)
-{
-    unsigned long long v[8] = {0};
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f)
-        return 0;
-    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
-               &v[5], &v[6], &v[7]) != 8)
-        memset(v, 0, sizeof v);
-    fclose(f);
-    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
-/* ---- request writer: the same requests as JSON or msgpack ---- */
-
-typedef struct wb {
-    uint8_t *p;
-    size_t n, cap;
-    int mp, depth;
-    int cnt[8], arr[8];
-} wb;
-
-static void wb_raw(wb *w, const void *s, size_t n)
-{
-    if (w->n + n > w->cap)
-        die("request larger than %zu bytes", w->cap);
-    memcpy(w->p + w->n, s, n);
-    w->n += n;
-}
-
-static void wb_byte(wb *w, uint8_t b)
-{
-    wb_raw(w, &b, 1);
-}
-
-/* An element of an array: JSON needs the comma. */
-static void wb_elem(wb *w)
-{
-    if (w->depth && w->arr[w->depth - 1]) {
-        if (!w->mp && w->cnt[w->depth - 1])
-            wb_byte(w, ',');
-        w->cnt[w->depth - 1]++;
-    }
-}
-
-static void wb_open(wb *w, unsigned n, int arr)
-{
-    wb_elem(w);
-    if (w->mp) {
-        if (n >= 16)
-            die("wb: containers of at most 15");
-        wb_byte(w, (uint8_t)((arr ? 0x90 : 0x80) | n));
-    } else {
-        wb_byte(w, arr ? '[' : '{');
-    }
-    w->arr[w->depth] = arr;
-    w->cnt[w->depth] = 0;
-    w->depth++;
-}
-
-static void wb_close(wb *w)
-{
-    w->depth--;
-    if (!w->mp)
-        wb_byte(w, w->arr[w->depth] ? ']' : '}');
-}
-
-static void wb_strraw(wb *w, const char *s)
-{
-    size_t l = strlen(s);
-    if (w->mp) {
-        if (l < 32) {
-            wb_byte(w, (uint8_t)(0xa0 | l));
-        } else if (l < 256) {
-            wb_byte(w, 0xd9);
-            wb_byte(w, (uint8_t)l);
-        } else {
-            wb_byte(w, 0xda);
-            wb_byte(w, (uint8_t)(l >> 8));
-            wb_byte(w, (uint8_t)l);
-        }
-        wb_raw(w, s, l);
-    } else { /* our strings need no escaping */
-        wb_byte(w, '"');
-        wb_raw(w, s, l);
-        wb_byte(w, '"');
-    }
-}
-
-static void wb_key(wb *w, const char *k)
-{
-    if (!w->mp && w->cnt[w->depth - 1])
-        wb_byte(w, ',');
-    w->cnt[w->depth - 1]++;
-    wb_strraw(w, k);
-    if (!w->mp)
-        wb_byte(w, ':');
-}
-
-static void wb_str(wb *w, const char *s)
-{
-    wb_elem(w);
-    wb_strraw(w, s);
-}
-
-static void wb_uint(wb *w, uint64_t u)
-{
-    wb_elem(w);
-    if (!w->mp) {
-        char b[24];
-        int l = snprintf(b, sizeof b, "%" PRIu64, u);
-        wb_raw(w, b, (size_t)l);
-    } else if (u < 128) {
-        wb_byte(w, (uint8_t)u);
-    } else if (u < 256) {
-        wb_byte(w, 0xcc);
-        wb_byte(w, (uint8_t)u);
-    } else if (u < 65536) {
-        wb_byte(w, 0xcd);
-        wb_byte(w, (uint8_t)(u >> 8));
-        wb_byte(w, (uint8_t)u);
-    } else if (u < 4294967296ull) {
-        wb_byte(w, 0xce);
-        for (int i = 3; i >= 0; i--)
-            wb_byte(w, (uint8_t)(u >> (8 * i)));
-    } else {
-        wb_byte(w, 0xcf);
-        for (int i = 7; i >= 0; i--)
-            wb_byte(w, (uint8_t)(u >> (8 * i)));
-    }
-}
-
-static void wb_kstr(wb *w, const char *k, const char *v)
-{
-    wb_key(w, k);
-    wb_str(w, v);
-}
-
-static const char *const CITIES[] = {"Berlin", "Hamburg", "Munich", "Cologne", "Frankfurt",
-                                     "Stuttgart", "Leipzig", "Dresden", "Hanover", "Nuremberg",
-                                     "Bremen", "Essen", "Dortmund", "Bonn", "Mannheim",
-                                     "Karlsruhe", "Freiburg", "Kiel", "Rostock", "Potsdam"};
-static const char *const SOURCES[] = {"web", "referral", "event", "campaign", "partner", "store"};
-static const char *const TITLES[] = {"Purchasing Manager", "Head of Operations", "Office Manager",
-                                     "Procurement Lead", "Managing Director"};
-
-/* {"ref":R,"op":"create","collection":"contacts","record":{11 fields}}: the
- * record is about 250 bytes of JSON (11 fields).  k makes email and name unique. */
-static void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *city)
-{
-    char name[48], email[80], phone[32], street[48], postcode[8], owner[16];
-    snprintf(name, sizeof name, "Contact %s%08" PRIu64, tag, k);
-    snprintf(email, sizeof email, "%s%08" PRIu64 "@mail.example.com", tag, k);
-    snprintf(phone, sizeof phone, "+49 30 %08" PRIu64, (k * 7919) % 100000000);
-    snprintf(street, sizeof street, "Hauptstrasse %" PRIu64, k % 250 + 1);
-    snprintf(postcode, sizeof postcode, "%05" PRIu64, 10000 + k % 89999);
-    snprintf(owner, sizeof owner, "rep-%02" PRIu64, k % 30);
-    wb_open(w, 4, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "create");
-    wb_kstr(w, "collection", "contacts");
-    wb_key(w, "record");
-    wb_open(w, 11, 0);
-    wb_kstr(w, "name", name);
-    wb_kstr(w, "email", email);
-    wb_kstr(w, "phone", phone);
-    wb_kstr(w, "job_title", TITLES[k % 5]);
-    wb_kstr(w, "street", street);
-    wb_kstr(w, "city", city);
-    wb_kstr(w, "postcode", postcode);
-    wb_kstr(w, "country", "DE");
-    wb_kstr(w, "owner", owner);
-    wb_kstr(w, "source", SOURCES[k % 6]);
-    wb_kstr(w, "language", "de");
-    wb_close(w);
-    wb_close(w);
-}
-
-static void req_get(wb *w, uint64_t ref, const char *id)
-{
-    wb_open(w, 4, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "get");
-    wb_kstr(w, "collection", "contacts");
-    wb_kstr(w, "id", id);
-    wb_close(w);
-}
-
-static void query_city(char *out, size_t n, unsigned i)
-{
-    snprintf(out, n, "QC-%04u", i);
-}
-
-static void req_query(wb *w, uint64_t ref, unsigned city)
-{
-    char c[16];
-    query_city(c, sizeof c, city);
-    wb_open(w, 5, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "query");
-    wb_kstr(w, "collection", "contacts");
-    wb_key(w, "where");
-    wb_open(w, 1, 0);
-    wb_kstr(w, "city", c);
-    wb_close(w);
-    wb_key(w, "limit");
-    wb_uint(w, PER_CITY);
-    wb_close(w);
-}
-
-/* ---- replies: ref and ok without decoding the whole message ---- */
-
-/* 0 (ref and ok filled in) when m is a reply {"ref": int, "ok": bool, ...} as crmd
- * writes it (ref first, then ok), -1 otherwise (a push, an echo without ok
- * gets *ok = -1). */
-static int reply_ref(int mp, const uint8_t *m, size_t n, uint64_t *ref, int *ok)
-{
-    size_t i;
-    uint64_t r = 0;
-    *ok = -1;
-    if (!mp) {
-        if (n < 8 || memcmp(m, "{\"ref\":", 7) != 0 || m[7] < '0' || m[7] > '9')
-            return -1;
-        for (i = 7; i < n && m[i] >= '0' && m[i] <= '9'; i++)
-            r = r * 10 + (uint64_t)(m[i] - '0');
-        *ref = r;
-        if (n - i >= 10 && memcmp(m + i, ",\"ok\":true", 10) == 0)
-            *ok = 1;
-        else if (n - i >= 11 && memcmp(m + i, ",\"ok\":false", 11) == 0)
-            *ok = 0;
-        return 0;
-    }
-    if (n < 6 || (m[0] & 0xf0) != 0x80 || memcmp(m + 1, "\xa3ref", 4) != 0)
-        return -1;
-    i = 5;
-    if (m[i] < 0x80) {
-        r = m[i++];
-    } else {
-        int bytes = m[i] == 0xcc || m[i] == 0xd0 ? 1 : m[i] == 0xcd || m[i] == 0xd1 ? 2
-                  : m[i] == 0xce || m[i] == 0xd2 ? 4 : m[i] == 0xcf || m[i] == 0xd3 ? 8 : 0;
-        if (!bytes || n < i + 1 + (size_t)bytes)
-            return -1;
-        i++;
-        for (int b = 0; b < bytes; b++)
-            r = r << 8 | m[i++];
-    }
-    *ref = r;
-    if (n >= i + 4 && memcmp(m + i, "\xa2ok", 3) == 0)
-        *ok = m[i + 3] == 0xc3 ? 1 : m[i + 3] == 0xc2 ? 0 : -1;
-    return 0;
-}
-
-/* The error message of a failed JSON or msgpack reply, roughly (for the log). */
-static void error_text(const uint8_t *m, size_t n, char *out, size_t cap)
-{
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 1 < cap; i++)
-        out[j++] = m[i] >= 0x20 && m[i] < 0x7f ? (char)m[i] : '.';
-    out[j] = 0;
-}
-
-/* ---- connections ---- */
-
-enum { ROLE_LOAD, ROLE_SUB, ROLE_WRITER };
-
-typedef struct run run;
-
-typedef struct conn {
-    int fd, mp, role, closed, close_code, epout;
-    uint8_t *rx, *tx, *msg;
-    size_t rxlen, rxcap, txlen, txoff, txcap, msglen, msgcap;
-    /* the window: slots of requests in flight */
-    int outstanding, nfree;
-    int *free_slots;
-    int64_t *slot_sent;
-    uint64_t gen;
-    /* blocking set-up: the reply waited for */
-    uint64_t want_ref;
-    int got, got_ok;
-    char got_err[200];
-    /* fan-out subscriber: receipt time per write (0 = not yet) */
-    int64_t *got_at;
-    uint64_t npush, dups, overflows, others;
-} conn;
-
-static void tx_reserve(conn *c, size_t more)
-{
-    if (c->txoff == c->txlen)
-        c->txoff = c->txlen = 0;
-    if (c->txlen + more > c->txcap) {
-        c->txcap = (c->txlen + more) * 2;
-        c->tx = xrealloc(c->tx, c->txcap);
-    }
-}
-
-/* Appends one masked client frame (RFC 6455 5.3) to the send buffer. */
-static void ws_frame(conn *c, int opcode, const uint8_t *p, size_t len)
-{
-    uint8_t *h;
-    size_t hl = 0;
-    uint32_t key = (uint32_t)rng_next();
-    uint8_t mk[4];
-    tx_reserve(c, len + 14);
-    h = c->tx + c->txlen;
-    h[hl++] = (uint8_t)(0x80 | opcode);
-    if (len < 126) {
-        h[hl++] = (uint8_t)(0x80 | len);
-    } else if (len < 65536) {
-        h[hl++] = 0x80 | 126;
-        h[hl++] = (uint8_t)(len >> 8);
-        h[hl++] = (uint8_t)len;
-    } else {
-        h[hl++] = 0x80 | 127;
-        for (int i = 7; i >= 0; i--)
-            h[hl++] = (uint8_t)((uint64_t)len >> (8 * i));
-    }
-    memcpy(mk, &key, 4);
-    memcpy(h + hl, mk, 4);
-    hl += 4;
-    for (size_t i = 0; i < len; i++)
-        h[hl + i] = p[i] ^ mk[i & 3];
-    c->txlen += hl + len;
-}
-
-static void ws_send_wb(conn *c, const wb *w)
-{
-    ws_frame(c, c->mp ? 2 : 1, w->p, w->n);
-}
-
-static void ep_mod(int ep, conn *c, int out)
-{
-    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
-    if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) != 0)
-        die("epoll_ctl: %s", strerror(errno));
-    c->epout = out;
-}
-
-/* Writes what the send buffer holds; ep < 0: blocking (set-up). */
-static void conn_flush(conn *c, int ep)
-{
-    while (c->txoff < c->txlen && !c->closed) {
-        ssize_t w = write(c->fd, c->tx + c->txoff, c->txlen - c->txoff);
-        if (w > 0) {
-            c->txoff += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (ep < 0) {
-                struct pollfd pf = {c->fd, POLLOUT, 0};
-                poll(&pf, 1, 1000);
-                continue;
-            }
-            if (!c->epout)
-                ep_mod(ep, c, 1);
-            return;
-        }
-        c->closed = 1;
-        return;
-    }
-    if (c->txoff == c->txlen) {
-        c->txoff = c->txlen = 0;
-        if (c->epout)
-            ep_mod(ep, c, 0);
-    }
-}
-
-static void conn_free(conn *c)
-{
-    if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
-    free(c->rx);
-    free(c->tx);
-    free(c->msg);
-    free(c->free_slots);
-    free(c->slot_sent);
-    free(c->got_at);
-    memset(c, 0, sizeof *c);
-    c->fd = -1;
-}
-
-typedef void deliver_fn(run *r, conn *c, const uint8_t *m, size_t n, int64_t now);
-
-/* Handles every complete frame in the receive buffer. */
-static void conn_frames(run *r, conn *c, deliver_fn *deliver, int64_t now)
-{
-    size_t off = 0;
-    for (;;) {
-        const uint8_t *b = c->rx + off;
-        size_t n = c->rxlen - off, h = 2;
-        uint64_t len;
-        int op, fin;
-        if (n < 2)
-            break;
-        if (b[1] & 0x80)
-            die("server sent a masked frame");
-        len = b[1] & 0x7f;
-        if (len == 126) {
-            if (n < 4)
-                break;
-            len = (uint64_t)b[2] << 8 | b[3];
-            h = 4;
-        } else if (len == 127) {
-            if (n < 10)
-                break;
-            len = 0;
-            for (int i = 0; i < 8; i++)
-                len = len << 8 | b[2 + i];
-            h = 10;
-        }
-        if (len > (256u << 20))
-            die("frame of %" PRIu64 " bytes", len);
-        if (n - h < len) {
-            if (h + len > c->rxcap) { /* a big frame: make room for all of it */
-                memmove(c->rx, b, n);
-                c->rxlen = n;
-                off = 0;
-                c->rxcap = h + (size_t)len;
-                c->rx = xrealloc(c->rx, c->rxcap);
-            }
-            break;
-        }
-        op = b[0] & 0x0f;
-        fin = b[0] & 0x80;
-        const uint8_t *pl = b + h;
-        off += h + (size_t)len;
-        if (op == 8) {
-            c->closed = 1;
-            c->close_code = len >= 2 ? pl[0] << 8 | pl[1] : 1005;
-            break;
-        }
-        if (op == 9) {
-            ws_frame(c, 10, pl, (size_t)len);
-            continue;
-        }
-        if (op == 10)
-            continue;
-        if ((op == 1 || op == 2) && fin && c->msglen == 0) {
-            deliver(r, c, pl, (size_t)len, now);
-            continue;
-        }
-        if (c->msglen + len > c->msgcap) {
-            c->msgcap = (c->msglen + (size_t)len) * 2;
-            c->msg = xrealloc(c->msg, c->msgcap);
-        }
-        memcpy(c->msg + c->msglen, pl, (size_t)len);
-        c->msglen += (size_t)len;
-        if (fin) {
-            deliver(r, c, c->msg, c->msglen, now);
-            c->msglen = 0;
-        }
-    }
-    if (off) {
-        memmove(c->rx, c->rx + off, c->rxlen - off);
-        c->rxlen -= off;
-    }
-}
-
-/* Reads what is there (non-blocking) and handles it.  0, or -1 on EOF/error. */
-static int conn_read(run *r, conn *c, deliver_fn *deliver)
-{
-    for (;;) {
-        ssize_t got;
-        if (c->rxlen == c->rxcap) {
-            c->rxcap *= 2;
-            c->rx = xrealloc(c->rx, c->rxcap);
-        }
-        got = read(c->fd, c->rx + c->rxlen, c->rxcap - c->rxlen);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 0;
-        if (got <= 0) {
-            c->closed = 1;
-            return -1;
-        }
-        int full = c->rxlen + (size_t)got == c->rxcap;
-        c->rxlen += (size_t)got;
-        conn_frames(r, c, deliver, now_ns());
-        if (!full || c->closed)
-            return c->closed ? -1 : 0;
-    }
-}
-
-/* Set-up replies: the one waited for. */
-static void setup_deliver(run *r, conn *c, const uint8_t *m, size_t n, int64_t now)
-{
-    uint64_t ref;
-    int ok;
-    (void)r;
-    (void)now;
-    if (reply_ref(c->mp, m, n, &ref, &ok) == 0 && ref == c->want_ref) {
-        c->got = 1;
-        c->got_ok = ok == 1;
-        if (ok != 1)
-            error_text(m, n, c->got_err, sizeof c->got_err);
-    }
-}
-
-/* Blocking: sends the request in w and waits for its reply (ref). */
-static int conn_call(conn *c, const wb *w, uint64_t ref, int timeout_ms)
-{
-    int64_t until = now_ns() + (int64_t)timeout_ms * 1000000;
-    c->want_ref = ref;
-    c->got = c->got_ok = 0;
-    c->got_err[0] = 0;
-    ws_send_wb(c, w);
-    conn_flush(c, -1);
-    for (;;) {
-        struct pollfd pf = {c->fd, POLLIN, 0};
-        ssize_t got;
-        conn_frames(NULL, c, setup_deliver, now_ns());
-        if (c->got || c->closed)
-            break;
-        if (now_ns() > until || poll(&pf, 1, 100) < 0)
-            break;
-        if (!(pf.revents & (POLLIN | POLLERR | POLLHUP)))
-            continue;
-        if (c->rxlen == c->rxcap) {
-            c->rxcap *= 2;
-            c->rx = xrealloc(c->rx, c->rxcap);
-        }
-        got = read(c->fd, c->rx + c->rxlen, c->rxcap - c->rxlen);
-        if (got <= 0) {
-            c->closed = 1;
-            break;
-        }
-        c->rxlen += (size_t)got;
-    }
-    return c->got && c->got_ok ? 0 : -1;
-}
-
-/* Opens a WebSocket to 127.0.0.1:port/ws (blocking), offering proto
- * (NULL: none), and authenticates with token (NULL: not). */
-static void conn_open(conn *c, int port, const char *proto, const char *token, int window)
-{
-    struct sockaddr_in sa = {0};
-    char req[512];
-    int one = 1, len;
-    memset(c, 0, sizeof *c);
-    c->mp = proto && strcmp(proto, "crm.v1.msgpack") == 0;
-    c->rxcap = RX_INIT;
-    c->rx = xmalloc(c->rxcap);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        die("socket: %s (open-file limit?)", strerror(errno));
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        die("connect 127.0.0.1:%d: %s", port, strerror(errno));
-    len = snprintf(req, sizeof req,
-                   "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                   "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                   port, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
-                   proto ? "\r\n" : "");
-    tx_reserve(c, (size_t)len);
-    memcpy(c->tx, req, (size_t)len);
-    c->txlen = (size_t)len;
-    conn_flush(c, -1);
-    for (;;) { /* the response head; anything after it is frames */
-        struct pollfd pf = {c->fd, POLLIN, 0};
-        ssize_t got;
-        uint8_t *end;
-        if (poll(&pf, 1, 5000) <= 0)
-            die("no handshake response from 127.0.0.1:%d", port);
-        got = read(c->fd, c->rx + c->rxlen, c->rxcap - c->rxlen - 1);
-        if (got <= 0)
-            die("handshake: connection closed by 127.0.0.1:%d", port);
-        c->rxlen += (size_t)got;
-        c->rx[c->rxlen] = 0;
-        if ((end = memmem(c->rx, c->rxlen, "\r\n\r\n", 4))) {
-            size_t head = (size_t)(end - c->rx) + 4;
-            if (strncmp((char *)c->rx, "HTTP/1.1 101", 12) != 0)
-                die("handshake refused: %.60s", (char *)c->rx);
-            memmove(c->rx, c->rx + head, c->rxlen - head);
-            c->rxlen -= head;
-            break;
-        }
-        if (c->rxlen + 1 >= c->rxcap)
-            die("handshake response too long");
-    }
-    if (token) {
-        uint8_t buf[REQ_CAP];
-        wb w = {buf, 0, sizeof buf, c->mp, 0, {0}, {0}};
-        wb_open(&w, 3, 0);
-        wb_key(&w, "ref");
-        wb_uint(&w, 0);
-        wb_kstr(&w, "op", "auth");
-        wb_kstr(&w, "token", token);
-        wb_close(&w);
-        if (conn_call(c, &w, 0, 5000) != 0)
-            die("auth failed: %s", c->got_err[0] ? c->got_err : "no reply");
-    }
-    if (window > 0) {
-        c->free_slots = xmalloc((size_t)window * sizeof *c->free_slots);
-        c->slot_sent = xcalloc((size_t)window, sizeof *c->slot_sent);
-        for (int i = 0; i < window; i++)
-            c->free_slots[c->nfree++] = window - 1 - i;
-    }
-}
-
-static void conn_nonblock(conn *c, int ep)
-{
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    int fl = fcntl(c->fd, F_GETFL);
-    if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) != 0)
-        die("fcntl: %s", strerror(errno));
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
-        die("epoll_ctl add: %s", strerror(errno));
-}
-
 /* ---- a run of one workload ---- */
 
 enum { K_CREATE, K_GET, K_QUERY, K_ECHO, K_PRELOAD };
+
+typedef struct run run;
 
 typedef struct fanout {
     int nsubs, nwrites;
@@ -894,7 +161,7 @@ static void note_error(run *r, const uint8_t *m, size_t n)
 /* Issues requests on c while its window has room. */
 static void conn_issue(run *r, conn *c)
 {
-    int64_t now = now_ns();
+    int64_t now = bench_now_ns();
     while (c->nfree && !r->stop && (!r->limit || r->issued < r->limit)) {
         uint8_t buf[REQ_CAP];
         wb w = {buf, 0, sizeof buf, c->mp, 0, {0}, {0}};
@@ -904,7 +171,7 @@ static void conn_issue(run *r, conn *c)
         case K_CREATE:
         case K_ECHO: {
             uint64_t k = g_seq++;
-            req_create(&w, ref, "c", k, CITIES[k % (sizeof CITIES / sizeof *CITIES)]);
+            req_create(&w, ref, "c", k, bench_cities[k % BENCH_NCITIES]);
             break;
         }
         case K_PRELOAD: {
@@ -914,10 +181,10 @@ static void conn_issue(run *r, conn *c)
             break;
         }
         case K_GET:
-            req_get(&w, ref, r->ids[rng_next() % r->nids]);
+            req_get(&w, ref, r->ids[bench_rng() % r->nids]);
             break;
         case K_QUERY:
-            req_query(&w, ref, (unsigned)(rng_next() % QUERY_CITIES));
+            req_query(&w, ref, (unsigned)(bench_rng() % QUERY_CITIES));
             break;
         }
         ws_send_wb(c, &w);
@@ -939,8 +206,9 @@ static size_t count_sub(const uint8_t *m, size_t n, const char *needle)
     return k;
 }
 
-static void load_deliver(run *r, conn *c, const uint8_t *m, size_t n, int64_t now)
+static void load_deliver(void *ud, conn *c, const uint8_t *m, size_t n, int64_t now)
 {
+    run *r = ud;
     uint64_t ref;
     int ok, slot;
     if (reply_ref(c->mp, m, n, &ref, &ok) != 0) {
@@ -967,10 +235,10 @@ static void load_deliver(run *r, conn *c, const uint8_t *m, size_t n, int64_t no
         const uint8_t *p = memmem(m, n, "\"id\":\"", 6);
         const uint8_t *q = p ? memchr(p + 6, '"', (size_t)(m + n - p - 6)) : NULL;
         if (!q || q - p - 6 >= 32)
-            die("preload: no id in the reply");
+            bench_die("preload: no id in the reply");
         if (r->nids == r->capids) {
             r->capids = r->capids ? r->capids * 2 : 1024;
-            r->ids = xrealloc(r->ids, r->capids * sizeof *r->ids);
+            r->ids = bench_xrealloc(r->ids, r->capids * sizeof *r->ids);
         }
         memcpy(r->ids[r->nids], p + 6, (size_t)(q - p - 6));
         r->ids[r->nids][q - p - 6] = 0;
@@ -979,7 +247,7 @@ static void load_deliver(run *r, conn *c, const uint8_t *m, size_t n, int64_t no
     if (r->measuring && now <= r->t_end && ok == 1) {
         if (r->nlat == r->caplat) {
             r->caplat = r->caplat ? r->caplat * 2 : 65536;
-            r->lat = xrealloc(r->lat, r->caplat * sizeof *r->lat);
+            r->lat = bench_xrealloc(r->lat, r->caplat * sizeof *r->lat);
         }
         r->lat[r->nlat++] = now - c->slot_sent[slot];
         r->done++;
@@ -987,174 +255,20 @@ static void load_deliver(run *r, conn *c, const uint8_t *m, size_t n, int64_t no
     conn_issue(r, c);
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
-/* The q-quantile (nearest rank) of sorted v, in ms. */
-static double pct_ms(const int64_t *v, size_t n, double q)
-{
-    size_t i;
-    if (!n)
-        return NAN;
-    i = (size_t)ceil(q * (double)n);
-    if (i < 1)
-        i = 1;
-    if (i > n)
-        i = n;
-    return (double)v[i - 1] / 1e6;
-}
 
 /* ---- crmd ---- */
 
 typedef struct env {
-    char crmd[4096], schemas[4096], base[4096], data[4200], log[4200];
-    char token[512];
-    int port;
+    crmd_proc *p; /* the crmd under test */
+    char base[4096];
     double warm, secs;
     int window;
 } env;
 
-static void crmd_token_create(env *e)
-{
-    char cmd[16384], line[512];
-    FILE *f;
-    e->token[0] = 0;
-    snprintf(cmd, sizeof cmd, "'%s' token create --data '%s' --schemas '%s' --role admin", e->crmd,
-             e->data, e->schemas);
-    if (!(f = popen(cmd, "r")))
-        die("popen: %s", strerror(errno));
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (line[0])
-            snprintf(e->token, sizeof e->token, "%s", line);
-    }
-    if (pclose(f) != 0 || !e->token[0])
-        die("`crmd token create` failed");
-}
-
+/* the bare kernel: no scripts or plugins (bench_features measures the CRM
+ * features' hooks; the defaults would load ./scripts) */
 static const char *CRMD_FLAGS = "--rate 10000000 --scripts /nonexistent/no-scripts --plugins /nonexistent/no-plugins";
-
-static void crmd_start(env *e)
-{
-    int64_t until = now_ns() + 20 * (int64_t)1000000000;
-    crmd_pid = fork();
-    if (crmd_pid < 0)
-        die("fork: %s", strerror(errno));
-    if (crmd_pid == 0) {
-        int fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        /* the bare kernel: no scripts or plugins (bench_features measures
-         * the CRM features' hooks; the defaults would load ./scripts) */
-        execl(e->crmd, e->crmd, "serve", "--data", e->data, "--schemas", e->schemas, "--listen",
-              "127.0.0.1:0", "--rate", "10000000", "--scripts", "/nonexistent/no-scripts",
-              "--plugins", "/nonexistent/no-plugins", (char *)NULL);
-        _exit(127);
-    }
-    while (now_ns() < until) {
-        char line[2048];
-        FILE *f = fopen(e->log, "r");
-        int st;
-        while (f && fgets(line, sizeof line, f)) {
-            char *at = strstr(line, "listening on 127.0.0.1:");
-            if (at) {
-                e->port = atoi(at + strlen("listening on 127.0.0.1:"));
-                fclose(f);
-                return;
-            }
-        }
-        if (f)
-            fclose(f);
-        if (waitpid(crmd_pid, &st, WNOHANG) == crmd_pid) {
-            crmd_pid = -1;
-            die("crmd exited at start (log: %s)", e->log);
-        }
-        usleep(20000);
-    }
-    die("crmd did not report ready within 20 s (log: %s)", e->log);
-}
-
-/* Lines crmd logged besides its ready and stopped lines (copied to stderr). */
-static int crmd_log_other(const env *e)
-{
-    char line[4096];
-    int n = 0;
-    FILE *f = fopen(e->log, "r");
-    while (f && fgets(line, sizeof line, f)) {
-        if (strstr(line, "\"event\":\"ready\"") || strstr(line, "\"event\":\"stopped\""))
-            continue;
-        if (n++ < 20)
-            fprintf(stderr, "crmd: %s", line);
-    }
-    if (f)
-        fclose(f);
-    return n;
-}
-
-static int crmd_stop(void)
-{
-    int st = -1;
-    if (crmd_pid <= 0)
-        return -1;
-    kill(crmd_pid, SIGTERM);
-    if (waitpid(crmd_pid, &st, 0) != crmd_pid)
-        st = -1;
-    crmd_pid = -1;
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* crmd's /metrics: group commits, writes in them, seconds spent in them. */
-typedef struct commits {
-    double batches, writes, secs;
-} commits;
-
-static double metric(const char *body, const char *name)
-{
-    char key[128];
-    const char *p;
-    snprintf(key, sizeof key, "\n%s ", name);
-    p = strstr(body, key);
-    return p ? strtod(p + strlen(key), NULL) : 0;
-}
-
-static commits crmd_commits(int port)
-{
-    commits cm = {0, 0, 0};
-    struct sockaddr_in sa = {0};
-    char req[256], *buf = xmalloc(1 << 20);
-    size_t n = 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), len;
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    len = snprintf(req, sizeof req,
-                   "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", port);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        write(fd, req, (size_t)len) == len) {
-        for (;;) {
-            struct pollfd pf = {fd, POLLIN, 0};
-            ssize_t got;
-            if (n + 1 >= (1 << 20) || poll(&pf, 1, 3000) <= 0)
-                break;
-            if ((got = read(fd, buf + n, (1 << 20) - 1 - n)) <= 0)
-                break;
-            n += (size_t)got;
-        }
-    }
-    if (fd >= 0)
-        close(fd);
-    buf[n] = 0;
-    cm.batches = metric(buf, "crmd_commit_batch_size_count");
-    cm.writes = metric(buf, "crmd_commit_batch_size_sum");
-    cm.secs = metric(buf, "crmd_commit_seconds_sum");
-    free(buf);
-    return cm;
-}
 
 /* ---- the lws echo server (the ceiling) ---- */
 
@@ -1253,10 +367,10 @@ static int echo_start(void)
 {
     int pfd[2], port = 0;
     if (pipe(pfd) != 0)
-        die("pipe: %s", strerror(errno));
+        bench_die("pipe: %s", strerror(errno));
     echo_pid = fork();
     if (echo_pid < 0)
-        die("fork: %s", strerror(errno));
+        bench_die("fork: %s", strerror(errno));
     if (echo_pid == 0) {
         struct lws_context_creation_info info;
         struct lws_context *ctx;
@@ -1284,7 +398,7 @@ static int echo_start(void)
     }
     close(pfd[1]);
     if (read(pfd[0], &port, sizeof port) != sizeof port || port <= 0)
-        die("the lws echo server did not start");
+        bench_die("the lws echo server did not start");
     close(pfd[0]);
     return port;
 }
@@ -1309,7 +423,7 @@ static row run_row(env *e, const char *what, int kind, const char *proto, int nc
 {
     row rw;
     run r;
-    conn *cs = xcalloc((size_t)nconns, sizeof *cs);
+    conn *cs = bench_xcalloc((size_t)nconns, sizeof *cs);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     commits c0 = {0, 0, 0}, c1;
     int64_t drain_until = 0;
@@ -1326,11 +440,11 @@ static row run_row(env *e, const char *what, int kind, const char *proto, int nc
     r.ids = ids;
     r.nids = nids;
     if (ep < 0)
-        die("epoll_create1: %s", strerror(errno));
+        bench_die("epoll_create1: %s", strerror(errno));
     fprintf(stderr, "bench_ws: %s, %s, %d connections, window %d ...\n", what, rw.proto, nconns,
             window);
     for (int i = 0; i < nconns; i++) {
-        conn_open(&cs[i], port, proto, kind == K_ECHO ? NULL : e->token, window);
+        conn_open(&cs[i], port, proto, kind == K_ECHO ? NULL : e->p->token, window);
         conn_nonblock(&cs[i], ep);
     }
     if (kind != K_ECHO)
@@ -1346,7 +460,7 @@ static row run_row(env *e, const char *what, int kind, const char *proto, int nc
         }
         usleep(300000);
     }
-    r.t_warm = now_ns() + (int64_t)(e->warm * 1e9);
+    r.t_warm = bench_now_ns() + (int64_t)(e->warm * 1e9);
     r.t_end = r.t_warm + (int64_t)(e->secs * 1e9);
     for (int i = 0; i < nconns; i++) {
         conn_issue(&r, &cs[i]);
@@ -1354,19 +468,19 @@ static row run_row(env *e, const char *what, int kind, const char *proto, int nc
     }
     for (;;) {
         struct epoll_event ev[MAX_EVENTS];
-        int64_t now = now_ns(), wait_ns;
+        int64_t now = bench_now_ns(), wait_ns;
         int nev;
         if (!r.measuring && now >= r.t_warm) {
             r.measuring = 1;
-            r.srv0 = proc_cpu_s(srv_pid);
-            r.cli0 = self_cpu_s();
-            r.all0 = machine_busy_s();
+            r.srv0 = bench_proc_cpu_s(srv_pid);
+            r.cli0 = bench_self_cpu_s();
+            r.all0 = bench_machine_busy_s();
         }
         if (!r.stop && now >= r.t_end) {
             r.stop = 1;
-            r.srv1 = proc_cpu_s(srv_pid);
-            r.cli1 = self_cpu_s();
-            r.all1 = machine_busy_s();
+            r.srv1 = bench_proc_cpu_s(srv_pid);
+            r.cli1 = bench_self_cpu_s();
+            r.all1 = bench_machine_busy_s();
             drain_until = now + 10 * (int64_t)1000000000;
         }
         if (r.stop && (r.in_flight == 0 || now > drain_until))
@@ -1374,7 +488,7 @@ static row run_row(env *e, const char *what, int kind, const char *proto, int nc
         wait_ns = r.stop ? 100000000 : (r.measuring ? r.t_end : r.t_warm) - now;
         nev = epoll_wait(ep, ev, MAX_EVENTS, (int)(wait_ns / 1000000) + 1);
         if (nev < 0 && errno != EINTR)
-            die("epoll_wait: %s", strerror(errno));
+            bench_die("epoll_wait: %s", strerror(errno));
         for (int i = 0; i < nev; i++) {
             conn *c = ev[i].data.ptr;
             if (c->closed)
@@ -1412,12 +526,12 @@ static row run_row(env *e, const char *what, int kind, const char *proto, int nc
             rw.commit_ms = (c1.secs - c0.secs) / (c1.batches - c0.batches) * 1e3;
         }
     }
-    qsort(r.lat, r.nlat, sizeof *r.lat, cmp_i64);
+    qsort(r.lat, r.nlat, sizeof *r.lat, bench_cmp_i64);
     rw.n = r.nlat;
     rw.ops = (double)r.done / e->secs;
-    rw.p50 = pct_ms(r.lat, r.nlat, 0.50);
-    rw.p99 = pct_ms(r.lat, r.nlat, 0.99);
-    rw.p999 = pct_ms(r.lat, r.nlat, 0.999);
+    rw.p50 = bench_pct_ms(r.lat, r.nlat, 0.50);
+    rw.p99 = bench_pct_ms(r.lat, r.nlat, 0.99);
+    rw.p999 = bench_pct_ms(r.lat, r.nlat, 0.999);
     rw.errors = r.errors + r.closed;
     rw.srv_cpu = (r.srv1 - r.srv0) / e->secs * 100;
     rw.cli_cpu = (r.cli1 - r.cli0) / e->secs * 100;
@@ -1442,7 +556,7 @@ static size_t preload(env *e, char (**ids)[32])
     run r;
     conn cs[NC];
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     memset(&r, 0, sizeof r);
     r.kind = K_PRELOAD;
     r.window = W;
@@ -1451,7 +565,7 @@ static size_t preload(env *e, char (**ids)[32])
     fprintf(stderr, "bench_ws: preloading %d contacts in %d cities ...\n", QUERY_CITIES * PER_CITY,
             QUERY_CITIES);
     for (int i = 0; i < NC; i++) {
-        conn_open(&cs[i], e->port, "crm.v1.json", e->token, W);
+        conn_open(&cs[i], e->p->port, "crm.v1.json", e->p->token, W);
         conn_nonblock(&cs[i], ep);
         conn_issue(&r, &cs[i]);
         conn_flush(&cs[i], ep);
@@ -1460,20 +574,20 @@ static size_t preload(env *e, char (**ids)[32])
         struct epoll_event ev[MAX_EVENTS];
         int nev = epoll_wait(ep, ev, MAX_EVENTS, 1000);
         if (nev < 0 && errno != EINTR)
-            die("epoll_wait: %s", strerror(errno));
-        if (now_ns() - t0 > 300 * (int64_t)1000000000)
-            die("preload took over 5 minutes");
+            bench_die("epoll_wait: %s", strerror(errno));
+        if (bench_now_ns() - t0 > 300 * (int64_t)1000000000)
+            bench_die("preload took over 5 minutes");
         for (int i = 0; i < nev; i++) {
             conn *c = ev[i].data.ptr;
             if (ev[i].events & EPOLLOUT)
                 conn_flush(c, ep);
             if (conn_read(&r, c, load_deliver) != 0)
-                die("preload: connection closed (code %d)", c->close_code);
+                bench_die("preload: connection closed (code %d)", c->close_code);
             conn_flush(c, ep);
         }
     }
     if (r.errors || r.nids != (size_t)(QUERY_CITIES * PER_CITY))
-        die("preload: %" PRIu64 " errors (%s), %zu ids", r.errors, r.first_err, r.nids);
+        bench_die("preload: %" PRIu64 " errors (%s), %zu ids", r.errors, r.first_err, r.nids);
     for (int i = 0; i < NC; i++)
         conn_free(&cs[i]);
     close(ep);
@@ -1493,8 +607,9 @@ typedef struct fanres {
 } fanres;
 
 /* Subscribers' messages (the writer has its own thread). */
-static void fan_deliver(run *r, conn *c, const uint8_t *m, size_t n, int64_t now)
+static void fan_deliver(void *ud, conn *c, const uint8_t *m, size_t n, int64_t now)
 {
+    run *r = ud;
     fanout *f = r->fan;
     if (n > 17 && memcmp(m, "{\"event\":\"change\"", 17) == 0) {
         static const char key[] = "\"email\":\"f";
@@ -1536,9 +651,9 @@ static void *fan_writer(void *arg)
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
         req_create(&w, (uint64_t)k + 1, "f", (uint64_t)k, "Fanout City");
-        f->t_send[k] = now_ns();
+        f->t_send[k] = bench_now_ns();
         if (conn_call(f->writer, &w, (uint64_t)k + 1, 10000) == 0) {
-            f->t_ack[k] = now_ns();
+            f->t_ack[k] = bench_now_ns();
             f->ack_ok[k] = 1;
             f->acked++;
         } else {
@@ -1559,7 +674,7 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
     fanres fr;
     run r;
     fanout f;
-    conn *subs = xcalloc((size_t)nsubs, sizeof *subs), writer;
+    conn *subs = bench_xcalloc((size_t)nsubs, sizeof *subs), writer;
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int64_t *lat, *slat, *alat, done_at = 0;
     size_t nl = 0, ns = 0, na = 0;
@@ -1570,9 +685,9 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
     f.nsubs = nsubs;
     f.nwrites = (int)(rate * secs + 0.5);
     f.interval = (int64_t)(1e9 / rate);
-    f.t_send = xcalloc((size_t)f.nwrites, sizeof *f.t_send);
-    f.t_ack = xcalloc((size_t)f.nwrites, sizeof *f.t_ack);
-    f.ack_ok = xcalloc((size_t)f.nwrites, sizeof *f.ack_ok);
+    f.t_send = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_send);
+    f.t_ack = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_ack);
+    f.ack_ok = bench_xcalloc((size_t)f.nwrites, sizeof *f.ack_ok);
     atomic_init(&f.done, 0);
     r.fan = &f;
     fr.subs = nsubs;
@@ -1581,20 +696,20 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
     /* The writer connects first: crmd then writes its ack ahead of the pushes
      * of the same commit (connected last, 99% of the pushes were read before
      * the ack in a trial run, and ack->push said nothing). */
-    conn_open(&writer, e->port, "crm.v1.json", e->token, 0);
+    conn_open(&writer, e->p->port, "crm.v1.json", e->p->token, 0);
     writer.role = ROLE_WRITER;
     /* memory: a fresh crmd, before and after the idle authenticated connections */
     usleep(500000);
-    fr.rss0 = proc_status_kb(crmd_pid, "VmRSS:");
-    fr.anon0 = proc_status_kb(crmd_pid, "RssAnon:");
+    fr.rss0 = bench_proc_status_kb(crmd.pid, "VmRSS:");
+    fr.anon0 = bench_proc_status_kb(crmd.pid, "RssAnon:");
     fprintf(stderr, "bench_ws: opening %d authenticated connections ...\n", nsubs);
     for (int i = 0; i < nsubs; i++) {
-        conn_open(&subs[i], e->port, "crm.v1.json", e->token, 0);
+        conn_open(&subs[i], e->p->port, "crm.v1.json", e->p->token, 0);
         subs[i].role = ROLE_SUB;
     }
     usleep(500000);
-    fr.rss1 = proc_status_kb(crmd_pid, "VmRSS:");
-    fr.anon1 = proc_status_kb(crmd_pid, "RssAnon:");
+    fr.rss1 = bench_proc_status_kb(crmd.pid, "VmRSS:");
+    fr.anon1 = bench_proc_status_kb(crmd.pid, "RssAnon:");
     fr.kib_per_conn = (double)(fr.rss1 - fr.rss0) / nsubs;
 
     fprintf(stderr, "bench_ws: fan-out: %d subscribers, %d creates at %g/s ...\n", nsubs,
@@ -1609,20 +724,20 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
         wb_kstr(&w, "collection", "contacts");
         wb_close(&w);
         if (conn_call(&subs[i], &w, 1, 5000) != 0)
-            die("subscribe failed: %s", subs[i].got_err);
-        subs[i].got_at = xcalloc((size_t)f.nwrites, sizeof *subs[i].got_at);
+            bench_die("subscribe failed: %s", subs[i].got_err);
+        subs[i].got_at = bench_xcalloc((size_t)f.nwrites, sizeof *subs[i].got_at);
         conn_nonblock(&subs[i], ep);
     }
     f.writer = &writer;
 
-    f.t0 = now_ns() + 100000000;
-    r.srv0 = proc_cpu_s(crmd_pid);
-    r.cli0 = self_cpu_s();
+    f.t0 = bench_now_ns() + 100000000;
+    r.srv0 = bench_proc_cpu_s(crmd.pid);
+    r.cli0 = bench_self_cpu_s();
     if (pthread_create(&th, NULL, fan_writer, &f) != 0)
-        die("pthread_create failed");
+        bench_die("pthread_create failed");
     for (;;) {
         struct epoll_event ev[MAX_EVENTS];
-        int64_t now = now_ns();
+        int64_t now = bench_now_ns();
         int nev;
         if (atomic_load(&f.done)) {
             int all = 1;
@@ -1636,7 +751,7 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
         }
         nev = epoll_wait(ep, ev, MAX_EVENTS, 10);
         if (nev < 0 && errno != EINTR)
-            die("epoll_wait: %s", strerror(errno));
+            bench_die("epoll_wait: %s", strerror(errno));
         for (int i = 0; i < nev; i++) {
             conn *c = ev[i].data.ptr;
             if (c->closed)
@@ -1655,10 +770,10 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
         }
     }
     pthread_join(th, NULL);
-    r.srv1 = proc_cpu_s(crmd_pid);
-    r.cli1 = self_cpu_s();
+    r.srv1 = bench_proc_cpu_s(crmd.pid);
+    r.cli1 = bench_self_cpu_s();
     {
-        double span = (double)(now_ns() - f.t0) / 1e9;
+        double span = (double)(bench_now_ns() - f.t0) / 1e9;
         fr.srv_cpu = (r.srv1 - r.srv0) / span * 100;
         fr.cli_cpu = (r.cli1 - r.cli0) / span * 100;
         if (f.nwrites > 1)
@@ -1666,9 +781,9 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
     }
     fr.acked = f.acked;
     fr.write_errors = (uint64_t)f.errors;
-    lat = xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *lat);
-    slat = xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *slat);
-    alat = xmalloc((size_t)f.nwrites * sizeof *alat);
+    lat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *lat);
+    slat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *slat);
+    alat = bench_xmalloc((size_t)f.nwrites * sizeof *alat);
     for (int k = 0; k < f.nwrites; k++)
         if (f.ack_ok[k])
             alat[na++] = f.t_ack[k] - f.t_send[k];
@@ -1694,18 +809,18 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
             slat[ns++] = subs[i].got_at[k] - f.t_send[k];
         }
     }
-    qsort(lat, nl, sizeof *lat, cmp_i64);
-    qsort(slat, ns, sizeof *slat, cmp_i64);
-    qsort(alat, na, sizeof *alat, cmp_i64);
-    fr.p50 = pct_ms(lat, nl, 0.5);
-    fr.p99 = pct_ms(lat, nl, 0.99);
-    fr.p999 = pct_ms(lat, nl, 0.999);
+    qsort(lat, nl, sizeof *lat, bench_cmp_i64);
+    qsort(slat, ns, sizeof *slat, bench_cmp_i64);
+    qsort(alat, na, sizeof *alat, bench_cmp_i64);
+    fr.p50 = bench_pct_ms(lat, nl, 0.5);
+    fr.p99 = bench_pct_ms(lat, nl, 0.99);
+    fr.p999 = bench_pct_ms(lat, nl, 0.999);
     fr.max = nl ? (double)lat[nl - 1] / 1e6 : NAN;
-    fr.s50 = pct_ms(slat, ns, 0.5);
-    fr.s99 = pct_ms(slat, ns, 0.99);
-    fr.s999 = pct_ms(slat, ns, 0.999);
-    fr.ack50 = pct_ms(alat, na, 0.5);
-    fr.ack99 = pct_ms(alat, na, 0.99);
+    fr.s50 = bench_pct_ms(slat, ns, 0.5);
+    fr.s99 = bench_pct_ms(slat, ns, 0.99);
+    fr.s999 = bench_pct_ms(slat, ns, 0.999);
+    fr.ack50 = bench_pct_ms(alat, na, 0.5);
+    fr.ack99 = bench_pct_ms(alat, na, 0.99);
     if (f.errors)
         fprintf(stderr, "bench_ws: fan-out: %d writer errors; the first: %s\n", f.errors,
                 f.first_err);
@@ -1742,35 +857,6 @@ static void print_row(const row *w)
         printf(" – | – |\n");
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static void raise_nofile(rlim_t want)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        die("getrlimit: %s", strerror(errno));
-    if (rl.rlim_cur >= want)
-        return;
-    if (rl.rlim_max < want && rl.rlim_max != RLIM_INFINITY)
-        rl.rlim_max = want; /* needs privilege; tried anyway */
-    rl.rlim_cur = want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-        getrlimit(RLIMIT_NOFILE, &rl);
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-        if (rl.rlim_cur < want)
-            die("open-file limit %llu < %llu needed (raise the hard limit)",
-                (unsigned long long)rl.rlim_cur, (unsigned long long)want);
-    }
-}
-
 int main(void)
 {
     static const int CONNS[] = {1, 16, 64, 256};
@@ -1778,10 +864,10 @@ int main(void)
     env e;
     char exe[4096], perf_file[4200], model[256], fstype[64], date[64], load0[64], load1[64];
     const char *where = getenv("CRM_BENCH_DIR"), *perf_out = getenv("CRM_BENCH_PERF");
-    int fan_subs = (int)env_num("CRM_BENCH_FANOUT_SUBS", IDLE_CONNS, 1);
-    double fan_rate = env_num("CRM_BENCH_FANOUT_RATE", 100, 0);
-    double fan_secs = env_num("CRM_BENCH_FANOUT_SECONDS", 5, 0);
-    int pwin = (int)env_num("CRM_BENCH_PIPELINE_WINDOW", 8, 1);
+    int fan_subs = (int)bench_env_num("CRM_BENCH_FANOUT_SUBS", IDLE_CONNS, 1);
+    double fan_rate = bench_env_num("CRM_BENCH_FANOUT_RATE", 100, 0);
+    double fan_secs = bench_env_num("CRM_BENCH_FANOUT_SECONDS", 5, 0);
+    int pwin = (int)bench_env_num("CRM_BENCH_PIPELINE_WINDOW", 8, 1);
     row creates[NCONC], gets[NCONC], queries[NCONC], create_mp, create_pipe, echo;
     char (*ids)[32] = NULL;
     size_t nids;
@@ -1794,43 +880,46 @@ int main(void)
     ssize_t xl;
 
     memset(&e, 0, sizeof e);
-    e.secs = env_num("CRM_BENCH_SECONDS", 3, 0);
+    e.p = &crmd;
+    snprintf(crmd.scripts, sizeof crmd.scripts, "/nonexistent/no-scripts");
+    snprintf(crmd.plugins, sizeof crmd.plugins, "/nonexistent/no-plugins");
+    e.secs = bench_env_num("CRM_BENCH_SECONDS", 3, 0);
     e.warm = getenv("CRM_BENCH_WARMUP") && !strcmp(getenv("CRM_BENCH_WARMUP"), "0")
                  ? 0
-                 : env_num("CRM_BENCH_WARMUP", 0.5, 0);
-    e.window = (int)env_num("CRM_BENCH_WINDOW", 1, 1);
+                 : bench_env_num("CRM_BENCH_WARMUP", 0.5, 0);
+    e.window = (int)bench_env_num("CRM_BENCH_WINDOW", 1, 1);
     signal(SIGPIPE, SIG_IGN);
     atexit(kill_children);
-    raise_nofile((rlim_t)(2 * fan_subs + 2 * 256 + 256));
+    bench_raise_nofile((rlim_t)(2 * fan_subs + 2 * 256 + 256));
     bench_loadavg(load0, sizeof load0);
 
     /* where things are: the build folder is the one holding bench/bench_ws */
     if ((xl = readlink("/proc/self/exe", exe, sizeof exe - 1)) <= 0)
-        die("readlink /proc/self/exe: %s", strerror(errno));
+        bench_die("readlink /proc/self/exe: %s", strerror(errno));
     exe[xl] = 0;
     char build[4096];
     snprintf(build, sizeof build, "%s", dirname(dirname(exe)));
     if (getenv("CRM_CRMD") && *getenv("CRM_CRMD"))
-        snprintf(e.crmd, sizeof e.crmd, "%s", getenv("CRM_CRMD"));
+        snprintf(crmd.crmd, sizeof crmd.crmd, "%s", getenv("CRM_CRMD"));
     else
 #ifdef CRM_CRMD_PATH
-        snprintf(e.crmd, sizeof e.crmd, "%s", CRM_CRMD_PATH);
+        snprintf(crmd.crmd, sizeof crmd.crmd, "%s", CRM_CRMD_PATH);
 #else
-        snprintf(e.crmd, sizeof e.crmd, "%s/crmd", build);
+        snprintf(crmd.crmd, sizeof crmd.crmd, "%s/crmd", build);
 #endif
     if (getenv("CRM_SCHEMAS") && *getenv("CRM_SCHEMAS"))
-        snprintf(e.schemas, sizeof e.schemas, "%s", getenv("CRM_SCHEMAS"));
+        snprintf(crmd.schemas, sizeof crmd.schemas, "%s", getenv("CRM_SCHEMAS"));
     else
-        snprintf(e.schemas, sizeof e.schemas, "%s/schemas", CRM_SOURCE_DIR);
-    if (access(e.crmd, X_OK) != 0)
-        die("%s is not an executable crmd (set CRM_CRMD)", e.crmd);
+        snprintf(crmd.schemas, sizeof crmd.schemas, "%s/schemas", CRM_SOURCE_DIR);
+    if (access(crmd.crmd, X_OK) != 0)
+        bench_die("%s is not an executable crmd (set CRM_CRMD)", crmd.crmd);
     if (!where || !*where)
         where = build;
     if ((size_t)snprintf(e.base, sizeof e.base, "%s/crmd-bench-ws-XXXXXX", where) >= sizeof e.base ||
         !mkdtemp(e.base))
-        die("mkdtemp %s: %s", e.base, strerror(errno));
+        bench_die("mkdtemp %s: %s", e.base, strerror(errno));
     if (statfs(e.base, &sf) != 0)
-        die("statfs %s: %s", e.base, strerror(errno));
+        bench_die("statfs %s: %s", e.base, strerror(errno));
     tmpfs = sf.f_type == TMPFS_MAGIC_ || sf.f_type == RAMFS_MAGIC_;
     if (tmpfs)
         fprintf(stderr, "bench_ws: WARNING: %s is on tmpfs/ramfs: fsync costs nothing there, "
@@ -1839,10 +928,10 @@ int main(void)
     bench_cpu_model(model, sizeof model);
     uname(&un);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    snprintf(e.data, sizeof e.data, "%s/data", e.base);
-    snprintf(e.log, sizeof e.log, "%s/crmd.log", e.base);
-    if (mkdir(e.data, 0700) != 0)
-        die("mkdir %s: %s", e.data, strerror(errno));
+    snprintf(crmd.data, sizeof crmd.data, "%s/data", e.base);
+    snprintf(crmd.log, sizeof crmd.log, "%s/crmd.log", e.base);
+    if (mkdir(crmd.data, 0700) != 0)
+        bench_die("mkdir %s: %s", crmd.data, strerror(errno));
     {
         uint8_t buf[REQ_CAP];
         wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
@@ -1856,51 +945,51 @@ int main(void)
         req_mp = w.n;
     }
 
-    crmd_token_create(&e);
-    crmd_start(&e);
-    fprintf(stderr, "bench_ws: crmd pid %d on port %d, data in %s\n", (int)crmd_pid, e.port, e.data);
+    crmd_token_create(&crmd);
+    crmd_start(&crmd);
+    fprintf(stderr, "bench_ws: crmd pid %d on port %d, data in %s\n", (int)crmd.pid, crmd.port, crmd.data);
 
     /* fresh server: idle-connection memory, then the fan-out on them */
     fr = run_fanout(&e, fan_subs, fan_rate, fan_secs);
 
     for (int i = 0; i < NCONC; i++) {
-        row w = run_row(&e, "create", K_CREATE, "crm.v1.json", CONNS[i], e.window, e.port, crmd_pid,
+        row w = run_row(&e, "create", K_CREATE, "crm.v1.json", CONNS[i], e.window, crmd.port, crmd.pid,
                         NULL, 0, NULL);
         creates[i] = w;
     }
-    create_mp = run_row(&e, "create", K_CREATE, "crm.v1.msgpack", 64, e.window, e.port, crmd_pid,
+    create_mp = run_row(&e, "create", K_CREATE, "crm.v1.msgpack", 64, e.window, crmd.port, crmd.pid,
                         NULL, 0, NULL);
-    create_pipe = run_row(&e, "create (pipelined)", K_CREATE, "crm.v1.json", 64, pwin, e.port,
-                          crmd_pid, NULL, 0, NULL);
+    create_pipe = run_row(&e, "create (pipelined)", K_CREATE, "crm.v1.json", 64, pwin, crmd.port,
+                          crmd.pid, NULL, 0, NULL);
     if (perf_out && *perf_out) {
         snprintf(perf_file, sizeof perf_file, "%s-create.data", perf_out);
         fprintf(stderr, "bench_ws: perf record on crmd during one more create row (not "
                         "reported) -> %s\n", perf_file);
-        run_row(&e, "create (under perf)", K_CREATE, "crm.v1.json", 64, e.window, e.port, crmd_pid,
+        run_row(&e, "create (under perf)", K_CREATE, "crm.v1.json", 64, e.window, crmd.port, crmd.pid,
                 NULL, 0, perf_file);
     }
     nids = preload(&e, &ids);
     for (int i = 0; i < NCONC; i++)
-        gets[i] = run_row(&e, "get", K_GET, "crm.v1.json", CONNS[i], e.window, e.port, crmd_pid, ids,
+        gets[i] = run_row(&e, "get", K_GET, "crm.v1.json", CONNS[i], e.window, crmd.port, crmd.pid, ids,
                           nids, NULL);
     for (int i = 0; i < NCONC; i++)
         queries[i] = run_row(&e, "query (10 of 10 by city)", K_QUERY, "crm.v1.json", CONNS[i],
-                             e.window, e.port, crmd_pid, NULL, 0, NULL);
+                             e.window, crmd.port, crmd.pid, NULL, 0, NULL);
     if (perf_out && *perf_out) {
         snprintf(perf_file, sizeof perf_file, "%s-get.data", perf_out);
         fprintf(stderr, "bench_ws: perf record on crmd during one more get row -> %s\n", perf_file);
-        run_row(&e, "get (under perf)", K_GET, "crm.v1.json", 64, e.window, e.port, crmd_pid, ids,
+        run_row(&e, "get (under perf)", K_GET, "crm.v1.json", 64, e.window, crmd.port, crmd.pid, ids,
                 nids, perf_file);
         snprintf(perf_file, sizeof perf_file, "%s-query.data", perf_out);
         fprintf(stderr, "bench_ws: perf record on crmd during one more query row -> %s\n",
                 perf_file);
-        run_row(&e, "query (under perf)", K_QUERY, "crm.v1.json", 64, e.window, e.port, crmd_pid,
+        run_row(&e, "query (under perf)", K_QUERY, "crm.v1.json", 64, e.window, crmd.port, crmd.pid,
                 NULL, 0, perf_file);
     }
-    long rss_end = proc_status_kb(crmd_pid, "VmRSS:");
+    long rss_end = bench_proc_status_kb(crmd.pid, "VmRSS:");
     uint64_t records = g_seq;
-    stop_rc = crmd_stop();
-    int log_other = crmd_log_other(&e);
+    stop_rc = crmd_stop(&crmd);
+    int log_other = crmd_log_other(&crmd);
 
     echo_port = echo_start();
     echo = run_row(&e, "lws echo (ceiling)", K_ECHO, NULL, 64, e.window, echo_port, echo_pid, NULL, 0,
@@ -2014,7 +1103,7 @@ int main(void)
     fflush(stdout);
 
     if (!getenv("CRM_BENCH_KEEP"))
-        nftw(e.base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        bench_rm_tree(e.base);
     else
         fprintf(stderr, "bench_ws: kept %s\n", e.base);
     free(ids);

@@ -1,0 +1,902 @@
+/*
+ * bench_peers -- crmd against the systems its users would pick instead
+ * (Redis 7, PostgreSQL 15, Tarantool), on the same machine, in the same run,
+ * on the same workloads, driven by this one load generator (issue 9).
+ *
+ * Each system in turn: start its server (Debian's package, installed by
+ * bench/run.sh; a folder of its own under CRM_BENCH_DIR, loopback port),
+ * load its schema, run the rows, stop it; nothing is left running (children
+ * are stopped at exit and on SIGINT/SIGTERM too).  Only one server runs at a
+ * time, so none steals CPU from another.
+ *
+ * Load generator: one thread, epoll over non-blocking sockets, one
+ * connection per simulated client, one request in flight per connection
+ * (the next leaves when the reply came), latency from writing a request to
+ * reading its reply.  Each row opens fresh connections, warms up
+ * (CRM_BENCH_WARMUP s, not counted), then measures CRM_BENCH_SECONDS s.
+ *
+ * Workloads, at 1, 16, 64 and 256 connections (peer.h says what each system
+ * does for each):
+ *  (1) create a ~250-byte contact, durable, a hook crediting 10 loyalty
+ *      points in the same transaction, one subscriber connected and notified
+ *      (it reads every push; the report says how many arrived);
+ *  (2) get by id, random among 10,000 contacts created beforehand;
+ *  (3) an indexed query returning 10 records (city = X, exactly 10 match);
+ *  (4) fan-out: CRM_BENCH_FANOUT_SUBS subscribers (1,000) while one writer
+ *      (its own thread and connection) creates CRM_BENCH_FANOUT_RATE (100)
+ *      contacts/s for CRM_BENCH_FANOUT_SECONDS (5): time from the writer
+ *      reading its ack (the commit) to each subscriber reading the change.
+ *
+ * Env: CRM_BENCH_QUICK=1 (a smoke run of a minute or two: 0.5 s rows, 100
+ * subscribers for 1 s; its figures mean nothing), CRM_BENCH_SECONDS (3),
+ * CRM_BENCH_WARMUP (0.5), CRM_BENCH_FANOUT_SUBS / _RATE / _SECONDS,
+ * CRM_BENCH_PEERS (which systems, "crmd,redis,postgres,tarantool"),
+ * CRM_BENCH_DIR (where the data goes; default the build folder, on the
+ * checkout's disk: /tmp may be tmpfs, where fsync is free), CRM_CRMD,
+ * CRM_PG_BINDIR, CRM_BENCH_KEEP (keep the data folders).
+ *
+ * Output: the Markdown report on stdout; with an argument, the chart's data
+ * (gnuplot blocks: create, get, query ops/s and create p99, one column per
+ * system) written to that file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+#include "machine.h"
+#include "peer.h"
+
+#ifndef CRM_SOURCE_DIR
+#define CRM_SOURCE_DIR "."
+#endif
+
+#define TMPFS_MAGIC_ 0x01021994
+#define RAMFS_MAGIC_ 0x858458f6
+#define MAX_EVENTS 512
+#define NSYS 4
+#define NCONC 4
+#define PRELOAD (QUERY_CITIES * PER_CITY)
+
+static const int CONNS[NCONC] = {1, 16, 64, 256};
+static const char *const WORKLOADS[3] = {"create", "get", "query"};
+
+typedef struct row {
+    int conns;
+    double ops, p50, p99, p999, srv_cpu, cli_cpu;
+    uint64_t n, errors, acked, pushes;
+    double per_commit, commit_ms; /* crmd: writes per group commit, ms per commit */
+    char err[200];
+} row;
+
+typedef struct fanres {
+    int subs, writes, acked;
+    uint64_t expected, received, missing, dups, write_errors;
+    double rate, p50, p99, p999, max, s50, s99, ack50, ack99;
+    char err[200];
+} fanres;
+
+typedef struct sysres {
+    peer p;
+    const char *key; /* "crmd", "redis", "postgres", "tarantool" */
+    int ran, stop_rc;
+    row rows[3][NCONC];
+    fanres fan;
+} sysres;
+
+typedef struct cfg {
+    double secs, warm, fan_rate, fan_secs;
+    int fan_subs, quick;
+} cfg;
+
+/* ---- one row: the load loop ---- */
+
+typedef struct load {
+    int op, preload, stop, measuring;
+    int64_t t_warm, t_end;
+    uint64_t issued, limit, in_flight, done, errors, acked, pushes;
+    int64_t *lat;
+    size_t nlat, caplat;
+    char first_err[200];
+    char (*ids)[32]; /* get: the ids asked for; preload: the ids captured */
+    size_t nids, capids;
+} load;
+
+static uint64_t g_seq; /* the creates of one system: every contact unique */
+
+static void issue(load *l, pconn *c)
+{
+    contact ct;
+    char arg[40];
+    if (c->busy || l->stop || (l->limit && l->issued >= l->limit))
+        return;
+    if (l->preload) {
+        char city[16];
+        query_city(city, sizeof city, (unsigned)(l->issued / PER_CITY));
+        contact_make(&ct, "q", l->issued, city);
+        c->p->send(c, PEER_CREATE, &ct, NULL);
+    } else if (l->op == PEER_CREATE) {
+        uint64_t k = g_seq++;
+        contact_make(&ct, "c", k, bench_cities[k % BENCH_NCITIES]);
+        c->p->send(c, PEER_CREATE, &ct, NULL);
+    } else if (l->op == PEER_GET) {
+        c->p->send(c, PEER_GET, NULL, l->ids[bench_rng() % l->nids]);
+    } else {
+        query_city(arg, sizeof arg, (unsigned)(bench_rng() % QUERY_CITIES));
+        c->p->send(c, PEER_QUERY, NULL, arg);
+    }
+    c->busy = 1;
+    c->sent_at = bench_now_ns();
+    l->in_flight++;
+    l->issued++;
+}
+
+static void note_error(load *l, const char *what)
+{
+    l->errors++;
+    if (!l->first_err[0])
+        snprintf(l->first_err, sizeof l->first_err, "%s", what);
+}
+
+static void load_reply(void *ud, pconn *c, const peer_reply *r)
+{
+    load *l = ud;
+    int64_t now = bench_now_ns();
+    int ok;
+    if (r->push) { /* count changes, not messages: a Tarantool poll carries several */
+        size_t from = 0, next;
+        uint64_t k;
+        while (r->body && contact_key(r->body, r->len, "c", from, &k, &next) == 0) {
+            from = next;
+            l->pushes++;
+        }
+        return;
+    }
+    if (!c->busy) {
+        note_error(l, "a reply nobody asked for");
+        return;
+    }
+    c->busy = 0;
+    l->in_flight--;
+    ok = r->ok;
+    if (!ok) {
+        note_error(l, r->err[0] ? r->err : "failed");
+    } else if (l->op == PEER_QUERY && r->nrec != PER_CITY) {
+        char m[80];
+        snprintf(m, sizeof m, "query returned %ld records, not %d", r->nrec, PER_CITY);
+        note_error(l, m);
+        ok = 0;
+    } else if (l->op == PEER_GET && r->nrec != 1) {
+        note_error(l, "get found no record");
+        ok = 0;
+    } else if (l->op == PEER_CREATE) {
+        if (!r->id[0]) {
+            note_error(l, "create returned no id");
+            ok = 0;
+        } else {
+            l->acked++;
+            if (l->preload) {
+                if (l->nids == l->capids) {
+                    l->capids = l->capids ? l->capids * 2 : 1024;
+                    l->ids = bench_xrealloc(l->ids, l->capids * sizeof *l->ids);
+                }
+                snprintf(l->ids[l->nids++], sizeof *l->ids, "%s", r->id);
+            }
+        }
+    }
+    if (ok && l->measuring && now <= l->t_end) {
+        if (l->nlat == l->caplat) {
+            l->caplat = l->caplat ? l->caplat * 2 : 65536;
+            l->lat = bench_xrealloc(l->lat, l->caplat * sizeof *l->lat);
+        }
+        l->lat[l->nlat++] = now - c->sent_at;
+        l->done++;
+    }
+    issue(l, c);
+}
+
+static void ep_watch(int ep, pconn *c, int out)
+{
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+        bench_die("epoll_ctl: %s", strerror(errno));
+    c->epout = out;
+}
+
+static void pc_flush(int ep, pconn *c)
+{
+    int rc = c->p->flush(c);
+    if (rc == 1 && !c->epout)
+        ep_watch(ep, c, 1);
+    else if (rc == 0 && c->epout)
+        ep_watch(ep, c, 0);
+}
+
+/* Opens a connection (a subscriber when sub), non-blocking, under ep. */
+static void pc_open(peer *p, pconn *c, int ep, int sub)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    int fl;
+    memset(c, 0, sizeof *c);
+    p->open(p, c);
+    fl = fcntl(c->fd, F_GETFL);
+    if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        bench_die("fcntl: %s", strerror(errno));
+    if (sub) {
+        p->subscribe(c);
+        c->sub = 1;
+    }
+    if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0)
+        bench_die("epoll_ctl add: %s", strerror(errno));
+    if (ep >= 0) /* a subscription may have queued its first long poll (Tarantool) */
+        pc_flush(ep, c);
+}
+
+static void pc_close(pconn *c)
+{
+    if (c->p)
+        c->p->close(c);
+    free(c->got_at);
+    c->got_at = NULL;
+}
+
+/* Handles the events of one epoll_wait: replies and pushes to fn(ud, ...);
+ * l (if any) learns of requests lost with a closed connection. */
+static void pump(int ep, void *ud, load *l, int timeout_ms, uint64_t *closed, peer_reply_fn *fn)
+{
+    struct epoll_event ev[MAX_EVENTS];
+    int nev = epoll_wait(ep, ev, MAX_EVENTS, timeout_ms);
+    if (nev < 0 && errno != EINTR)
+        bench_die("epoll_wait: %s", strerror(errno));
+    for (int i = 0; i < nev; i++) {
+        pconn *c = ev[i].data.ptr;
+        if (c->closed)
+            continue;
+        if (ev[i].events & EPOLLOUT)
+            pc_flush(ep, c);
+        if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            c->p->read(c, fn, ud);
+        if (c->closed) {
+            (*closed)++;
+            if (c->busy && l) {
+                c->busy = 0;
+                l->in_flight--;
+            }
+            epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+            continue;
+        }
+        pc_flush(ep, c);
+    }
+}
+
+static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32], size_t nids)
+{
+    peer *p = &s->p;
+    row rw;
+    load l;
+    pconn *cs = bench_xcalloc((size_t)nconns + 1, sizeof *cs), *sub = NULL;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    uint64_t closed = 0;
+    int64_t drain_until = 0;
+    double srv0 = 0, srv1 = 0, cli0 = 0, cli1 = 0, cm0[3] = {0}, cm1[3] = {0};
+    memset(&rw, 0, sizeof rw);
+    memset(&l, 0, sizeof l);
+    rw.conns = nconns;
+    l.op = op;
+    l.ids = ids;
+    l.nids = nids;
+    if (ep < 0)
+        bench_die("epoll_create1: %s", strerror(errno));
+    fprintf(stderr, "bench_peers: %s: %s, %d connections ...\n", p->name, WORKLOADS[op], nconns);
+    if (op == PEER_CREATE) { /* the one subscriber notified of every create */
+        sub = &cs[nconns];
+        pc_open(p, sub, ep, 1);
+    }
+    for (int i = 0; i < nconns; i++)
+        pc_open(p, &cs[i], ep, 0);
+    if (p->commits)
+        p->commits(p, cm0);
+    l.t_warm = bench_now_ns() + (int64_t)(cf->warm * 1e9);
+    l.t_end = l.t_warm + (int64_t)(cf->secs * 1e9);
+    for (int i = 0; i < nconns; i++) {
+        issue(&l, &cs[i]);
+        pc_flush(ep, &cs[i]);
+    }
+    for (;;) {
+        int64_t now = bench_now_ns(), wait_ns;
+        if (!l.measuring && now >= l.t_warm) {
+            l.measuring = 1;
+            srv0 = peer_tree_cpu_s(p->pid);
+            cli0 = bench_self_cpu_s();
+        }
+        if (!l.stop && now >= l.t_end) {
+            l.stop = 1;
+            srv1 = peer_tree_cpu_s(p->pid);
+            cli1 = bench_self_cpu_s();
+            drain_until = now + 10 * (int64_t)1000000000;
+        }
+        if (l.stop) { /* the end: every reply in (10 s at most), then the
+                       * subscriber's pushes (2 s at most after the stop) */
+            int replies_in = l.in_flight == 0, pushes_in = !sub || l.pushes >= l.acked;
+            int push_wait_over = now > drain_until - 8 * (int64_t)1000000000;
+            if ((replies_in && (pushes_in || push_wait_over)) || now > drain_until)
+                break;
+        }
+        wait_ns = l.stop ? 50000000 : (l.measuring ? l.t_end : l.t_warm) - now;
+        pump(ep, &l, &l, (int)(wait_ns / 1000000) + 1, &closed, load_reply);
+    }
+    if (l.in_flight)
+        fprintf(stderr, "bench_peers: %" PRIu64 " requests unanswered 10 s after the end\n",
+                l.in_flight);
+    if (closed)
+        fprintf(stderr, "bench_peers: %" PRIu64 " connections closed by the server\n", closed);
+    if (l.errors)
+        fprintf(stderr, "bench_peers: %" PRIu64 " errors; the first: %s\n", l.errors,
+                l.first_err);
+    if (p->commits) {
+        p->commits(p, cm1);
+        if (cm1[0] > cm0[0]) {
+            rw.per_commit = (cm1[1] - cm0[1]) / (cm1[0] - cm0[0]);
+            rw.commit_ms = (cm1[2] - cm0[2]) / (cm1[0] - cm0[0]) * 1e3;
+        }
+    }
+    qsort(l.lat, l.nlat, sizeof *l.lat, bench_cmp_i64);
+    rw.n = l.nlat;
+    rw.ops = (double)l.done / cf->secs;
+    rw.p50 = bench_pct_ms(l.lat, l.nlat, 0.50);
+    rw.p99 = bench_pct_ms(l.lat, l.nlat, 0.99);
+    rw.p999 = bench_pct_ms(l.lat, l.nlat, 0.999);
+    rw.errors = l.errors + closed;
+    rw.acked = l.acked;
+    rw.pushes = l.pushes;
+    rw.srv_cpu = (srv1 - srv0) / cf->secs * 100;
+    rw.cli_cpu = (cli1 - cli0) / cf->secs * 100;
+    snprintf(rw.err, sizeof rw.err, "%s", l.first_err);
+    for (int i = 0; i <= nconns; i++)
+        pc_close(&cs[i]);
+    free(cs);
+    free(l.lat);
+    close(ep);
+    usleep(100000); /* let the server see the closes before the next row */
+    return rw;
+}
+
+/* Creates QUERY_CITIES x PER_CITY contacts (city QC-nnnn); returns their ids. */
+static size_t preload(peer *p, char (**ids)[32])
+{
+    enum { NC = 16 };
+    load l;
+    pconn cs[NC];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int64_t t0 = bench_now_ns();
+    uint64_t closed = 0;
+    memset(&l, 0, sizeof l);
+    l.op = PEER_CREATE;
+    l.preload = 1;
+    l.limit = PRELOAD;
+    l.t_warm = l.t_end = INT64_MAX;
+    fprintf(stderr, "bench_peers: %s: preloading %d contacts in %d cities ...\n", p->name,
+            PRELOAD, QUERY_CITIES);
+    for (int i = 0; i < NC; i++) {
+        pc_open(p, &cs[i], ep, 0);
+        issue(&l, &cs[i]);
+        pc_flush(ep, &cs[i]);
+    }
+    while (l.in_flight || l.issued < l.limit) {
+        if (bench_now_ns() - t0 > 300 * (int64_t)1000000000)
+            bench_die("%s: preload took over 5 minutes", p->name);
+        pump(ep, &l, &l, 1000, &closed, load_reply);
+        if (closed)
+            bench_die("%s: preload: a connection was closed", p->name);
+    }
+    if (l.errors || l.nids != (size_t)PRELOAD)
+        bench_die("%s: preload: %" PRIu64 " errors (%s), %zu ids", p->name, l.errors, l.first_err,
+                  l.nids);
+    for (int i = 0; i < NC; i++)
+        pc_close(&cs[i]);
+    close(ep);
+    *ids = l.ids;
+    return l.nids;
+}
+
+/* ---- fan-out ---- */
+
+typedef struct fanout {
+    int nwrites;
+    int64_t t0, interval;
+    int64_t *t_send, *t_ack; /* written by the writer thread, read once it is done */
+    int *ack_ok;
+    int acked, errors;
+    char first_err[200];
+    atomic_int done;
+    pconn *writer;
+} fanout;
+
+static void *fan_writer(void *arg)
+{
+    fanout *f = arg;
+    for (int k = 0; k < f->nwrites; k++) {
+        int64_t due = f->t0 + (int64_t)k * f->interval;
+        struct timespec ts = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
+        peer_reply r;
+        contact ct;
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        contact_make(&ct, "f", (uint64_t)k, "Fanout City");
+        f->t_send[k] = bench_now_ns();
+        if (peer_call(f->writer, PEER_CREATE, &ct, NULL, &r, 10000) == 0) {
+            f->t_ack[k] = bench_now_ns();
+            f->ack_ok[k] = 1;
+            f->acked++;
+        } else {
+            f->errors++;
+            if (!f->first_err[0])
+                snprintf(f->first_err, sizeof f->first_err, "%s", r.err);
+            if (f->writer->closed)
+                break;
+        }
+    }
+    atomic_store(&f->done, 1);
+    return NULL;
+}
+
+static void fan_reply(void *ud, pconn *c, const peer_reply *r)
+{
+    int nwrites = *(const int *)ud;
+    int64_t now = bench_now_ns();
+    size_t from = 0, next;
+    uint64_t k;
+    if (!r->push || !r->body) {
+        if (!r->push)
+            c->others++;
+        return;
+    }
+    while (contact_key(r->body, r->len, "f", from, &k, &next) == 0) {
+        from = next;
+        if (k >= (uint64_t)nwrites) {
+            c->others++;
+        } else if (c->got_at[k]) {
+            c->dups++;
+        } else {
+            c->got_at[k] = now;
+            c->npush++;
+        }
+    }
+}
+
+static fanres run_fanout(peer *p, const cfg *cf)
+{
+    fanres fr;
+    fanout f;
+    int nsubs = cf->fan_subs;
+    pconn *subs = bench_xcalloc((size_t)nsubs, sizeof *subs), writer;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int64_t *lat, *slat, *alat, done_at = 0;
+    size_t nl = 0, ns = 0, na = 0;
+    uint64_t closed = 0;
+    pthread_t th;
+    memset(&fr, 0, sizeof fr);
+    memset(&f, 0, sizeof f);
+    f.nwrites = (int)(cf->fan_rate * cf->fan_secs + 0.5);
+    f.interval = (int64_t)(1e9 / cf->fan_rate);
+    f.t_send = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_send);
+    f.t_ack = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_ack);
+    f.ack_ok = bench_xcalloc((size_t)f.nwrites, sizeof *f.ack_ok);
+    atomic_init(&f.done, 0);
+    fr.subs = nsubs;
+    fr.writes = f.nwrites;
+    fprintf(stderr, "bench_peers: %s: fan-out: %d subscribers, %d creates at %g/s ...\n", p->name,
+            nsubs, f.nwrites, cf->fan_rate);
+    pc_open(p, &writer, -1, 0); /* first: crmd then writes its ack before the pushes */
+    for (int i = 0; i < nsubs; i++) {
+        pc_open(p, &subs[i], ep, 1);
+        subs[i].got_at = bench_xcalloc((size_t)f.nwrites, sizeof *subs[i].got_at);
+    }
+    f.writer = &writer;
+    f.t0 = bench_now_ns() + 200000000;
+    if (pthread_create(&th, NULL, fan_writer, &f) != 0)
+        bench_die("pthread_create failed");
+    for (;;) {
+        int64_t now = bench_now_ns();
+        if (atomic_load(&f.done)) {
+            int all = 1;
+            if (!done_at)
+                done_at = now;
+            for (int i = 0; i < nsubs && all; i++)
+                if (!subs[i].closed && subs[i].npush < (uint64_t)f.acked)
+                    all = 0;
+            if (all || now - done_at > 5 * (int64_t)1000000000)
+                break;
+        }
+        pump(ep, &f.nwrites, NULL, 10, &closed, fan_reply);
+    }
+    pthread_join(th, NULL);
+    if (f.nwrites > 1)
+        fr.rate = (f.nwrites - 1) / ((double)(f.t_send[f.nwrites - 1] - f.t_send[0]) / 1e9);
+    fr.acked = f.acked;
+    fr.write_errors = (uint64_t)f.errors;
+    snprintf(fr.err, sizeof fr.err, "%s", f.first_err);
+    lat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *lat);
+    slat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *slat);
+    alat = bench_xmalloc((size_t)f.nwrites * sizeof *alat);
+    for (int k = 0; k < f.nwrites; k++)
+        if (f.ack_ok[k])
+            alat[na++] = f.t_ack[k] - f.t_send[k];
+    for (int i = 0; i < nsubs; i++) {
+        fr.dups += subs[i].dups;
+        for (int k = 0; k < f.nwrites; k++) {
+            if (!f.ack_ok[k])
+                continue;
+            fr.expected++;
+            if (!subs[i].got_at[k]) {
+                fr.missing++;
+                continue;
+            }
+            fr.received++;
+            int64_t d = subs[i].got_at[k] - f.t_ack[k];
+            lat[nl++] = d < 0 ? 0 : d; /* read before the writer read its ack: 0 */
+            slat[ns++] = subs[i].got_at[k] - f.t_send[k];
+        }
+    }
+    qsort(lat, nl, sizeof *lat, bench_cmp_i64);
+    qsort(slat, ns, sizeof *slat, bench_cmp_i64);
+    qsort(alat, na, sizeof *alat, bench_cmp_i64);
+    fr.p50 = bench_pct_ms(lat, nl, 0.5);
+    fr.p99 = bench_pct_ms(lat, nl, 0.99);
+    fr.p999 = bench_pct_ms(lat, nl, 0.999);
+    fr.max = nl ? (double)lat[nl - 1] / 1e6 : NAN;
+    fr.s50 = bench_pct_ms(slat, ns, 0.5);
+    fr.s99 = bench_pct_ms(slat, ns, 0.99);
+    fr.ack50 = bench_pct_ms(alat, na, 0.5);
+    fr.ack99 = bench_pct_ms(alat, na, 0.99);
+    if (f.errors)
+        fprintf(stderr, "bench_peers: fan-out: %d writer errors; the first: %s\n", f.errors,
+                f.first_err);
+    if (closed)
+        fprintf(stderr, "bench_peers: fan-out: %" PRIu64 " subscribers closed\n", closed);
+    free(lat);
+    free(slat);
+    free(alat);
+    for (int i = 0; i < nsubs; i++)
+        pc_close(&subs[i]);
+    pc_close(&writer);
+    free(subs);
+    free(f.t_send);
+    free(f.t_ack);
+    free(f.ack_ok);
+    close(ep);
+    usleep(300000);
+    return fr;
+}
+
+/* ---- one system ---- */
+
+static void run_system(sysres *s, const cfg *cf, const char *base, const char *crmd)
+{
+    char dir[4400];
+    peer_cfg pc;
+    char (*ids)[32] = NULL;
+    size_t nids;
+    if ((size_t)snprintf(dir, sizeof dir, "%s/%s", base, s->key) >= sizeof dir)
+        bench_die("path too long: %s", base);
+    if (mkdir(dir, 0700) != 0)
+        bench_die("mkdir %s: %s", dir, strerror(errno));
+    pc.dir = dir;
+    pc.src = CRM_SOURCE_DIR;
+    pc.crmd = crmd;
+    pc.max_conns = (cf->fan_subs > 256 ? cf->fan_subs : 256) + 32;
+    fprintf(stderr, "bench_peers: starting %s in %s ...\n", s->p.name, dir);
+    s->p.start(&s->p, &pc);
+    fprintf(stderr, "bench_peers: %s (pid %d)\n", s->p.version, (int)s->p.pid);
+    g_seq = 0;
+    for (int i = 0; i < NCONC; i++)
+        s->rows[PEER_CREATE][i] = run_row(s, cf, PEER_CREATE, CONNS[i], NULL, 0);
+    nids = preload(&s->p, &ids);
+    for (int i = 0; i < NCONC; i++)
+        s->rows[PEER_GET][i] = run_row(s, cf, PEER_GET, CONNS[i], ids, nids);
+    for (int i = 0; i < NCONC; i++)
+        s->rows[PEER_QUERY][i] = run_row(s, cf, PEER_QUERY, CONNS[i], NULL, 0);
+    s->fan = run_fanout(&s->p, cf);
+    s->stop_rc = s->p.stop(&s->p);
+    s->ran = 1;
+    free(ids);
+}
+
+/* ---- the report ---- */
+
+static const char *verdict(int met)
+{
+    return met ? "met" : "**not met**";
+}
+
+static double ratio(double a, double b)
+{
+    return b > 0 ? a / b : NAN;
+}
+
+static void fmt_ratio(char *out, size_t n, double r)
+{
+    if (isnan(r))
+        snprintf(out, n, "–");
+    else
+        snprintf(out, n, "%.2f×", r);
+}
+
+static void print_targets(const sysres *sys)
+{
+    const sysres *c = &sys[0], *r = &sys[1], *pg = &sys[2], *t = &sys[3];
+    const row *c64 = &c->rows[PEER_CREATE][2], *c1 = &c->rows[PEER_CREATE][0];
+    char a[32];
+    printf("## Targets (issue 9)\n\n| target | measured | |\n|---|---|---|\n");
+    if (!c->ran) {
+        printf("| (crmd did not run) | | |\n\n");
+        return;
+    }
+    const struct {
+        const sysres *s;
+        double want;
+    } vs[3] = {{r, 1.5}, {t, 2.5}, {pg, 8}};
+    for (int i = 0; i < 3; i++) {
+        if (!vs[i].s->ran)
+            continue;
+        double x = ratio(c64->ops, vs[i].s->rows[PEER_CREATE][2].ops);
+        fmt_ratio(a, sizeof a, x);
+        printf("| create at 64 connections: crmd ≥ %g× %s | %s (%.0f vs %.0f/s) | %s |\n",
+               vs[i].want, vs[i].s->p.name, a, c64->ops, vs[i].s->rows[PEER_CREATE][2].ops,
+               verdict(!isnan(x) && x >= vs[i].want && !c64->errors));
+    }
+    printf("| create at 64 connections: crmd p99 ≤ 5 ms | %.3f ms | %s |\n", c64->p99,
+           verdict(c64->p99 <= 5 && !c64->errors));
+    if (r->ran) {
+        const row *r1 = &r->rows[PEER_CREATE][0];
+        printf("| create at 1 connection: crmd's latency within 10%% of Redis's | p50 %.3f vs %.3f "
+               "ms | %s |\n",
+               c1->p50, r1->p50, verdict(c1->p50 <= r1->p50 * 1.1 && !c1->errors));
+    }
+    printf("| gets at 64 connections ≥ 100,000/s | %.0f/s | %s |\n", c->rows[PEER_GET][2].ops,
+           verdict(c->rows[PEER_GET][2].ops >= 100000 && !c->rows[PEER_GET][2].errors));
+    printf("| fan-out to 1,000 subscribers at 100 writes/s: p99 ≤ 50 ms, none missing | %d "
+           "subscribers at %.1f writes/s: commit→receipt p99 %.3f ms, %" PRIu64 " missing | %s |\n",
+           c->fan.subs, c->fan.rate, c->fan.p99, c->fan.missing,
+           verdict(c->fan.p99 <= 50 && c->fan.missing == 0 && c->fan.subs >= 1000 &&
+                   c->fan.rate >= 95));
+    printf("| RSS per idle connection ≤ 20 KiB | measured by bench_ws (`bench/results/ws.md`) | |\n\n");
+}
+
+static void print_workload(const sysres *sys, int w, const char *title, const char *what)
+{
+    printf("## %s\n\n%s\n\n", title, what);
+    printf("| conns | system | ops/s | p50 ms | p99 ms | p999 ms | errors | server CPU | loadgen "
+           "CPU | crmd ÷ system (ops/s) |%s\n",
+           w == PEER_CREATE ? " subscriber got |" : "");
+    printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|%s\n",
+           w == PEER_CREATE ? "---:|" : "");
+    for (int i = 0; i < NCONC; i++)
+        for (int k = 0; k < NSYS; k++) {
+            const row *x = &sys[k].rows[w][i];
+            char rt[32];
+            if (!sys[k].ran)
+                continue;
+            fmt_ratio(rt, sizeof rt,
+                      k == 0 || !sys[0].ran ? NAN : ratio(sys[0].rows[w][i].ops, x->ops));
+            printf("| %d | %s | %.0f | %.3f | %.3f | %.3f | %" PRIu64 " | %.0f%% | %.0f%% | %s |",
+                   x->conns, sys[k].p.name, x->ops, x->p50, x->p99, x->p999, x->errors,
+                   x->srv_cpu, x->cli_cpu, rt);
+            if (w == PEER_CREATE)
+                printf(" %" PRIu64 " of %" PRIu64 " |", x->pushes, x->acked);
+            printf("\n");
+        }
+    if (w == PEER_CREATE && sys[0].ran) {
+        printf("\ncrmd's group commits in these rows (its /metrics, warm-up included): writes "
+               "per commit");
+        for (int i = 0; i < NCONC; i++)
+            printf("%s %d: %.1f (%.3f ms per commit)", i ? ";" : "", CONNS[i],
+                   sys[0].rows[w][i].per_commit, sys[0].rows[w][i].commit_ms);
+        printf(".\n");
+    }
+    for (int k = 0; k < NSYS; k++)
+        for (int i = 0; i < NCONC; i++)
+            if (sys[k].ran && sys[k].rows[w][i].errors)
+                printf("\n%s at %d connections, the first error: `%s`", sys[k].p.name, CONNS[i],
+                       sys[k].rows[w][i].err);
+    printf("\n\n");
+}
+
+static void write_chart_data(const char *path, const sysres *sys)
+{
+    FILE *f = fopen(path, "w");
+    static const char *const blocks[4] = {"create ops/s", "get ops/s", "query ops/s",
+                                          "create p99 ms"};
+    if (!f)
+        bench_die("cannot write %s", path);
+    for (int b = 0; b < 4; b++) {
+        fprintf(f, "# %s\nconns", blocks[b]);
+        for (int k = 0; k < NSYS; k++)
+            fprintf(f, " \"%s\"", sys[k].p.name);
+        fprintf(f, "\n");
+        for (int i = 0; i < NCONC; i++) {
+            fprintf(f, "%d", CONNS[i]);
+            for (int k = 0; k < NSYS; k++) {
+                const row *x = &sys[k].rows[b == 3 ? PEER_CREATE : b][i];
+                if (!sys[k].ran)
+                    fprintf(f, " NaN");
+                else
+                    fprintf(f, " %.3f", b == 3 ? x->p99 : x->ops);
+            }
+            fprintf(f, "\n");
+        }
+        fprintf(f, "\n\n");
+    }
+    if (fclose(f) != 0)
+        bench_die("cannot write %s", path);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    exit(130); /* atexit stops the servers */
+}
+
+int main(int argc, char **argv)
+{
+    static sysres sys[NSYS];
+    cfg cf;
+    char exe[4096], build[4096], crmd[4096], base[4200], model[256], fstype[64], date[64],
+        load0[64], load1[64];
+    const char *where = getenv("CRM_BENCH_DIR"), *only = getenv("CRM_BENCH_PEERS");
+    struct statfs sf;
+    struct utsname un;
+    time_t now = time(NULL);
+    ssize_t xl;
+    int tmpfs;
+
+    memset(&cf, 0, sizeof cf);
+    cf.quick = getenv("CRM_BENCH_QUICK") && strcmp(getenv("CRM_BENCH_QUICK"), "0") != 0;
+    cf.secs = bench_env_num("CRM_BENCH_SECONDS", cf.quick ? 0.5 : 3, 0);
+    cf.warm = getenv("CRM_BENCH_WARMUP") && !strcmp(getenv("CRM_BENCH_WARMUP"), "0")
+                  ? 0
+                  : bench_env_num("CRM_BENCH_WARMUP", cf.quick ? 0.2 : 0.5, 0);
+    cf.fan_subs = (int)bench_env_num("CRM_BENCH_FANOUT_SUBS", cf.quick ? 100 : 1000, 1);
+    cf.fan_rate = bench_env_num("CRM_BENCH_FANOUT_RATE", 100, 0);
+    cf.fan_secs = bench_env_num("CRM_BENCH_FANOUT_SECONDS", cf.quick ? 1 : 5, 0);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    atexit(peer_kill_all);
+    bench_raise_nofile((rlim_t)(2 * cf.fan_subs + 2 * 256 + 512));
+    bench_loadavg(load0, sizeof load0);
+
+    peer_crmd_init(&sys[0].p);
+    peer_redis_init(&sys[1].p);
+    peer_pg_init(&sys[2].p);
+    peer_tarantool_init(&sys[3].p);
+    sys[0].key = "crmd";
+    sys[1].key = "redis";
+    sys[2].key = "postgres";
+    sys[3].key = "tarantool";
+
+    if ((xl = readlink("/proc/self/exe", exe, sizeof exe - 1)) <= 0)
+        bench_die("readlink /proc/self/exe: %s", strerror(errno));
+    exe[xl] = 0;
+    snprintf(build, sizeof build, "%s", dirname(dirname(exe))); /* build/bench/bench_peers */
+    if (getenv("CRM_CRMD") && *getenv("CRM_CRMD"))
+        snprintf(crmd, sizeof crmd, "%s", getenv("CRM_CRMD"));
+    else
+#ifdef CRM_CRMD_PATH
+        snprintf(crmd, sizeof crmd, "%s", CRM_CRMD_PATH);
+#else
+        snprintf(crmd, sizeof crmd, "%s/crmd", build);
+#endif
+    if (access(crmd, X_OK) != 0)
+        bench_die("%s is not an executable crmd (set CRM_CRMD)", crmd);
+    if (!where || !*where)
+        where = build;
+    if ((size_t)snprintf(base, sizeof base, "%s/crmd-bench-peers-XXXXXX", where) >= sizeof base ||
+        !mkdtemp(base))
+        bench_die("mkdtemp %s: %s", base, strerror(errno));
+    { /* absolute: the servers chdir to their folders (Redis opens its log after) */
+        char abs[4096];
+        if (!realpath(base, abs))
+            bench_die("realpath %s: %s", base, strerror(errno));
+        snprintf(base, sizeof base, "%s", abs);
+    }
+    chmod(base, 0711); /* PostgreSQL runs as postgres and must reach its folder */
+    if (statfs(base, &sf) != 0)
+        bench_die("statfs %s: %s", base, strerror(errno));
+    tmpfs = sf.f_type == TMPFS_MAGIC_ || sf.f_type == RAMFS_MAGIC_;
+    if (tmpfs)
+        fprintf(stderr, "bench_peers: WARNING: %s is on tmpfs/ramfs: fsync costs nothing there "
+                        "(set CRM_BENCH_DIR)\n", base);
+    bench_fs_type(base, fstype, sizeof fstype);
+    bench_cpu_model(model, sizeof model);
+    uname(&un);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+
+    for (int k = 0; k < NSYS; k++)
+        if (!only || !*only || strstr(only, sys[k].key))
+            run_system(&sys[k], &cf, base, crmd);
+    bench_loadavg(load1, sizeof load1);
+
+    printf("# bench_peers: crmd against Redis, PostgreSQL and Tarantool\n\n");
+    if (cf.quick)
+        printf("> **Smoke run (`CRM_BENCH_QUICK=1`) on a shared, busy machine: %g s rows, %d "
+               "subscribers for %g s.  It shows that the benchmark works end to end; its figures "
+               "are noise, not a measurement.**\n\n",
+               cf.secs, cf.fan_subs, cf.fan_secs);
+    printf("Run %s.  Machine: %s, nproc %ld, %ld GiB RAM, Linux %s; data on %s (`%s`)%s.  Load "
+           "average (1/5/15 min) at start %s, at end %s.\n\n",
+           date, model, sysconf(_SC_NPROCESSORS_ONLN), bench_mem_gib(), un.release, fstype, where,
+           tmpfs ? " — **tmpfs: durable figures are not disk figures**" : "", load0, load1);
+    printf("One load generator for all (this program, C, one thread, epoll, on the same 2 cores "
+           "as the server): one request in flight per connection, latency from writing a "
+           "request to reading its reply; each row %g s warm-up, then %g s measured on fresh "
+           "connections.  One server at a time, each started fresh in its own folder on the "
+           "same disk and stopped after its rows.  Every system is durable per request (the "
+           "reply follows the fsync): crmd's group commit, Redis `appendfsync always`, "
+           "PostgreSQL `synchronous_commit on`, Tarantool `wal_mode fsync`.  Server CPU: the "
+           "server's processes (PostgreSQL: the postmaster and its backends) as a share of one "
+           "core over the measured window.\n\n",
+           cf.warm, cf.secs);
+    printf("| system | version | set-up | stopped cleanly |\n|---|---|---|---|\n");
+    for (int k = 0; k < NSYS; k++)
+        if (sys[k].ran)
+            printf("| %s | %s | %s | %s |\n", sys[k].p.name, sys[k].p.version, sys[k].p.setup,
+                   sys[k].stop_rc == 0 ? "yes" : "**no**");
+    printf("\n");
+    print_targets(sys);
+    if (argc > 1)
+        printf("![ops/s and p99 by connections](peers.png)\n\n");
+    print_workload(sys, PEER_CREATE, "(1) Create",
+                   "A ~250-byte contact (11 fields), durable; the hook credits 10 loyalty points "
+                   "to the new contact's account in the same transaction; one subscriber "
+                   "connected and notified (\"subscriber got\": pushes it read of the creates "
+                   "acknowledged in the row, warm-up included).");
+    print_workload(sys, PEER_GET, "(2) Get by id",
+                   "Random ids among the 10,000 contacts preloaded after the create rows.");
+    print_workload(sys, PEER_QUERY, "(3) Indexed query returning 10 records",
+                   "city = X through the city index, limit 10, with exactly 10 matches (1,000 "
+                   "preloaded cities).");
+    printf("## (4) Fan-out\n\n%d subscribers on the contacts' changes; one writer on its own "
+           "connection (opened first) and thread creates contacts at %g/s for %g s, one in "
+           "flight.  commit→receipt: from the writer reading its ack to a subscriber reading "
+           "the change (read before the ack: 0); send→receipt: from the writer sending the "
+           "create.\n\n",
+           cf.fan_subs, cf.fan_rate, cf.fan_secs);
+    printf("| system | writes acked | pushes expected | received | missing | duplicates | "
+           "commit→receipt p50 ms | p99 ms | p999 ms | max ms | send→receipt p50 ms | p99 ms | "
+           "writer ack p50 / p99 ms |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for (int k = 0; k < NSYS; k++) {
+        const fanres *f = &sys[k].fan;
+        if (!sys[k].ran)
+            continue;
+        printf("| %s | %d of %d | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
+               " | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f / %.3f |\n",
+               sys[k].p.name, f->acked, f->writes, f->expected, f->received, f->missing, f->dups,
+               f->p50, f->p99, f->p999, f->max, f->s50, f->s99, f->ack50, f->ack99);
+    }
+    printf("\nOne run; runs on shared machines spread ±10–40%% (perf-anchors.md), so compare "
+           "ratios taken in one run.\n");
+    fflush(stdout);
+    if (argc > 1)
+        write_chart_data(argv[1], sys);
+    if (!getenv("CRM_BENCH_KEEP"))
+        bench_rm_tree(base);
+    else
+        fprintf(stderr, "bench_peers: kept %s\n", base);
+    return 0;
+}

@@ -1,0 +1,222 @@
+/* sys_crmd -- crmd as a peer: the bench schemas (bench/peers/crmd/schemas:
+ * contacts with one index, on city, and loyalty) and the Lua before-hook
+ * that credits the loyalty account in the create's own transaction
+ * (bench/peers/crmd/scripts/loyalty.lua); over WebSocket, JSON subprotocol,
+ * with benchws's client. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+#include "peer.h"
+
+typedef struct crmd_conn {
+    conn ws;
+    uint64_t ref;
+} crmd_conn;
+
+static crmd_proc proc = {.pid = -1};
+
+static void crmd_peer_start(peer *p, const peer_cfg *cfg)
+{
+    char line[256];
+    FILE *f;
+    snprintf(proc.crmd, sizeof proc.crmd, "%s", cfg->crmd);
+    snprintf(proc.schemas, sizeof proc.schemas, "%s/bench/peers/crmd/schemas", cfg->src);
+    snprintf(proc.scripts, sizeof proc.scripts, "%s/bench/peers/crmd/scripts", cfg->src);
+    snprintf(proc.plugins, sizeof proc.plugins, "/nonexistent/no-plugins");
+    snprintf(proc.data, sizeof proc.data, "%s/data", cfg->dir);
+    snprintf(proc.log, sizeof proc.log, "%s/crmd.log", cfg->dir);
+    if (mkdir(proc.data, 0700) != 0)
+        bench_die("mkdir %s failed", proc.data);
+    crmd_token_create(&proc);
+    crmd_start(&proc);
+    peer_adopt(proc.pid);
+    p->pid = proc.pid;
+    snprintf(p->version, sizeof p->version, "crmd");
+    snprintf(line, sizeof line, "'%.200s' version 2>&1", cfg->crmd);
+    if ((f = popen(line, "r"))) {
+        if (fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(p->version, sizeof p->version, "%.90s", line);
+        }
+        pclose(f);
+    }
+    snprintf(p->setup, sizeof p->setup,
+             "`crmd serve --rate 10000000` (LMDB, durable group commit: one fsync per event-loop "
+             "pass), schemas `bench/peers/crmd/schemas` (contacts indexed on city; loyalty), the "
+             "Lua before-hook `bench/peers/crmd/scripts/loyalty.lua` (get + create/update of the "
+             "loyalty account in the create's transaction); WebSocket, `crm.v1.json`; the "
+             "subscriber: `subscribe` to contacts (the record in each push)");
+}
+
+static int crmd_peer_stop(peer *p)
+{
+    int rc = crmd_stop(&proc), other = crmd_log_other(&proc);
+    p->pid = -1;
+    if (other)
+        fprintf(stderr, "bench_peers: crmd logged %d unexpected lines\n", other);
+    return rc == 0 ? 0 : -1;
+}
+
+static void crmd_peer_open(peer *p, pconn *c)
+{
+    crmd_conn *cc = bench_xcalloc(1, sizeof *cc);
+    conn_open(&cc->ws, proc.port, "crm.v1.json", proc.token, 0);
+    c->impl = cc;
+    c->fd = cc->ws.fd;
+    c->p = p;
+}
+
+static void crmd_peer_close(pconn *c)
+{
+    crmd_conn *cc = c->impl;
+    if (!cc)
+        return;
+    conn_free(&cc->ws);
+    free(cc);
+    c->impl = NULL;
+    c->fd = -1;
+}
+
+static void crmd_peer_send(pconn *c, int op, const contact *ct, const char *arg)
+{
+    crmd_conn *cc = c->impl;
+    uint8_t buf[REQ_CAP];
+    wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
+    uint64_t ref = ++cc->ref;
+    if (op == PEER_CREATE)
+        req_create_contact(&w, ref, ct);
+    else if (op == PEER_GET)
+        req_get(&w, ref, arg);
+    else
+        req_query_city(&w, ref, arg);
+    ws_send_wb(&cc->ws, &w);
+}
+
+static int crmd_peer_flush(pconn *c)
+{
+    crmd_conn *cc = c->impl;
+    /* conn_flush with ep -1 would block; writes here are small and the
+     * socket almost never full, so write what goes and report the rest */
+    while (cc->ws.txoff < cc->ws.txlen) {
+        ssize_t w = write(cc->ws.fd, cc->ws.tx + cc->ws.txoff, cc->ws.txlen - cc->ws.txoff);
+        if (w > 0) {
+            cc->ws.txoff += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        c->closed = 1;
+        return -1;
+    }
+    cc->ws.txoff = cc->ws.txlen = 0;
+    return 0;
+}
+
+typedef struct crmd_read {
+    pconn *c;
+    peer_reply_fn *fn;
+    void *ud;
+} crmd_read;
+
+static size_t count_sub(const uint8_t *m, size_t n, const char *needle)
+{
+    size_t k = 0, nl = strlen(needle);
+    const uint8_t *p = m, *end = m + n;
+    while ((p = memmem(p, (size_t)(end - p), needle, nl))) {
+        k++;
+        p += nl;
+    }
+    return k;
+}
+
+static void crmd_deliver(void *ud, conn *ws, const uint8_t *m, size_t n, int64_t now)
+{
+    crmd_read *rd = ud;
+    peer_reply r;
+    uint64_t ref;
+    int ok;
+    (void)ws;
+    (void)now;
+    memset(&r, 0, sizeof r);
+    if (reply_ref(0, m, n, &ref, &ok) != 0) {
+        r.push = 1;
+        if (n > 17 && memcmp(m, "{\"event\":\"change\"", 17) == 0) {
+            r.body = m;
+            r.len = n;
+        }
+        rd->fn(rd->ud, rd->c, &r);
+        return;
+    }
+    r.ok = ok == 1;
+    if (!r.ok) {
+        error_text(m, n, r.err, sizeof r.err);
+    } else {
+        const uint8_t *p = memmem(m, n, "\"id\":\"", 6);
+        const uint8_t *q = p ? memchr(p + 6, '"', (size_t)(m + n - p - 6)) : NULL;
+        if (q && q - p - 6 < (long)sizeof r.id) {
+            memcpy(r.id, p + 6, (size_t)(q - p - 6));
+            r.id[q - p - 6] = 0;
+        }
+        r.nrec = (long)count_sub(m, n, "\"_rev\":");
+    }
+    rd->fn(rd->ud, rd->c, &r);
+}
+
+static int crmd_peer_read(pconn *c, peer_reply_fn *fn, void *ud)
+{
+    crmd_conn *cc = c->impl;
+    crmd_read rd = {c, fn, ud};
+    int rc = conn_read(&rd, &cc->ws, crmd_deliver);
+    if (cc->ws.closed)
+        c->closed = 1;
+    /* pongs the client owes go out with the next flush */
+    return rc;
+}
+
+static void crmd_peer_subscribe(pconn *c)
+{
+    crmd_conn *cc = c->impl;
+    uint8_t buf[REQ_CAP];
+    wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
+    uint64_t ref = ++cc->ref;
+    wb_open(&w, 3, 0);
+    wb_key(&w, "ref");
+    wb_uint(&w, ref);
+    wb_kstr(&w, "op", "subscribe");
+    wb_kstr(&w, "collection", "contacts");
+    wb_close(&w);
+    if (conn_call(&cc->ws, &w, ref, 5000) != 0)
+        bench_die("crmd: subscribe failed: %s", cc->ws.got_err);
+}
+
+static void crmd_peer_commits(peer *p, double out[3])
+{
+    commits cm = crmd_commits(proc.port);
+    (void)p;
+    out[0] = cm.batches;
+    out[1] = cm.writes;
+    out[2] = cm.secs;
+}
+
+void peer_crmd_init(peer *p)
+{
+    memset(p, 0, sizeof *p);
+    p->name = "crmd";
+    p->pid = -1;
+    p->start = crmd_peer_start;
+    p->stop = crmd_peer_stop;
+    p->open = crmd_peer_open;
+    p->close = crmd_peer_close;
+    p->send = crmd_peer_send;
+    p->flush = crmd_peer_flush;
+    p->read = crmd_peer_read;
+    p->subscribe = crmd_peer_subscribe;
+    p->commits = crmd_peer_commits;
+}
