@@ -159,7 +159,8 @@ export function donut(svg, items, opts = {}) {
   }
   const big = Math.round(r * 0.36);
   svg.appendChild(m.mark(el('text', { x: cx, y: cy + big * 0.3, class: 'center', 'text-anchor': 'middle', 'font-size': big }, formatShort(total)), 'total', total));
-  svg.appendChild(el('text', { x: cx, y: cy + big * 0.3 + 24, class: 'center-label', 'text-anchor': 'middle' }, opts.centerLabel || 'total'));
+  const small = Math.max(10, Math.min(16, Math.round(r * 0.12)));
+  svg.appendChild(el('text', { x: cx, y: cy + big * 0.3 + small + 6, class: 'center-label', 'text-anchor': 'middle', 'font-size': small }, opts.centerLabel || 'total'));
 }
 
 // values: [{key, label, value}] oldest first; thin columns, the last one

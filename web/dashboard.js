@@ -248,6 +248,7 @@ function draw() {
   drawRevenue();
   drawFeed();
   $('#seq').textContent = formatCount(model.seq);
+  $('#seq').dataset.value = String(model.seq);
 }
 
 function drawFeed() {
