@@ -436,8 +436,10 @@ async function main() {
   await new Promise((r) => foreign2.listen(0, '127.0.0.1', r));
   const otherPort = `http://127.0.0.1:${foreign2.address().port}`;
   const refused0 = await refusedCount(port);
+  let chromiumSaw = '';
   for (const [origin, what] of [[foreignOrigin, 'another address'], [otherPort, 'another port']]) {
     const r = await foreignAttempt(context, `${origin}/`, port);
+    chromiumSaw = r.errors.join('; ');
     assert.equal(r.seen, 'closed 1006', `the page on ${what} (${origin}) never opens its WebSocket (${r.seen})`);
     assert.ok(r.errors.some((e) => /\b403\b/.test(e)), `Chromium saw 403 for ${origin}: ${JSON.stringify(r.errors)}`);
   }
@@ -456,7 +458,7 @@ async function main() {
   };
   assert.deepEqual(raw, { foreign: 403, null: 403, sameOrigin: 101, none: 101 });
   assert.equal(await page.getAttribute('#status', 'data-state'), 'live', 'the dashboard (own origin) stays live');
-  ok(`R17: Chromium pages on ${foreignOrigin} and ${otherPort} -> 403 before the upgrade; a data: page -> ${dataHow}; raw handshakes: foreign 403, null 403, same origin 101, none 101; the dashboard's own origin stays live`);
+  ok(`R17: Chromium pages on ${foreignOrigin} and ${otherPort} -> 403 before the upgrade (Chromium: ${chromiumSaw}); a data: page -> ${dataHow}; raw handshakes: foreign 403, null 403, same origin 101, none 101; the dashboard's own origin stays live`);
 
   step = 'SIGTERM';
   await browser.close();
