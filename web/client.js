@@ -206,8 +206,10 @@ export class CrmClient {
     try {
       r = await this.request({ op: 'subscribe', collection: spec.collection, aggregate: agg });
     } catch (e) {
+      // not connected: the next connection subscribes again.  Refused: not
+      // again until the arguments change (refresh() would only repeat it).
       if (e.code !== 'UNAVAILABLE') this.onError(spec.name, e);
-      if (spec.key === key) spec.key = null;
+      else if (spec.key === key) spec.key = null;
       return;
     }
     if (spec.key !== key || !this.authed) {

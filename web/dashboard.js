@@ -315,6 +315,8 @@ function setStatus(state, info) {
 }
 
 let client = null;
+// the card each subscription feeds (by the name's first word)
+const CARD_OF = { lifecycle: '#card-lifecycle', tickets: '#card-tickets', tiers: '#card-tiers', revenue: '#card-revenue', segments: '#card-segments' };
 
 function showPrompt(message) {
   $('#login').hidden = false;
@@ -331,18 +333,25 @@ function start(token) {
     token,
     onStatus: (state, info) => {
       setStatus(state, info);
-      if (state === 'live' && historyFor !== startOfDay(Date.now())) loadHistory(client);
+      if (state === 'live') loadHistory(client); // past days may have changed while away
       if (state === 'unauthorized') {
         sessionStorage.removeItem(TOKEN_KEY);
         showPrompt(`The server refused this token (${info.message}). Enter another.`);
       }
     },
     onError: (name, err) => {
+      // one line per figure the server refused (e.g. FORBIDDEN for a narrower role)
       const box = $('#errors');
-      const li = document.createElement('li');
+      let li = box.querySelector(`li[data-name="${name}"]`);
+      if (!li) {
+        li = document.createElement('li');
+        li.dataset.name = name;
+        box.append(li);
+      }
       li.textContent = `${name}: ${err.message}`;
-      box.append(li);
       box.hidden = false;
+      const card = CARD_OF[name.replace(/_.*/, '')];
+      if (card && err.code === 'FORBIDDEN') $(card).classList.add('forbidden'); // dimmed, not a false zero
     },
   });
   for (const [name, coll, agg, apply] of AGGREGATES)

@@ -365,6 +365,23 @@ async function main() {
   assert.equal(await page.textContent('#tickets-total'), '3');
   ok(`figures shown = the server's: stages ${JSON.stringify(wantStages)}, tiers ${JSON.stringify(wantTiers)}, tickets 3 by priority and SLA, segment 3, revenue EUR 150.00 + GBP 50.00`);
 
+  step = 'a narrower role: the figures it may not see are marked, the others shown';
+  {
+    const p2 = await context.newPage(); // sessionStorage is per tab: a new prompt
+    await p2.goto(base);
+    await p2.waitForSelector('#login:not([hidden])', { timeout: 5000 });
+    await p2.fill('#token', makeToken('sales'));
+    await p2.click('#connect');
+    await p2.waitForSelector('#status[data-state="live"]', { timeout: 10000 });
+    await p2.waitForSelector('#card-tickets.forbidden', { timeout: 5000 });
+    await waitFigure(p2, 'chart-lifecycle', wantStages, 5000, 'lifecycle for sales');
+    const marked = await p2.$$eval('.card.forbidden', (els) => els.map((e) => e.id).sort());
+    assert.deepEqual(marked, ['card-segments', 'card-tickets', 'card-tiers'], 'sales may not subscribe to tickets, loyalty_accounts, segments');
+    assert.match(await p2.textContent('#errors'), /FORBIDDEN/);
+    await p2.close();
+    ok(`role sales: ${marked.join(', ')} marked not allowed (FORBIDDEN), lifecycle and revenue shown`);
+  }
+
   step = 'an API write changes the figures within one second';
   const prospects = wantStages.prospect;
   let tSend = Date.now();
