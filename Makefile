@@ -3,7 +3,8 @@
 #   make demo   build, fill ./demo-data with `crmd demo` (100,000 contacts, about
 #               1,000,000 orders; about 12 minutes), then: make demo-serve
 #   make test   install what is missing, build (normal + ASan/UBSan), run every test
-#               (also Node and the interop test's npm packages: interop-deps)
+#               (also Node and the interop test's npm packages: interop-deps; Debian's
+#               chromium and playwright-core for the dashboard's browser test: browser-deps)
 #   make bench  build and run the benchmarks (never part of `make test`); bench_peers
 #               installs PEER_PACKAGES first (CRM_BENCH_ONLY=peers CRM_BENCH_QUICK=1
 #               make bench: a smoke run of crmd against its peers)
@@ -23,6 +24,10 @@ DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
 # gnuplot for the chart.
 PEER_PACKAGES = redis-server postgresql-15 tarantool libhiredis-dev libpq-dev gnuplot-nox
 INTEROP_DIR = tests/interop
+# The dashboard's browser test (ctest browser_dashboard): Debian's Chromium,
+# driven by playwright-core (tests/browser/package-lock.json).
+BROWSER_PACKAGES = chromium
+BROWSER_DIR = tests/browser
 # the libFuzzer targets (fuzz/fuzz_<name>.c), built and run by fuzz-smoke and fuzz
 FUZZ_TARGETS = json msgpack schema filter request luavalue
 # The fuzz targets only (R9): Debian's clang and libFuzzer runtime.
@@ -30,7 +35,7 @@ FUZZ_PACKAGES = clang libfuzzer-14-dev
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 600
 
-.PHONY: deps interop-deps fuzz-deps peer-packages build build-asan build-fuzz run test test-fast bench soak \
+.PHONY: deps node-deps interop-deps browser-deps fuzz-deps peer-packages build build-asan build-fuzz run test test-fast bench soak \
         fuzz fuzz-smoke clean demo demo-serve
 
 deps:
@@ -41,12 +46,24 @@ deps:
 # (installing Debian's npm over another Node distribution would conflict).
 # npm ci, pinned by package-lock.json: when node_modules is missing or older
 # than the lock (npm writes node_modules/.package-lock.json last).
-interop-deps:
+node-deps:
 	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || ./tools/install-deps.sh nodejs npm
+
+interop-deps: node-deps
 	@if [ ! -f $(INTEROP_DIR)/node_modules/.package-lock.json ] || \
 	    [ $(INTEROP_DIR)/package-lock.json -nt $(INTEROP_DIR)/node_modules/.package-lock.json ]; then \
 	  echo "npm ci in $(INTEROP_DIR)"; \
 	  cd $(INTEROP_DIR) && npm ci --no-audit --no-fund; \
+	fi
+
+# chromium from Debian (playwright-core downloads no browser of its own),
+# then npm ci in tests/browser on the same rule as interop-deps.
+browser-deps: node-deps
+	@./tools/install-deps.sh $(BROWSER_PACKAGES)
+	@if [ ! -f $(BROWSER_DIR)/node_modules/.package-lock.json ] || \
+	    [ $(BROWSER_DIR)/package-lock.json -nt $(BROWSER_DIR)/node_modules/.package-lock.json ]; then \
+	  echo "npm ci in $(BROWSER_DIR)"; \
+	  cd $(BROWSER_DIR) && npm ci --no-audit --no-fund; \
 	fi
 
 fuzz-deps:
@@ -83,13 +100,13 @@ demo-serve: build
 	$(BUILD)/crmd serve --data $(DEMO_DATA) --schemas ./schemas --scripts ./scripts --plugins $(BUILD)/plugins
 
 # The whole suite twice: an optimised build, then under ASan + UBSan.
-test: build build-asan interop-deps
+test: build build-asan interop-deps browser-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
 	$(MAKE) fuzz-smoke
 
-test-fast: build interop-deps
+test-fast: build interop-deps browser-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 bench: build

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -106,7 +107,8 @@ static void sess_free_queue(crm_sess *s)
 
 /* ---- HTTP ---- */
 
-static int http_reply(struct lws *wsi, int status, const char *type, const char *body, size_t len)
+/* Writes a whole response; the transaction is not completed (see http_reply). */
+static int http_write(struct lws *wsi, int status, const char *type, const char *body, size_t len)
 {
     unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     unsigned char *out;
@@ -122,6 +124,13 @@ static int http_reply(struct lws *wsi, int status, const char *type, const char 
         return -1;
     }
     free(out);
+    return 0;
+}
+
+static int http_reply(struct lws *wsi, int status, const char *type, const char *body, size_t len)
+{
+    if (http_write(wsi, status, type, body, len))
+        return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -200,6 +209,9 @@ static void metrics_text(crm_net *n, sbuf *sb)
               (unsigned long long)n->subs_now);
     sb_printf(sb, "# TYPE crmd_overflows_total counter\ncrmd_overflows_total %llu\n",
               (unsigned long long)n->overflows);
+    sb_printf(sb, "# HELP crmd_origin_refused_total WebSocket upgrades refused for their Origin (403).\n"
+                  "# TYPE crmd_origin_refused_total counter\ncrmd_origin_refused_total %llu\n",
+              (unsigned long long)n->origins_refused);
     if (n->o.bus) {
         crm_bus_stats st;
         crm_bus_stats_get(n->o.bus, &st);
@@ -305,6 +317,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     crm_net *n = lws_context_user(lws_get_context(wsi));
 
     switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        /* The same checks as below, but here a refusal can still answer
+         * over HTTP: a browser (and R17's test) sees 403 before any
+         * upgrade, where returning 1 from the filter only hangs up.  On >0
+         * lws completes the transaction itself. */
+        char uri[64];
+        if (!in || strcasecmp((const char *)in, "websocket") != 0)
+            break;
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
+            return http_write(wsi, 404, "text/plain", "not found\n", 10) ? -1 : 1;
+        if (!origin_allowed(wsi, n)) {
+            n->origins_refused++;
+            return http_write(wsi, 403, "text/plain", "origin not allowed\n", 19) ? -1 : 1;
+        }
+        break;
+    }
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         char uri[64];
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)

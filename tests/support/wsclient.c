@@ -108,7 +108,7 @@ int ws_connect(ws_client *c, int port, const char *subprotocol, const char *orig
     }
     resp[n] = 0;
     if (status)
-        sscanf(resp, "HTTP/1.1 %d", status);
+        sscanf(resp, "HTTP/1.%*d %d", status); /* lws answers a refused upgrade as HTTP/1.0 */
     if (strncmp(resp, "HTTP/1.1 101", 12) != 0)
         goto fail;
     return 0;
