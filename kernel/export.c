@@ -4,12 +4,14 @@
  * reader: it pins the snapshot's pages until it ends, and writes nothing.
  */
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "cell.h"
 #include "codec.h"
 #include "progress.h"
@@ -114,6 +116,52 @@ static int ndjson_row(FILE *f, const crm_value *rec)
     return rc;
 }
 
+/* The audit entry of an export (who: the operating-system user running the
+ * command; what: the collection, format, record count and feed position). */
+typedef struct export_audit {
+    const char *coll;
+    const crm_export_opts *o;
+    const crm_export_stats *st;
+} export_audit;
+
+static int export_audit_unit(void *ud, crm_txn *t, crm_err *err)
+{
+    export_audit *ea = ud;
+    crm_value *detail = crm_value_map();
+    const struct passwd *pw = getpwuid(getuid());
+    int rc;
+    if (!detail ||
+        crm_map_set(detail, "format",
+                    crm_value_cstr(ea->o->format == CRM_FORMAT_CSV ? "csv" : "ndjson")) ||
+        crm_map_set(detail, "records", crm_value_int((int64_t)ea->st->records)) ||
+        crm_map_set(detail, "seq", crm_value_int((int64_t)ea->st->seq)) ||
+        crm_map_set(detail, "os_user", crm_value_cstr(pw && pw->pw_name ? pw->pw_name : "?"))) {
+        crm_value_free(detail);
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    }
+    {
+        crm_audit_rec a = {"export", ea->coll, NULL, 0, 0, NULL, detail};
+        rc = crm_txn_audit(t, &a, err);
+    }
+    crm_value_free(detail);
+    return rc;
+}
+
+static int audit_export(crm_store *s, const char *coll, const crm_export_opts *o,
+                        const crm_export_stats *st, crm_err *err)
+{
+    export_audit ea = {coll, o, st};
+    crm_unit u = {.fn = export_audit_unit, .fn_ud = &ea, .user = "cli:export", .role = "local"};
+    crm_err e;
+    if (crm_store_apply(s, &u, 1, &e) != CRM_OK) {
+        *err = e;
+        return e.code;
+    }
+    if (u.rc != CRM_OK)
+        *err = u.err;
+    return u.rc;
+}
+
 int crm_export_run(const crm_export_opts *o, crm_err *err)
 {
     crm_schema *schema = NULL;
@@ -199,7 +247,9 @@ int crm_export_run(const crm_export_opts *o, crm_err *err)
         tmp[0] = '\0';
     }
     crm_progress_show(&pr, 1);
-    rc = CRM_OK;
+    crm_txn_end(t);
+    t = NULL;
+    rc = audit_export(store, c->name, o, &st, err);
     goto out;
 io_fail:
     rc = crm_err_set(err, CRM_UNAVAILABLE, "cannot write %s: %s", to_stdout ? "stdout" : o->path,

@@ -281,6 +281,8 @@ static int flush(imp *d, crm_err *err)
         memset(&d->units[i], 0, sizeof d->units[i]);
         d->units[i].fn = row_unit;
         d->units[i].fn_ud = &d->rows[i];
+        d->units[i].user = "cli:import"; /* the audit trail and the feed name who */
+        d->units[i].role = "local";
         d->rows[i].outcome = OUT_NONE;
     }
     rc = crm_bus_apply(d->bus, d->units, d->n, &ran, err);

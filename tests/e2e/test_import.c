@@ -253,6 +253,28 @@ static void refused_while_serving(void **state)
     c = load_ndjson("served.ndjson");
     assert_int_equal(c->u.arr.n, 1);
     crm_value_free(c);
+    /* the export is in the audit trail, appended beside the running server */
+    {
+        ws_client a;
+        char *tok = crmd_token(&p, "admin");
+        crm_value *r;
+        const crm_value *entries, *e;
+        assert_non_null(tok);
+        assert_int_equal(ws_connect(&a, p.port, "crm.v1.json", NULL, NULL), 0);
+        assert_int_equal(ws_auth(&a, tok, 5000), 0);
+        r = ws_request(&a, 5000, NULL, "{\"op\":\"audit\",\"action\":\"export\"}");
+        assert_non_null(r);
+        entries = crm_map_get(crm_map_get(r, "result"), "entries");
+        assert_non_null(entries);
+        assert_int_equal(entries->u.arr.n, 1);
+        e = entries->u.arr.items[0];
+        assert_string_equal(crm_map_str(e, "collection", ""), "contacts");
+        assert_string_equal(crm_map_str(e, "user", ""), "cli:export");
+        assert_int_equal(crm_map_int(crm_map_get(e, "detail"), "records", -1), 1);
+        crm_value_free(r);
+        ws_close(&a);
+        free(tok);
+    }
     assert_int_equal(crmd_stop_keep(&p), 0);
     /* and once the server is gone, the import goes in */
     assert_int_equal(import("d2", "contacts", "two.csv", "--quiet", NULL, &out), 0);
