@@ -29,7 +29,7 @@
 #define MAX_LINE 4096 /* bytes of one line, newline excluded */
 #define MAX_PATH 4095
 
-enum kind { K_LISTEN, K_PATH, K_OPTPATH, K_ORIGIN, K_LEVEL, K_INT, K_SIZE, K_I64, K_U64, K_DOUBLE };
+enum kind { K_LISTEN, K_PATH, K_OPTPATH, K_ORIGIN, K_HOST, K_LEVEL, K_INT, K_SIZE, K_I64, K_U64, K_DOUBLE };
 
 typedef struct opt {
     const char *section; /* "" = a command-line flag only */
@@ -44,6 +44,7 @@ typedef struct opt {
 static const opt opts[] = {
     {"server", "listen", K_LISTEN, OFF(listen), 0, 0, 1},
     {"server", "origin", K_ORIGIN, OFF(origins), 0, 0, 1},
+    {"server", "host", K_HOST, OFF(hosts), 0, 0, 1},
     {"server", "log-level", K_LEVEL, OFF(log_level), 0, 0, 1},
     {"paths", "data", K_PATH, OFF(data), 0, 0, 1},
     {"paths", "schemas", K_PATH, OFF(schemas), 0, 0, 1},
@@ -109,12 +110,20 @@ int crm_config_init(crm_config *c, crm_err *err)
     return CRM_OK;
 }
 
+/* origin and host: lists of at most CRM_CONFIG_MAX_ORIGINS strings */
+static int is_list(const opt *o) { return o->kind == K_ORIGIN || o->kind == K_HOST; }
+
+static void clear_list(char **l)
+{
+    for (size_t i = 0; l[i]; i++) {
+        free(l[i]);
+        l[i] = NULL;
+    }
+}
+
 void crm_config_clear_origins(crm_config *c)
 {
-    for (size_t i = 0; c->origins[i]; i++) {
-        free(c->origins[i]);
-        c->origins[i] = NULL;
-    }
+    clear_list(c->origins);
 }
 
 void crm_config_free(crm_config *c)
@@ -125,7 +134,8 @@ void crm_config_free(crm_config *c)
             free(*s);
             *s = NULL;
         }
-    crm_config_clear_origins(c);
+    clear_list(c->origins);
+    clear_list(c->hosts);
     free(c->path);
     c->path = NULL;
 }
@@ -217,6 +227,27 @@ static int set_opt(crm_config *c, const opt *o, const char *v, char *why, size_t
             return -1;
         }
         if (!(c->origins[n] = strdup(v))) {
+            snprintf(why, cap, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
+    case K_HOST: {
+        size_t n = 0, len = strlen(v);
+        if (!len || len > 253 || strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != len ||
+            v[0] == '.' || v[0] == '-') {
+            snprintf(why, cap, "must be a host name like crm.example.com (no scheme, port "
+                               "or path), not \"%s\"", v);
+            return -1;
+        }
+        while (c->hosts[n])
+            n++;
+        if (n == CRM_CONFIG_MAX_ORIGINS) {
+            snprintf(why, cap, "at most %d host names", CRM_CONFIG_MAX_ORIGINS);
+            return -1;
+        }
+        if (!(c->hosts[n] = strdup(v))) {
             snprintf(why, cap, "out of memory");
             return -1;
         }
@@ -373,7 +404,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
         unquoted[vlen - 2] = '\0';
         value = unquoted;
     }
-    if (l->c->line_of[i] && o->kind != K_ORIGIN) {
+    if (l->c->line_of[i] && !is_list(o)) {
         snprintf(l->why, sizeof l->why, "%s is set twice (first on line %d)", name,
                  l->c->line_of[i]);
         return 0;
@@ -465,7 +496,7 @@ int crm_config_args(crm_config *c, int argc, char **argv, const char *default_pa
     enum { O_CONFIG = 1000, O_HELP, O_PRINT, O_KEY };
     struct option lo[NOPTS + 4];
     const char *file = NULL;
-    int ch, flag_origins = 0;
+    int ch, flag_origins = 0, flag_hosts = 0;
     *help = *print = 0;
     for (size_t i = 0; i < NOPTS; i++)
         lo[i] = (struct option){opts[i].name, required_argument, NULL, O_KEY + (int)i};
@@ -505,7 +536,9 @@ int crm_config_args(crm_config *c, int argc, char **argv, const char *default_pa
             continue;
         const opt *o = &opts[ch - O_KEY];
         if (o->kind == K_ORIGIN && !flag_origins++)
-            crm_config_clear_origins(c); /* flags replace the file's list */
+            clear_list(c->origins); /* flags replace the file's list */
+        if (o->kind == K_HOST && !flag_hosts++)
+            clear_list(c->hosts);
         if (set_opt(c, o, optarg, why, sizeof why) != 0)
             return crm_err_set(err, CRM_BAD_REQUEST, "--%s: %s", o->name, why);
     }
@@ -532,10 +565,12 @@ const char *crm_config_format(const crm_config *c, size_t i, char *buf, size_t c
     case K_LISTEN:
     case K_PATH:
     case K_OPTPATH: snprintf(buf, cap, "%s", *(char *const *)f ? *(char *const *)f : ""); break;
-    case K_ORIGIN: {
+    case K_ORIGIN:
+    case K_HOST: {
+        char *const *l = (char *const *)f;
         size_t n = 0;
-        for (size_t k = 0; c->origins[k] && n < cap; k++)
-            n += (size_t)snprintf(buf + n, cap - n, "%s%s", k ? " " : "", c->origins[k]);
+        for (size_t k = 0; l[k] && n < cap; k++)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", k ? " " : "", l[k]);
         break;
     }
     case K_LEVEL: snprintf(buf, cap, "%s", crm_log_level_name(*(const int *)f)); break;
@@ -576,11 +611,14 @@ void crm_config_write(const crm_config *c, FILE *f)
             fprintf(f, "%s[%s]\n", *section ? "\n" : "", o->section);
             section = o->section;
         }
-        if (o->kind == K_ORIGIN) {
-            if (!c->origins[0])
-                fprintf(f, "# origin = (none: only pages of this server's own host)\n");
-            for (size_t k = 0; c->origins[k]; k++)
-                fprintf(f, "origin = %s\n", c->origins[k]);
+        if (is_list(o)) {
+            char *const *l = (char *const *)cfield(c, o);
+            if (!l[0])
+                fprintf(f, "# %s = %s\n", o->name,
+                        o->kind == K_ORIGIN ? "(none: only pages of this server's own host)"
+                                            : "(none: IP addresses and localhost only)");
+            for (size_t k = 0; l[k]; k++)
+                fprintf(f, "%s = %s\n", o->name, l[k]);
             continue;
         }
         fprintf(f, "%s = %s\n", o->name, crm_config_format(c, i, buf, sizeof buf));

@@ -35,6 +35,8 @@ typedef struct crm_config {
     char *web;                    /* "" = serve no static files */
     char *tls_cert, *tls_key;     /* PEM files; both "" = plain ws:// and http:// */
     char *origins[CRM_CONFIG_MAX_ORIGINS + 1]; /* NULL-terminated */
+    char *hosts[CRM_CONFIG_MAX_ORIGINS + 1];   /* Host names allowed besides IP
+                                                * addresses and localhost; NULL-terminated */
     int log_level;                /* CRM_LOG_* */
     crm_net_opts net;             /* the limits (host, port, origins etc. unused here) */
     int64_t feed_max_age_ms;      /* crm_store_opts' retention, by age (0 = forever) */

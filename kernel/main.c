@@ -274,6 +274,7 @@ static int cmd_serve(int argc, char **argv)
     net.host = host;
     net.port = port;
     net.origins = (const char *const *)cfg.origins;
+    net.hosts = (const char *const *)cfg.hosts;
     net.web_dir = *cfg.web ? cfg.web : NULL;
     net.tls_cert = *cfg.tls_cert ? cfg.tls_cert : NULL;
     net.tls_key = *cfg.tls_key ? cfg.tls_key : NULL;

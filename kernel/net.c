@@ -4,6 +4,7 @@
  * endpoints (/healthz, /metrics), the loop and orderly shutdown.
  * Requests themselves are ops.c's business.
  */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,9 @@ static void metrics_text(crm_net *n, sbuf *sb)
     sb_printf(sb, "# HELP crmd_origin_refused_total WebSocket upgrades refused for their Origin (403).\n"
                   "# TYPE crmd_origin_refused_total counter\ncrmd_origin_refused_total %llu\n",
               (unsigned long long)n->origins_refused);
+    sb_printf(sb, "# HELP crmd_host_refused_total HTTP requests and upgrades refused for their Host name (403).\n"
+                  "# TYPE crmd_host_refused_total counter\ncrmd_host_refused_total %llu\n",
+              (unsigned long long)n->hosts_refused);
     if (n->o.bus) {
         crm_bus_stats st;
         crm_bus_stats_get(n->o.bus, &st);
@@ -310,6 +314,41 @@ static int origin_allowed(struct lws *wsi, crm_net *n)
     return o && strcmp(o + 3, host) == 0;
 }
 
+/* The Host a request names must be an IP address, localhost, or a name in
+ * the `host` list.  A browser page whose own name was made to resolve here
+ * (DNS rebinding) sends that name, is same-origin with itself, and would
+ * otherwise read this server as its own.  No Host (not a browser): let
+ * through. */
+static int host_allowed(struct lws *wsi, const crm_net *n)
+{
+    char host[300], name[300];
+    unsigned char addr[16];
+    size_t len;
+    if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) <= 0)
+        return 1;
+    if (host[0] == '[') { /* [v6]:port */
+        char *end = strchr(host, ']');
+        if (!end)
+            return 0;
+        len = (size_t)(end - host - 1);
+        memcpy(name, host + 1, len);
+    } else {
+        char *colon = strchr(host, ':');
+        len = colon ? (size_t)(colon - host) : strlen(host);
+        memcpy(name, host, len);
+    }
+    name[len] = '\0';
+    if (len && name[len - 1] == '.')
+        name[--len] = '\0'; /* the absolute form "localhost." */
+    if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1 ||
+        strcasecmp(name, "localhost") == 0)
+        return 1;
+    for (const char *const *h = n->o.hosts; h && *h; h++)
+        if (strcasecmp(*h, name) == 0)
+            return 1;
+    return 0;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -327,6 +366,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             break;
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
             return http_write(wsi, 404, "text/plain", "not found\n", 10) ? -1 : 1;
+        if (!host_allowed(wsi, n)) {
+            n->hosts_refused++;
+            return http_write(wsi, 403, "text/plain", "host not allowed\n", 17) ? -1 : 1;
+        }
         if (!origin_allowed(wsi, n)) {
             n->origins_refused++;
             return http_write(wsi, 403, "text/plain", "origin not allowed\n", 19) ? -1 : 1;
@@ -337,7 +380,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         char uri[64];
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws") != 0)
             return 1;
-        return origin_allowed(wsi, n) ? 0 : 1;
+        return host_allowed(wsi, n) && origin_allowed(wsi, n) ? 0 : 1;
     }
     case LWS_CALLBACK_ESTABLISHED:
         memset(s, 0, sizeof *s);
@@ -439,6 +482,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 s->close_why ? ": " : "", s->close_why ? s->close_why : "");
         break;
     case LWS_CALLBACK_HTTP:
+        if (!host_allowed(wsi, n)) {
+            n->hosts_refused++;
+            return http_reply(wsi, 403, "text/plain", "host not allowed\n", 17);
+        }
         return on_http(wsi, n, in ? (const char *)in : "/");
     default:
         break;

@@ -32,6 +32,9 @@ typedef struct crm_net_opts {
     size_t send_queue_max;     /* bytes queued per connection before overflow; default 8 MiB */
     int rate_per_sec;          /* requests per second per connection; default 10000 */
     const char *const *origins;/* allowed Origin values (NULL-terminated) besides same-host */
+    const char *const *hosts;  /* Host names answered besides IP addresses and localhost
+                                * (NULL-terminated; NULL = none): a page of another name
+                                * that resolves here (DNS rebinding) gets 403 */
     const char *web_dir;       /* static files served under / (the dashboard); NULL = none */
     const char *tls_cert;      /* PEM certificate (chain) and its key: wss:// and https:// */
     const char *tls_key;       /* only; NULL = plain ws:// and http:// */

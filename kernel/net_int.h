@@ -100,6 +100,7 @@ struct crm_net {
     /* metrics */
     uint64_t conns_now, conns_total, subs_now, overflows;
     uint64_t origins_refused; /* upgrades answered 403 for a foreign Origin */
+    uint64_t hosts_refused;   /* requests answered 403 for a Host name not allowed */
     uint64_t requests[OPI_LAST][CRM_CODE_LAST];
     uint64_t batches, batch_writes, batch_hist[12], commit_hist[12];
     double commit_sum_s;

@@ -18,6 +18,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -346,6 +347,82 @@ static void test_tls_serves_wss_and_https_only(void **state)
     free(admin);
 }
 
+/* The HTTP status crmd answers a GET of path naming host in its Host header
+ * (with a WebSocket upgrade and that Origin when origin is not NULL). */
+static int status_for_host(int port, const char *path, const char *host, const char *origin)
+{
+    struct sockaddr_in sa = {0};
+    char req[1024], resp[256];
+    int fd = socket(AF_INET, SOCK_STREAM, 0), n, got = 0, status = -1;
+    struct timeval tv = {5, 0};
+    assert_true(fd >= 0);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (origin)
+        n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n", path, host, origin);
+    else
+        n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                     path, host);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    while (got < (int)sizeof resp - 1 && !memchr(resp, '\n', (size_t)got)) {
+        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - (size_t)got, 0);
+        if (r <= 0)
+            break;
+        got += (int)r;
+    }
+    resp[got] = '\0';
+    close(fd);
+    if (sscanf(resp, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    return status;
+}
+
+/* R17, DNS rebinding: only IP addresses, localhost and the configured host
+ * names are answered; a page of another name gets 403 on HTTP and on the
+ * upgrade, even with a matching Origin. */
+static void test_only_allowed_host_names_are_answered(void **state)
+{
+    char log[4096], host[128], origin[160], *data = crm_tmpdir_make("config-data");
+    const char *bin = getenv("CRMD_BIN");
+    (void)state;
+    path_of(log, sizeof log, "crmd.log");
+    const char *argv[] = {bin, "serve", "--listen", "127.0.0.1:0", "--data", data, "--schemas",
+                          getenv("CRM_SCHEMAS"), "--scripts", "/nonexistent", "--plugins",
+                          "/nonexistent", "--host", "crm.example.com", "--host",
+                          "CRM2.example.com", NULL};
+    assert_int_equal(crmd_spawn(&p, data, getenv("CRM_SCHEMAS"), argv, log), 0);
+    snprintf(host, sizeof host, "127.0.0.1:%d", p.port);
+    assert_int_equal(status_for_host(p.port, "/healthz", host, NULL), 200);
+    assert_int_equal(status_for_host(p.port, "/healthz", "localhost", NULL), 200);
+    assert_int_equal(status_for_host(p.port, "/healthz", "[::1]:8420", NULL), 200);
+    assert_int_equal(status_for_host(p.port, "/healthz", "crm.example.com:8420", NULL), 200);
+    assert_int_equal(status_for_host(p.port, "/healthz", "crm2.EXAMPLE.com", NULL), 200);
+    assert_int_equal(status_for_host(p.port, "/healthz", "evil.example:8420", NULL), 403);
+    assert_int_equal(status_for_host(p.port, "/metrics", "crm.example.com.evil.example", NULL), 403);
+    /* the upgrade: a rebound page's Origin matches its Host, and is still refused */
+    snprintf(host, sizeof host, "evil.example:%d", p.port);
+    snprintf(origin, sizeof origin, "http://evil.example:%d", p.port);
+    assert_int_equal(status_for_host(p.port, "/ws", host, origin), 403);
+    snprintf(host, sizeof host, "crm.example.com:%d", p.port);
+    snprintf(origin, sizeof origin, "http://crm.example.com:%d", p.port);
+    assert_int_equal(status_for_host(p.port, "/ws", host, origin), 101);
+    {
+        int st;
+        char *body = NULL;
+        assert_int_equal(http_get(p.port, "/metrics", &st, &body), 0);
+        assert_non_null(strstr(body, "crmd_host_refused_total 3"));
+        free(body);
+    }
+    assert_int_equal(crmd_stop(&p), 0);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +432,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_bad_file_stops_crmd_with_file_and_line, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tls_serves_wss_and_https_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_only_allowed_host_names_are_answered, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
