@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "crashguard.h"
 #include "keys.h"
 #include "log.h"
 
@@ -87,6 +88,8 @@ void crm_ctx_init(crm_ctx *c, crm_bus *b, crm_plugin *p, crm_txn *t, const char 
     /* whose write this is, when c is a before-hook's: the innermost owner
      * already running (none: a client's write) */
     c->origin = b->nrunning ? b->running[b->nrunning - 1] : NULL;
+    /* a crash from here on is p's (R19) */
+    c->crash_prev = crm_crashguard_enter(p ? p->guard : NULL);
     if (b->nrunning < (int)(sizeof b->running / sizeof *b->running))
         b->running[b->nrunning] = p;
     b->nrunning++;
@@ -96,6 +99,8 @@ void crm_ctx_done(crm_ctx *c)
 {
     if (c->b && c->b->nrunning > 0)
         c->b->nrunning--;
+    if (c->b)
+        crm_crashguard_leave(c->crash_prev);
     while (c->arena) {
         struct crm_arena_block *next = c->arena->next;
         free(c->arena);
@@ -183,6 +188,7 @@ void crm_bus_owner_free(crm_plugin *p)
 }
 
 void crm_bus_owner_set_host(crm_plugin *p, void *host) { p->host = host; }
+void crm_bus_owner_set_guard(crm_plugin *p, const char *name) { p->guard = name; }
 void *crm_bus_owner_host(crm_plugin *p) { return p->host; }
 crm_bus *crm_bus_owner_bus(crm_plugin *p) { return p->b; }
 void crm_bus_owner_seal(crm_plugin *p) { p->sealed = 1; }

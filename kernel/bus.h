@@ -67,6 +67,9 @@ crm_plugin *crm_bus_owner_new(crm_bus *b, const char *kind, const char *name, cr
 void crm_bus_owner_free(crm_plugin *p);
 /* Host data: the Lua host or plugin loader hangs its own state here. */
 void crm_bus_owner_set_host(crm_plugin *p, void *host);
+/* The name the crash guard records while p's code runs (crashguard.h;
+ * borrowed, must outlive p); NULL = none (scripts). */
+void crm_bus_owner_set_guard(crm_plugin *p, const char *name);
 void *crm_bus_owner_host(crm_plugin *p);
 crm_bus *crm_bus_owner_bus(crm_plugin *p);
 /* Registrations are refused (CRM_BAD_REQUEST) once an owner is sealed;

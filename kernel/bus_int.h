@@ -22,6 +22,8 @@ struct crm_plugin {
     void *host;
     int sealed;
     crm_err err;          /* the last refused registration */
+    const char *guard;    /* the name the crash guard records while its code runs
+                           * (a plugin's file name; borrowed); NULL = none */
     struct crm_plugin *next;
 };
 
@@ -68,6 +70,7 @@ struct crm_ctx {
     crm_txn *t;           /* NULL outside a call (init) */
     const char *user, *role;
     crm_plugin *origin;   /* before-hooks: whose code made the write (NULL: a client) */
+    const char *crash_prev; /* the crash guard's name before this call */
     crm_err err;
     struct crm_arena_block *arena;
 };

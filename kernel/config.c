@@ -23,6 +23,7 @@
 #include <ini.h>
 
 #include "config.h"
+#include "crashguard.h"
 #include "log.h"
 #include "store.h"
 
@@ -60,6 +61,7 @@ static const opt opts[] = {
     {"limits", "send-queue", K_SIZE, OFF(net.send_queue_max), 65536, 1LL << 34, 1},
     {"limits", "ping-secs", K_INT, OFF(net.ping_secs), 1, 3600, 1},
     {"limits", "idle-secs", K_INT, OFF(net.idle_secs), 2, 36000, 1},
+    {"limits", "plugin-crashes", K_INT, OFF(plugin_crashes), 0, 1000, 1},
     {"tls", "tls-cert", K_OPTPATH, OFF(tls_cert), 0, 0, 1},
     {"tls", "tls-key", K_OPTPATH, OFF(tls_key), 0, 0, 1},
     {"feed", "retention-days", K_I64, OFF(feed_max_age_ms), 0, 36500, 86400000},
@@ -93,6 +95,7 @@ int crm_config_init(crm_config *c, crm_err *err)
     c->feed_max_age_ms = so.feed_max_age_ms;
     c->feed_max_bytes = so.feed_max_bytes;
     c->log_level = CRM_LOG_INFO;
+    c->plugin_crashes = CRM_CRASHGUARD_DEFAULT_MAX;
     c->time_scale = 1.0;
     c->listen = strdup("127.0.0.1:8420");
     c->data = strdup("./data");

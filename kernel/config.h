@@ -38,6 +38,7 @@ typedef struct crm_config {
     char *hosts[CRM_CONFIG_MAX_ORIGINS + 1];   /* Host names allowed besides IP
                                                 * addresses and localhost; NULL-terminated */
     int log_level;                /* CRM_LOG_* */
+    int plugin_crashes;           /* quarantine a plugin after this many crashes (0 = never) */
     crm_net_opts net;             /* the limits (host, port, origins etc. unused here) */
     int64_t feed_max_age_ms;      /* crm_store_opts' retention, by age (0 = forever) */
     uint64_t feed_max_bytes;      /* and by size (0 = no cap) */

@@ -26,6 +26,7 @@
 #include "cli_data.h"
 #include "codec.h"
 #include "config.h"
+#include "crashguard.h"
 #include "datalock.h"
 #include "demo.h"
 #include "log.h"
@@ -252,6 +253,12 @@ static int cmd_serve(int argc, char **argv)
     bo.time_scale = cfg.time_scale;
     if (crm_bus_new(store, &bo, &bus, &err) != CRM_OK) {
         crm_log(CRM_LOG_ERROR, "bus", "%s", err.msg);
+        goto out;
+    }
+    /* a plugin that crashes the server is named in DATA/plugin-crashes, and
+     * left out after plugin-crashes crashes (R19) */
+    if (crm_crashguard_install(cfg.data, cfg.plugin_crashes, &err) != CRM_OK) {
+        crm_log(CRM_LOG_ERROR, "crashguard", "%s", err.msg);
         goto out;
     }
     /* plugins first, then scripts: hooks run in that order */

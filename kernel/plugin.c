@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "codec.h"
+#include "crashguard.h"
 #include "value.h"
 
 /* A configuration file larger than this is refused (it is read whole). */
@@ -36,6 +37,7 @@ typedef struct loaded {
     crm_plugin *owner;           /* the bus owner of its registrations */
     char *path;                  /* "DIR/x.so", for messages */
     char *name;                  /* info->name, else the file name without .so */
+    char *stem;                  /* the file name without .so: the crash guard's name */
 } loaded;
 
 struct crm_plugins {
@@ -174,8 +176,11 @@ static int read_config(const char *path, crm_value **out, crm_err *err)
 /* fini, remove registrations, dlclose: the exact reverse of a load. */
 static void unload_one(crm_bus *b, loaded *l)
 {
-    if (l->info && l->info->fini && l->owner)
+    if (l->info && l->info->fini && l->owner) {
+        const char *prev = crm_crashguard_enter(l->stem);
         l->info->fini(l->owner, crm_bus_api(b));
+        crm_crashguard_leave(prev);
+    }
     if (l->owner) {
         crm_bus_log(b, CRM_LOG_INFO, "plugins", "unloaded %s", l->path);
         crm_bus_owner_free(l->owner);
@@ -184,6 +189,7 @@ static void unload_one(crm_bus *b, loaded *l)
         dlclose(l->dl);
     free(l->path);
     free(l->name);
+    free(l->stem);
     memset(l, 0, sizeof *l);
 }
 
@@ -197,6 +203,7 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
     char *json_path = NULL, *stem = NULL, who[160], errbuf[256];
     crm_plugin_entry_fn entry;
     void *sym;
+    const char *guard_prev = NULL;
     int rc;
 
     if (!(l.path = join(dir, file, "")) || !(stem = strndup(file, strlen(file) - 3)) ||
@@ -204,6 +211,24 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
         rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
         goto fail;
     }
+    {
+        int crashes = 0;
+        if (crm_crashguard_quarantined(stem, &crashes)) {
+            crm_bus_log(b, CRM_LOG_ERROR, "plugins",
+                        "%s: not loaded: quarantined after crashing the server %d times "
+                        "(remove its lines from DATA/%s to load it again)",
+                        l.path, crashes, CRM_CRASHGUARD_FILE);
+            free(l.path);
+            free(stem);
+            free(json_path);
+            return CRM_OK;
+        }
+    }
+    l.stem = stem;
+    stem = NULL;
+    /* from dlopen (its constructors) to the end of init, a crash is this
+     * plugin's (R19) */
+    guard_prev = crm_crashguard_enter(l.stem);
     /* RTLD_NOW: a missing symbol fails here.  RTLD_LOCAL: the plugin's
      * symbols stay its own (two plugins may both define `init`). */
     if (!(l.dl = dlopen(l.path, RTLD_NOW | RTLD_LOCAL))) {
@@ -246,7 +271,7 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
         rc = crm_err_set(err, CRM_BAD_REQUEST, "%s: has no init", l.path);
         goto fail;
     }
-    const char *name = l.info->name && *l.info->name ? l.info->name : stem;
+    const char *name = l.info->name && *l.info->name ? l.info->name : l.stem;
     for (size_t i = 0; i < ps->n; i++)
         if (strcmp(ps->v[i].name, name) == 0) {
             rc = crm_err_set(err, CRM_BAD_REQUEST, "%s: a plugin named \"%s\" is already loaded (%s)",
@@ -267,6 +292,7 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
         goto fail;
     }
     crm_bus_owner_set_host(l.owner, ps);
+    crm_bus_owner_set_guard(l.owner, l.stem);
 
     errbuf[0] = 0;
     rc = l.info->init(l.owner, crm_bus_api(b), errbuf, sizeof errbuf);
@@ -287,6 +313,7 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
         l.owner = NULL;
         goto fail;
     }
+    crm_crashguard_leave(guard_prev);
     crm_bus_owner_seal(l.owner);
     ps->v[ps->n++] = l;
     snprintf(who, sizeof who, "plugin %s", name);
@@ -302,6 +329,7 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
     free(json_path);
     return CRM_OK;
 fail:
+    crm_crashguard_leave(guard_prev);
     crm_value_free(config);
     l.info = NULL; /* no fini for a plugin that never loaded */
     unload_one(b, &l);
