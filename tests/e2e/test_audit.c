@@ -134,16 +134,13 @@ static void test_audit_trail(void **state)
 {
     crmd_proc p;
     ws_client a, s;
-    char *admin, *sales, *extra, args[1400], ua[40], us[40], ids[8][160], cmd[4096], out[4096];
+    char *admin, *sales, *extra, ua[40], us[40], ids[8][160], cmd[4096], out[4096];
     crm_value *r, *res, *all;
     size_t logged = 0, hook_entries = 0, hook_by_sales = 0;
     (void)state;
 
     snprintf(marker, sizeof marker, "zqa%08x", (unsigned)getpid() * 2654435761u);
-    snprintf(args, sizeof args, "--scripts %s", getenv("CRM_SCRIPTS"));
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&p, NULL, "--scripts %s", getenv("CRM_SCRIPTS")), 0);
     /* tokens made by another process while the server runs */
     assert_non_null(admin = crmd_token(&p, "admin"));
     assert_non_null(sales = crmd_token(&p, "sales"));

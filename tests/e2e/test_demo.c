@@ -161,7 +161,7 @@ static int teardown(void **state)
 
 static void test_demo(void **state)
 {
-    char *data, *data2, *out, *out2, args[3000], *token, buf[512];
+    char *data, *data2, *out, *out2, *token, buf[512];
     int status;
     ws_client c;
     crm_value *r;
@@ -205,10 +205,9 @@ static void test_demo(void **state)
     free(out2);
     crm_tmpdir_remove(data2);
 
-    snprintf(args, sizeof args, "--scripts %s --plugins %s", features_scripts, features_plugins);
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&p, data, "--scripts %s --plugins %s", features_scripts,
+                                     features_plugins),
+                     0);
     assert_non_null(token = crmd_token(&p, "admin"));
     assert_int_equal(ws_connect(&c, p.port, "crm.v1.json", NULL, NULL), 0);
     snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", token);
