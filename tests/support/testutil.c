@@ -164,6 +164,20 @@ int crm_test_run(const char *cmd, char **out)
     return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+char *crm_test_last_line(const char *cmd)
+{
+    char *out, *start, *last = NULL;
+    size_t n;
+    if (crm_test_run(cmd, &out) == 0 && (n = strlen(out)) > 0) {
+        if (out[n - 1] == '\n')
+            out[--n] = '\0';
+        start = strrchr(out, '\n');
+        last = strdup(start ? start + 1 : out);
+    }
+    free(out);
+    return last;
+}
+
 char *crm_test_plugin_dir(const char *tag, const char *name, const char *config_json)
 {
     const char *from = getenv("CRM_PLUGINS");

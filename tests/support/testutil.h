@@ -47,5 +47,8 @@ void crm_test_replace_once(char **text, const char *from, const char *to);
  * when it did not exit normally).  *out (may be NULL) gets everything it
  * printed on stdout, NUL-terminated, caller frees. */
 int crm_test_run(const char *cmd, char **out);
+/* Runs cmd (crm_test_run): the last line it printed on stdout, without its
+ * newline (caller frees), or NULL when it printed nothing or did not exit 0. */
+char *crm_test_last_line(const char *cmd);
 
 #endif

@@ -409,22 +409,10 @@ int crmd_stop_keep(crmd_proc *p) { return stop_proc(p, 1); }
 
 char *crmd_token(const crmd_proc *p, const char *role)
 {
-    char cmd[4096], line[512], *last = NULL;
-    FILE *f;
+    char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' token create --data '%s' --schemas '%s' --role '%s'", p->bin,
              p->data, p->schemas, role);
-    if (!(f = popen(cmd, "r")))
-        return NULL;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        free(last);
-        last = strdup(line);
-    }
-    if (pclose(f) != 0) {
-        free(last);
-        return NULL;
-    }
-    return last;
+    return crm_test_last_line(cmd);
 }
 
 /* A connected loopback TCP socket, or -1. */
