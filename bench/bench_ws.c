@@ -660,12 +660,7 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
     for (int i = 0; i < nsubs; i++) {
         uint8_t buf[REQ_CAP];
         wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
-        wb_open(&w, 3, 0);
-        wb_key(&w, "ref");
-        wb_uint(&w, 1);
-        wb_kstr(&w, "op", "subscribe");
-        wb_kstr(&w, "collection", "contacts");
-        wb_close(&w);
+        req_subscribe(&w, 1);
         if (conn_call(&subs[i], &w, 1, 5000) != 0)
             bench_die("subscribe failed: %s", subs[i].got_err);
         fan_rx_init(&subs[i].fan, f.nwrites);

@@ -214,6 +214,21 @@ int contact_key(const uint8_t *m, size_t n, const char *tag, size_t from, uint64
     return -1;
 }
 
+void req_begin(wb *w, unsigned n, uint64_t ref, const char *op)
+{
+    wb_open(w, n, 0);
+    wb_key(w, "ref");
+    wb_uint(w, ref);
+    wb_kstr(w, "op", op);
+}
+
+void req_subscribe(wb *w, uint64_t ref)
+{
+    req_begin(w, 3, ref, "subscribe");
+    wb_kstr(w, "collection", "contacts");
+    wb_close(w);
+}
+
 void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *city)
 {
     contact c;
@@ -223,10 +238,7 @@ void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *ci
 
 void req_create_contact(wb *w, uint64_t ref, const contact *c)
 {
-    wb_open(w, 4, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "create");
+    req_begin(w, 4, ref, "create");
     wb_kstr(w, "collection", "contacts");
     wb_key(w, "record");
     wb_open(w, 11, 0);
@@ -238,10 +250,7 @@ void req_create_contact(wb *w, uint64_t ref, const contact *c)
 
 void req_get(wb *w, uint64_t ref, const char *id)
 {
-    wb_open(w, 4, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "get");
+    req_begin(w, 4, ref, "get");
     wb_kstr(w, "collection", "contacts");
     wb_kstr(w, "id", id);
     wb_close(w);
@@ -261,10 +270,7 @@ void req_query(wb *w, uint64_t ref, unsigned city)
 
 void req_query_city(wb *w, uint64_t ref, const char *c)
 {
-    wb_open(w, 5, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "query");
+    req_begin(w, 5, ref, "query");
     wb_kstr(w, "collection", "contacts");
     wb_key(w, "where");
     wb_open(w, 1, 0);
@@ -627,10 +633,7 @@ void conn_open(conn *c, int port, const char *proto, const char *token, int wind
     if (token) {
         uint8_t buf[REQ_CAP];
         wb w = {buf, 0, sizeof buf, c->mp, 0, {0}, {0}};
-        wb_open(&w, 3, 0);
-        wb_key(&w, "ref");
-        wb_uint(&w, 0);
-        wb_kstr(&w, "op", "auth");
+        req_begin(&w, 3, 0, "auth");
         wb_kstr(&w, "token", token);
         wb_close(&w);
         if (conn_call(c, &w, 0, 5000) != 0)

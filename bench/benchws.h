@@ -62,6 +62,11 @@ void wb_str(wb *w, const char *s); /* strings that need no JSON escaping */
 void wb_uint(wb *w, uint64_t u);
 void wb_kstr(wb *w, const char *k, const char *v);
 
+/* Opens a request map of n entries (n < 16) and writes its "ref" and "op";
+ * the caller writes the other n - 2, then wb_close. */
+void req_begin(wb *w, unsigned n, uint64_t ref, const char *op);
+/* {"ref":R,"op":"subscribe","collection":"contacts"} */
+void req_subscribe(wb *w, uint64_t ref);
 /* {"ref":R,"op":"create","collection":"contacts","record":{the contact}} */
 void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *city);
 void req_create_contact(wb *w, uint64_t ref, const contact *c);

@@ -161,12 +161,7 @@ static void crmd_peer_subscribe(pconn *c)
     uint8_t buf[REQ_CAP];
     wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
     uint64_t ref = ++cc->ref;
-    wb_open(&w, 3, 0);
-    wb_key(&w, "ref");
-    wb_uint(&w, ref);
-    wb_kstr(&w, "op", "subscribe");
-    wb_kstr(&w, "collection", "contacts");
-    wb_close(&w);
+    req_subscribe(&w, ref);
     if (conn_call(&cc->ws, &w, ref, 5000) != 0)
         bench_die("crmd: subscribe failed: %s", cc->ws.got_err);
 }
