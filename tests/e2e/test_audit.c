@@ -109,14 +109,13 @@ static int entry_matches(const crm_value *e, const done_op *o)
 
 static int run_verify(const char *bin, const char *data, char *out, size_t cap)
 {
-    char cmd[4400];
-    FILE *f;
-    size_t n = 0;
+    char cmd[4400], *all;
+    int rc;
     snprintf(cmd, sizeof cmd, "'%s' audit verify --data '%s' 2>&1", bin, data);
-    assert_non_null(f = popen(cmd, "r"));
-    n = fread(out, 1, cap - 1, f);
-    out[n] = 0;
-    return WEXITSTATUS(pclose(f));
+    rc = crm_test_run(cmd, &all);
+    snprintf(out, cap, "%s", all);
+    free(all);
+    return rc;
 }
 
 /* Opens the data folder's LMDB directly (the server is stopped). */

@@ -128,24 +128,13 @@ static void make_features(void)
 /* Runs crmd demo; returns its stdout (malloc'd) and exit status. */
 static char *run_demo(const char *data, const char *extra, int *status)
 {
-    char cmd[4096];
-    char *out = calloc(1, 65536);
-    size_t n = 0;
-    FILE *f;
+    char cmd[4096], *out;
     snprintf(cmd, sizeof cmd,
              "'%s' demo --data '%s' --schemas '%s' --scripts '%s' --plugins '%s' "
              "--contacts " CONTACTS " --seed 7 --quiet %s",
              getenv("CRMD_BIN"), data, getenv("CRM_SCHEMAS"), features_scripts, features_plugins,
              extra ? extra : "");
-    assert_non_null(out);
-    assert_non_null(f = popen(cmd, "r"));
-    while (n < 65535) {
-        size_t k = fread(out + n, 1, 65535 - n, f);
-        if (!k)
-            break;
-        n += k;
-    }
-    *status = pclose(f);
+    *status = crm_test_run(cmd, &out);
     return out;
 }
 
