@@ -329,14 +329,6 @@ static void value_section(const crm_schema *schema, const char *ddir, const char
     crm_store_close(s);
     }
 
-static void rm_rf(const char *dir)
-{
-    char cmd[PATH_MAX + 32];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-    fprintf(stderr, "bench_features: could not remove %s\n", dir);
-}
-
 int main(void)
 {
     const char *where = getenv("CRM_BENCH_DIR") ? getenv("CRM_BENCH_DIR") : ".";
@@ -442,6 +434,6 @@ int main(void)
                       "of a store made by a full-size `crmd demo` (CRM_BENCH_VALUE_DIR; its "
                       "scores were computed once already, so pass 2 rewrites only what changed)");
     crm_schema_free(schema);
-    rm_rf(base);
+    bench_rm_tree(base);
     return 0;
 }

@@ -39,7 +39,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <lmdb.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "machine.h"
 #include "codec.h"
 #include "schema.h"
@@ -90,73 +90,12 @@ static const char PLAIN_JSON[] =
 
 /* ---- small helpers ---- */
 
-static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "bench_store: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
 #define MDB_CHECK(expr)                                                                    \
     do {                                                                                   \
         int mrc_ = (expr);                                                                 \
         if (mrc_)                                                                          \
-            die("%s: %s", #expr, mdb_strerror(mrc_));                                      \
+            bench_die("%s: %s", #expr, mdb_strerror(mrc_));                                \
     } while (0)
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static uint64_t env_u64(const char *name, uint64_t fallback)
-{
-    const char *v = getenv(name);
-    char *end;
-    unsigned long long x;
-    if (!v || !*v)
-        return fallback;
-    errno = 0;
-    x = strtoull(v, &end, 0);
-    if (errno || *end || x == 0)
-        die("%s=\"%s\" is not a positive number", name, v);
-    return x;
-}
-
-static double env_seconds(const char *name, double fallback)
-{
-    const char *v = getenv(name);
-    char *end;
-    double x;
-    if (!v || !*v)
-        return fallback;
-    x = strtod(v, &end);
-    if (*end || !(x > 0))
-        die("%s=\"%s\" is not a positive number of seconds", name, v);
-    return x;
-}
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static uint64_t rng_next(void)
-{
-    uint64_t x = rng_state += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
 
 static double pct_ms(int64_t *v, size_t n, double p)
 {
@@ -171,7 +110,7 @@ static double pct_ms(int64_t *v, size_t n, double p)
 static void path_join(char *out, size_t n, const char *dir, const char *name)
 {
     if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n)
-        die("path too long: %s/%s", dir, name);
+        bench_die("path too long: %s/%s", dir, name);
 }
 
 static void rm_rf(const char *dir)
@@ -219,7 +158,7 @@ static crm_value *contact(uint64_t k)
         crm_map_set(m, "country", crm_value_cstr("DE")) ||
         /* a points-like figure: 1000 values, so the int index's inserts scatter too */
         crm_map_set(m, "score", crm_value_int((int64_t)(k * 7919 % 1000))))
-        die("out of memory");
+        bench_die("out of memory");
     return m;
 }
 
@@ -233,7 +172,7 @@ static uint8_t *contact_stored(uint64_t k, size_t *len)
         crm_map_set(m, "_rev", crm_value_int(1)) ||
         crm_map_set(m, "_created", crm_value_int(1700000000000)) ||
         crm_map_set(m, "_updated", crm_value_int(1700000000000)) || !(b = crm_mp_encode(m, len)))
-        die("out of memory");
+        bench_die("out of memory");
     crm_value_free(m);
     return b;
 }
@@ -300,7 +239,7 @@ static double median(const double *v, int n)
 static wres finish(wside *w)
 {
     wres r;
-    qsort(w->lat, w->nlat, sizeof *w->lat, cmp_i64);
+    qsort(w->lat, w->nlat, sizeof *w->lat, bench_cmp_i64);
     r.records = w->records;
     memcpy(r.slice, w->slice, sizeof r.slice);
     r.rate = median(w->slice, w->nslices);
@@ -324,8 +263,8 @@ static void crmd_slice(crmd_writer *cw, wside *side, double seconds)
 {
     crm_err err;
     uint64_t w0 = wchar(), records0 = side->records;
-    int64_t end = now_ns() + (int64_t)(seconds * 1e9), timed0 = side->timed;
-    while (now_ns() < end && side->nlat < LAT_CAP) {
+    int64_t end = bench_now_ns() + (int64_t)(seconds * 1e9), timed0 = side->timed;
+    while (bench_now_ns() < end && side->nlat < LAT_CAP) {
         int64_t t0, dt;
         for (size_t i = 0; i < cw->batch; i++) {
             cw->data[i] = contact(side->records + i);
@@ -337,15 +276,15 @@ static void crmd_slice(crmd_writer *cw, wside *side, double seconds)
             cw->u[i].writes = &cw->w[i];
             cw->u[i].n = 1;
         }
-        t0 = now_ns();
+        t0 = bench_now_ns();
         if (crm_store_apply(cw->s, cw->u, cw->batch, &err) != CRM_OK)
-            die("crm_store_apply: %s", err.msg);
+            bench_die("crm_store_apply: %s", err.msg);
         for (size_t i = 0; i < cw->batch; i++) {
             if (cw->u[i].rc != CRM_OK)
-                die("create: %s %s", crm_code_name(cw->u[i].rc), cw->u[i].err.msg);
+                bench_die("create: %s %s", crm_code_name(cw->u[i].rc), cw->u[i].err.msg);
             crm_write_clear(&cw->w[i]);
         }
-        dt = now_ns() - t0;
+        dt = bench_now_ns() - t0;
         side->timed += dt;
         side->lat[side->nlat++] = dt;
         for (size_t i = 0; i < cw->batch; i++)
@@ -370,7 +309,7 @@ static void raw_open(raw_writer *rw, const char *dir, size_t batch)
     rw->batch = batch;
     rw->rec = contact_stored(1, &rw->len);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        die("mkdir %s: %s", dir, strerror(errno));
+        bench_die("mkdir %s: %s", dir, strerror(errno));
     MDB_CHECK(mdb_env_create(&rw->env));
     MDB_CHECK(mdb_env_set_maxdbs(rw->env, 4));
     MDB_CHECK(mdb_env_set_mapsize(rw->env, MAP_SIZE));
@@ -384,9 +323,9 @@ static void raw_open(raw_writer *rw, const char *dir, size_t batch)
 static void raw_slice(raw_writer *rw, wside *side, double seconds)
 {
     uint64_t w0 = wchar(), records0 = side->records;
-    int64_t end = now_ns() + (int64_t)(seconds * 1e9), timed0 = side->timed;
-    while (now_ns() < end && side->nlat < LAT_CAP) {
-        int64_t t0 = now_ns(), dt;
+    int64_t end = bench_now_ns() + (int64_t)(seconds * 1e9), timed0 = side->timed;
+    while (bench_now_ns() < end && side->nlat < LAT_CAP) {
+        int64_t t0 = bench_now_ns(), dt;
         MDB_txn *txn;
         MDB_CHECK(mdb_txn_begin(rw->env, NULL, 0, &txn));
         for (size_t i = 0; i < rw->batch; i++) {
@@ -399,7 +338,7 @@ static void raw_slice(raw_writer *rw, wside *side, double seconds)
             MDB_CHECK(mdb_put(txn, rw->dbi, &kv, &vv, 0));
         }
         MDB_CHECK(mdb_txn_commit(txn));
-        dt = now_ns() - t0;
+        dt = bench_now_ns() - t0;
         side->timed += dt;
         side->lat[side->nlat++] = dt;
         side->records += rw->batch;
@@ -420,12 +359,12 @@ static void crmd_open(crmd_writer *cw, const char *dir, const crm_schema *schema
     cw->u = calloc(batch, sizeof *cw->u);
     cw->data = calloc(batch, sizeof *cw->data);
     if (!cw->w || !cw->u || !cw->data)
-        die("out of memory");
+        bench_die("out of memory");
     crm_store_opts_default(&o);
     o.no_sync = 0;
     o.map_size = MAP_SIZE;
     if (crm_store_open(dir, schema, &o, &cw->s, &err) != CRM_OK)
-        die("open %s: %s", dir, err.msg);
+        bench_die("open %s: %s", dir, err.msg);
 }
 
 static void crmd_close(crmd_writer *cw)
@@ -496,7 +435,7 @@ static const char *const READ_NAMES[3] = {"raw LMDB mdb_get", "crm_txn_get_raw (
 static int64_t read_pass(int v, MDB_env *env, MDB_dbi dbi, crm_store *s, char (*ids)[16],
                          const uint32_t *seq, size_t ngets, uint64_t *sink)
 {
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     uint64_t sum = 0;
     crm_err err;
     for (size_t g = 0; g < ngets; g += GETS_PER_TXN) {
@@ -514,19 +453,19 @@ static int64_t read_pass(int v, MDB_env *env, MDB_dbi dbi, crm_store *s, char (*
         } else {
             crm_txn *t;
             if (crm_store_begin_read(s, &t, &err) != CRM_OK)
-                die("begin_read: %s", err.msg);
+                bench_die("begin_read: %s", err.msg);
             for (size_t i = g; i < stop; i++) {
                 const char *id = ids[seq[i]];
                 if (v == 1) {
                     const void *buf;
                     size_t len;
                     if (crm_txn_get_raw(t, "contacts", id, &buf, &len, &err) != CRM_OK)
-                        die("get_raw %s: %s", id, err.msg);
+                        bench_die("get_raw %s: %s", id, err.msg);
                     sum += len + ((const uint8_t *)buf)[len - 1];
                 } else {
                     crm_value *rec;
                     if (crm_txn_get(t, "contacts", id, &rec, &err) != CRM_OK)
-                        die("get %s: %s", id, err.msg);
+                        bench_die("get %s: %s", id, err.msg);
                     sum += rec->u.map.n;
                     crm_value_free(rec);
                 }
@@ -535,7 +474,7 @@ static int64_t read_pass(int v, MDB_env *env, MDB_dbi dbi, crm_store *s, char (*
         }
     }
     *sink += sum; /* so no pass can be optimised away */
-    return now_ns() - t0;
+    return bench_now_ns() - t0;
 }
 
 typedef struct rinfo {
@@ -565,7 +504,7 @@ static rres bench_reads(const char *base, const crm_schema *schema, size_t nrec,
     rres r;
 
     if (!ids || !seq || !w || !u || !data)
-        die("out of memory");
+        bench_die("out of memory");
     path_join(cdir, sizeof cdir, base, "reads-crmd");
     path_join(rdir, sizeof rdir, base, "reads-raw");
 
@@ -575,8 +514,8 @@ static rres bench_reads(const char *base, const crm_schema *schema, size_t nrec,
     o.map_size = MAP_SIZE;
     o.map_max = (size_t)64 << 30;
     if (crm_store_open(cdir, schema, &o, &s, &err) != CRM_OK)
-        die("open %s: %s", cdir, err.msg);
-    t0 = now_ns();
+        bench_die("open %s: %s", cdir, err.msg);
+    t0 = bench_now_ns();
     for (size_t k = 0; k < nrec; k += batch) {
         size_t n = nrec - k < batch ? nrec - k : batch;
         for (size_t i = 0; i < n; i++) {
@@ -590,32 +529,32 @@ static rres bench_reads(const char *base, const crm_schema *schema, size_t nrec,
             u[i].n = 1;
         }
         if (crm_store_apply(s, u, n, &err) != CRM_OK)
-            die("load: %s", err.msg);
+            bench_die("load: %s", err.msg);
         for (size_t i = 0; i < n; i++) {
             if (u[i].rc != CRM_OK)
-                die("load: %s", u[i].err.msg);
+                bench_die("load: %s", u[i].err.msg);
             snprintf(ids[k + i], sizeof ids[k + i], "%s", crm_map_str(w[i].result, "id", ""));
             crm_write_clear(&w[i]);
             crm_value_free(data[i]);
         }
     }
-    info->load_rate = (double)nrec * 1e9 / (double)(now_ns() - t0);
+    info->load_rate = (double)nrec * 1e9 / (double)(bench_now_ns() - t0);
     crm_store_close(s);
 
     /* Reopen as a server would: with sync. */
     o.no_sync = 0;
     if (crm_store_open(cdir, schema, &o, &s, &err) != CRM_OK)
-        die("reopen %s: %s", cdir, err.msg);
+        bench_die("reopen %s: %s", cdir, err.msg);
 
     /* The raw side: the very same id -> stored bytes pairs in a plain LMDB. */
     if (mkdir(rdir, 0700) != 0 && errno != EEXIST)
-        die("mkdir %s: %s", rdir, strerror(errno));
+        bench_die("mkdir %s: %s", rdir, strerror(errno));
     MDB_CHECK(mdb_env_create(&env));
     MDB_CHECK(mdb_env_set_maxdbs(env, 4));
     MDB_CHECK(mdb_env_set_mapsize(env, (size_t)64 << 30));
     MDB_CHECK(mdb_env_open(env, rdir, MDB_NOTLS, 0600));
     if (crm_store_begin_read(s, &t, &err) != CRM_OK)
-        die("begin_read: %s", err.msg);
+        bench_die("begin_read: %s", err.msg);
     for (size_t k = 0; k < nrec; k += 10000) {
         MDB_CHECK(mdb_txn_begin(env, NULL, 0, &txn));
         if (k == 0)
@@ -625,7 +564,7 @@ static rres bench_reads(const char *base, const crm_schema *schema, size_t nrec,
             size_t len;
             MDB_val kv = {strlen(ids[i]), ids[i]}, vv;
             if (crm_txn_get_raw(t, "contacts", ids[i], &buf, &len, &err) != CRM_OK)
-                die("copy %s: %s", ids[i], err.msg);
+                bench_die("copy %s: %s", ids[i], err.msg);
             vv.mv_size = len;
             vv.mv_data = (void *)buf;
             info->stored_len = len;
@@ -636,7 +575,7 @@ static rres bench_reads(const char *base, const crm_schema *schema, size_t nrec,
     crm_txn_end(t);
 
     for (size_t i = 0; i < ngets; i++)
-        seq[i] = (uint32_t)(rng_next() % nrec);
+        seq[i] = (uint32_t)(bench_rng() % nrec);
     /* Warm-up: fault in both maps so no variant pays for the first touch. */
     for (int v = 0; v < 3; v++)
         read_pass(v, env, dbi, s, ids, seq, ngets < 200000 ? ngets : 200000, &sink);
@@ -644,7 +583,7 @@ static rres bench_reads(const char *base, const crm_schema *schema, size_t nrec,
         for (int v = 0; v < 3; v++)
             round_ns[v][round] = read_pass(v, env, dbi, s, ids, seq, ngets, &sink);
     for (int v = 0; v < 3; v++) {
-        qsort(round_ns[v], 3, sizeof round_ns[v][0], cmp_i64);
+        qsort(round_ns[v], 3, sizeof round_ns[v][0], bench_cmp_i64);
         r.rate[v] = (double)ngets * 1e9 / (double)round_ns[v][1];
     }
     if (sink == 42) /* never; keeps sink alive */
@@ -684,9 +623,9 @@ int main(void)
     static const size_t BATCHES[] = {1, 16, 64, 256};
     enum { NB = sizeof BATCHES / sizeof BATCHES[0] };
     const char *where = getenv("CRM_BENCH_DIR");
-    double seconds = env_seconds("CRM_BENCH_SECONDS", 3);
-    size_t nrec = (size_t)env_u64("CRM_BENCH_RECORDS", 1000000);
-    size_t ngets = (size_t)env_u64("CRM_BENCH_GETS", 1000000);
+    double seconds = bench_env_num("CRM_BENCH_SECONDS", 3, 0);
+    size_t nrec = (size_t)bench_env_num("CRM_BENCH_RECORDS", 1000000, 1);
+    size_t ngets = (size_t)bench_env_num("CRM_BENCH_GETS", 1000000, 1);
     char base[4096], sdir[4200], path[4400], model[256], fstype[64], date[64];
     char load_start[64], load_end[64];
     struct statfs sf;
@@ -704,16 +643,16 @@ int main(void)
 
     for (int k = 0; k < NSIDES; k++)
         if (!(sides[k].lat = malloc(LAT_CAP * sizeof(int64_t))))
-            die("out of memory");
+            bench_die("out of memory");
     /* Other work on the machine skews everything: the report says how much there was. */
     bench_loadavg(load_start, sizeof load_start);
     if (!where || !*where)
         where = ".";
     snprintf(base, sizeof base, "%s/crmd-bench-XXXXXX", where);
     if (!mkdtemp(base))
-        die("mkdtemp %s: %s", base, strerror(errno));
+        bench_die("mkdtemp %s: %s", base, strerror(errno));
     if (statfs(base, &sf) != 0)
-        die("statfs %s: %s", base, strerror(errno));
+        bench_die("statfs %s: %s", base, strerror(errno));
     tmpfs = sf.f_type == TMPFS_MAGIC_ || sf.f_type == RAMFS_MAGIC_;
     if (tmpfs)
         fprintf(stderr, "bench_store: WARNING: %s is on tmpfs/ramfs: fsync costs nothing there, "
@@ -728,12 +667,12 @@ int main(void)
     path_join(path, sizeof path, sdir, "contacts.json");
     if (mkdir(sdir, 0700) != 0 || !(f = fopen(path, "w")) || fputs(CONTACTS_JSON, f) < 0 ||
         fclose(f) != 0)
-        die("writing %s: %s", path, strerror(errno));
+        bench_die("writing %s: %s", path, strerror(errno));
     path_join(path, sizeof path, sdir, "plain.json");
     if (!(f = fopen(path, "w")) || fputs(PLAIN_JSON, f) < 0 || fclose(f) != 0)
-        die("writing %s: %s", path, strerror(errno));
+        bench_die("writing %s: %s", path, strerror(errno));
     if (crm_schema_load_dir(sdir, &schema, &err) != CRM_OK)
-        die("schema: %s", err.msg);
+        bench_die("schema: %s", err.msg);
 
     /* (a) crmd and raw side by side per batch size. */
     for (int i = 0; i < NB; i++) {

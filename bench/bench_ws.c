@@ -67,9 +67,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -87,6 +85,7 @@
 
 #include "benchutil.h"
 #include "benchws.h"
+#include "fanout.h"
 #include "machine.h"
 
 #ifndef CRM_SOURCE_DIR
@@ -120,18 +119,6 @@ enum { K_CREATE, K_GET, K_QUERY, K_ECHO, K_PRELOAD };
 
 typedef struct run run;
 
-typedef struct fanout {
-    int nsubs, nwrites;
-    int64_t t0, interval;
-    /* written by the writer thread, read once it is done */
-    int64_t *t_send, *t_ack;
-    int *ack_ok;
-    int acked, errors;
-    char first_err[200];
-    atomic_int done;
-    conn *writer;
-} fanout;
-
 struct run {
     int kind, window, mp;
     int64_t t_warm, t_end;
@@ -144,7 +131,6 @@ struct run {
     /* preload: ids captured from the acks; get: the ids asked for */
     char (*ids)[32];
     size_t nids, capids;
-    fanout *fan;
     /* CPU seconds at the start and end of the measured window */
     double srv0, srv1, cli0, cli1, all0, all1;
 };
@@ -193,17 +179,6 @@ static void conn_issue(run *r, conn *c)
         r->in_flight++;
         r->issued++;
     }
-}
-
-static size_t count_sub(const uint8_t *m, size_t n, const char *needle)
-{
-    size_t k = 0, nl = strlen(needle);
-    const uint8_t *p = m, *end = m + n;
-    while ((p = memmem(p, (size_t)(end - p), needle, nl))) {
-        k++;
-        p += nl;
-    }
-    return k;
 }
 
 static void load_deliver(void *ud, conn *c, const uint8_t *m, size_t n, int64_t now)
@@ -598,9 +573,9 @@ static size_t preload(env *e, char (**ids)[32])
 /* ---- fan-out and idle memory ---- */
 
 typedef struct fanres {
-    int subs, writes, acked;
-    uint64_t expected, received, missing, dups, overflows, others, negative, write_errors;
-    double rate, p50, p99, p999, max, s50, s99, s999, ack50, ack99;
+    fan_stats st;
+    int subs;
+    uint64_t overflows;
     long rss0, rss1, anon0, anon1;
     double kib_per_conn;
     double srv_cpu, cli_cpu;
@@ -609,89 +584,57 @@ typedef struct fanres {
 /* Subscribers' messages (the writer has its own thread). */
 static void fan_deliver(void *ud, conn *c, const uint8_t *m, size_t n, int64_t now)
 {
-    run *r = ud;
-    fanout *f = r->fan;
+    const fan_writer *f = ud;
     if (n > 17 && memcmp(m, "{\"event\":\"change\"", 17) == 0) {
         static const char key[] = "\"email\":\"f";
         const uint8_t *p = memmem(m, n, key, sizeof key - 1);
         uint64_t k = 0;
         if (!p) {
-            c->others++;
+            c->fan.others++;
             return;
         }
         for (p += sizeof key - 1; p < m + n && *p >= '0' && *p <= '9'; p++)
             k = k * 10 + (uint64_t)(*p - '0');
-        if (k >= (uint64_t)f->nwrites) {
-            c->others++;
-        } else if (c->got_at[k]) {
-            c->dups++;
-        } else {
-            c->got_at[k] = now;
-            c->npush++;
-        }
+        fan_rx_note(&c->fan, f->nwrites, k, now);
     } else if (n > 19 && memcmp(m, "{\"event\":\"overflow\"", 19) == 0) {
         c->overflows++;
     } else {
-        c->others++;
+        c->fan.others++;
     }
 }
 
-/* The writer: its own thread and blocking socket, so that reading its ack is
- * never queued behind the subscribers' pushes in the load generator's loop.
- * Create k leaves at t0 + k * interval (later when the previous ack was
- * late: one write in flight at a time). */
-static void *fan_writer(void *arg)
+/* The writer's create k on its blocking connection (fan_create_fn). */
+static int fan_create(void *ud, int k, char *err, size_t cap, int *gone)
 {
-    fanout *f = arg;
-    for (int k = 0; k < f->nwrites; k++) {
-        int64_t due = f->t0 + (int64_t)k * f->interval;
-        struct timespec ts = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
-        uint8_t buf[REQ_CAP];
-        wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-            ;
-        req_create(&w, (uint64_t)k + 1, "f", (uint64_t)k, "Fanout City");
-        f->t_send[k] = bench_now_ns();
-        if (conn_call(f->writer, &w, (uint64_t)k + 1, 10000) == 0) {
-            f->t_ack[k] = bench_now_ns();
-            f->ack_ok[k] = 1;
-            f->acked++;
-        } else {
-            f->errors++;
-            if (!f->first_err[0])
-                snprintf(f->first_err, sizeof f->first_err, "%s",
-                         f->writer->got_err[0] ? f->writer->got_err : "no ack within 10 s");
-            if (f->writer->closed)
-                break;
-        }
-    }
-    atomic_store(&f->done, 1);
-    return NULL;
+    conn *w = ud;
+    uint8_t buf[REQ_CAP];
+    wb b = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
+    req_create(&b, (uint64_t)k + 1, "f", (uint64_t)k, "Fanout City");
+    if (conn_call(w, &b, (uint64_t)k + 1, 10000) == 0)
+        return 0;
+    snprintf(err, cap, "%s", w->got_err[0] ? w->got_err : "no ack within 10 s");
+    *gone = w->closed;
+    return -1;
+}
+
+static fan_rx *fan_sub(void *subs, int i, int *closed)
+{
+    conn *c = (conn *)subs + i;
+    *closed = c->closed;
+    return &c->fan;
 }
 
 static fanres run_fanout(env *e, int nsubs, double rate, double secs)
 {
     fanres fr;
-    run r;
-    fanout f;
+    fan_writer f;
     conn *subs = bench_xcalloc((size_t)nsubs, sizeof *subs), writer;
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    int64_t *lat, *slat, *alat, done_at = 0;
-    size_t nl = 0, ns = 0, na = 0;
-    pthread_t th;
+    int64_t done_at = 0, t0;
+    double srv0, cli0;
     memset(&fr, 0, sizeof fr);
-    memset(&r, 0, sizeof r);
-    memset(&f, 0, sizeof f);
-    f.nsubs = nsubs;
-    f.nwrites = (int)(rate * secs + 0.5);
-    f.interval = (int64_t)(1e9 / rate);
-    f.t_send = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_send);
-    f.t_ack = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_ack);
-    f.ack_ok = bench_xcalloc((size_t)f.nwrites, sizeof *f.ack_ok);
-    atomic_init(&f.done, 0);
-    r.fan = &f;
+    fan_writer_init(&f, rate, secs, fan_create, &writer);
     fr.subs = nsubs;
-    fr.writes = f.nwrites;
 
     /* The writer connects first: crmd then writes its ack ahead of the pushes
      * of the same commit (connected last, 99% of the pushes were read before
@@ -717,39 +660,20 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
     for (int i = 0; i < nsubs; i++) {
         uint8_t buf[REQ_CAP];
         wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
-        wb_open(&w, 3, 0);
-        wb_key(&w, "ref");
-        wb_uint(&w, 1);
-        wb_kstr(&w, "op", "subscribe");
-        wb_kstr(&w, "collection", "contacts");
-        wb_close(&w);
+        req_subscribe(&w, 1);
         if (conn_call(&subs[i], &w, 1, 5000) != 0)
             bench_die("subscribe failed: %s", subs[i].got_err);
-        subs[i].got_at = bench_xcalloc((size_t)f.nwrites, sizeof *subs[i].got_at);
+        fan_rx_init(&subs[i].fan, f.nwrites);
         conn_nonblock(&subs[i], ep);
     }
-    f.writer = &writer;
 
-    f.t0 = bench_now_ns() + 100000000;
-    r.srv0 = bench_proc_cpu_s(crmd.pid);
-    r.cli0 = bench_self_cpu_s();
-    if (pthread_create(&th, NULL, fan_writer, &f) != 0)
-        bench_die("pthread_create failed");
-    for (;;) {
+    srv0 = bench_proc_cpu_s(crmd.pid);
+    cli0 = bench_self_cpu_s();
+    fan_writer_start(&f, 100000000);
+    t0 = f.t0;
+    while (!fan_settled(&f, fan_sub, subs, nsubs, bench_now_ns(), &done_at)) {
         struct epoll_event ev[MAX_EVENTS];
-        int64_t now = bench_now_ns();
-        int nev;
-        if (atomic_load(&f.done)) {
-            int all = 1;
-            if (!done_at)
-                done_at = now;
-            for (int i = 0; i < nsubs && all; i++)
-                if (!subs[i].closed && subs[i].npush < (uint64_t)f.acked)
-                    all = 0;
-            if (all || now - done_at > 5 * (int64_t)1000000000)
-                break;
-        }
-        nev = epoll_wait(ep, ev, MAX_EVENTS, 10);
+        int nev = epoll_wait(ep, ev, MAX_EVENTS, 10);
         if (nev < 0 && errno != EINTR)
             bench_die("epoll_wait: %s", strerror(errno));
         for (int i = 0; i < nev; i++) {
@@ -759,7 +683,7 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
             if (ev[i].events & EPOLLOUT)
                 conn_flush(c, ep);
             if (ev[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                conn_read(&r, c, fan_deliver);
+                conn_read(&f, c, fan_deliver);
             if (c->closed) {
                 epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                 fprintf(stderr, "bench_ws: fan-out: a subscriber was closed (code %d)\n",
@@ -769,71 +693,23 @@ static fanres run_fanout(env *e, int nsubs, double rate, double secs)
             conn_flush(c, ep);
         }
     }
-    pthread_join(th, NULL);
-    r.srv1 = bench_proc_cpu_s(crmd.pid);
-    r.cli1 = bench_self_cpu_s();
+    fan_writer_join(&f);
     {
-        double span = (double)(bench_now_ns() - f.t0) / 1e9;
-        fr.srv_cpu = (r.srv1 - r.srv0) / span * 100;
-        fr.cli_cpu = (r.cli1 - r.cli0) / span * 100;
-        if (f.nwrites > 1)
-            fr.rate = (f.nwrites - 1) / ((double)(f.t_send[f.nwrites - 1] - f.t_send[0]) / 1e9);
+        double span = (double)(bench_now_ns() - t0) / 1e9;
+        fr.srv_cpu = (bench_proc_cpu_s(crmd.pid) - srv0) / span * 100;
+        fr.cli_cpu = (bench_self_cpu_s() - cli0) / span * 100;
     }
-    fr.acked = f.acked;
-    fr.write_errors = (uint64_t)f.errors;
-    lat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *lat);
-    slat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *slat);
-    alat = bench_xmalloc((size_t)f.nwrites * sizeof *alat);
-    for (int k = 0; k < f.nwrites; k++)
-        if (f.ack_ok[k])
-            alat[na++] = f.t_ack[k] - f.t_send[k];
-    for (int i = 0; i < nsubs; i++) {
-        fr.dups += subs[i].dups;
+    fan_stats_compute(&f, fan_sub, subs, nsubs, &fr.st);
+    for (int i = 0; i < nsubs; i++)
         fr.overflows += subs[i].overflows;
-        fr.others += subs[i].others;
-        for (int k = 0; k < f.nwrites; k++) {
-            if (!f.ack_ok[k])
-                continue;
-            fr.expected++;
-            if (!subs[i].got_at[k]) {
-                fr.missing++;
-                continue;
-            }
-            fr.received++;
-            int64_t d = subs[i].got_at[k] - f.t_ack[k];
-            if (d < 0) {
-                fr.negative++;
-                d = 0;
-            }
-            lat[nl++] = d;
-            slat[ns++] = subs[i].got_at[k] - f.t_send[k];
-        }
-    }
-    qsort(lat, nl, sizeof *lat, bench_cmp_i64);
-    qsort(slat, ns, sizeof *slat, bench_cmp_i64);
-    qsort(alat, na, sizeof *alat, bench_cmp_i64);
-    fr.p50 = bench_pct_ms(lat, nl, 0.5);
-    fr.p99 = bench_pct_ms(lat, nl, 0.99);
-    fr.p999 = bench_pct_ms(lat, nl, 0.999);
-    fr.max = nl ? (double)lat[nl - 1] / 1e6 : NAN;
-    fr.s50 = bench_pct_ms(slat, ns, 0.5);
-    fr.s99 = bench_pct_ms(slat, ns, 0.99);
-    fr.s999 = bench_pct_ms(slat, ns, 0.999);
-    fr.ack50 = bench_pct_ms(alat, na, 0.5);
-    fr.ack99 = bench_pct_ms(alat, na, 0.99);
     if (f.errors)
         fprintf(stderr, "bench_ws: fan-out: %d writer errors; the first: %s\n", f.errors,
                 f.first_err);
-    free(lat);
-    free(slat);
-    free(alat);
     for (int i = 0; i < nsubs; i++)
         conn_free(&subs[i]);
     conn_free(&writer);
     free(subs);
-    free(f.t_send);
-    free(f.t_ack);
-    free(f.ack_ok);
+    fan_writer_free(&f);
     close(ep);
     usleep(300000);
     return fr;
@@ -1030,8 +906,8 @@ int main(void)
            verdict(g64->ops >= 100000 && !g64->errors));
     printf("| fan-out to %d subscribers at %g writes/s: p99 ≤ 50 ms, 0 missing | ack→push p99 "
            "%.3f ms, send→push p99 %.3f ms (judged on the larger), %" PRIu64 " missing | %s |\n",
-           fr.subs, fan_rate, fr.p99, fr.s99, fr.missing,
-           verdict(fr.p99 <= 50 && fr.s99 <= 50 && fr.missing == 0 && fr.subs >= 1000 &&
+           fr.subs, fan_rate, fr.st.p99, fr.st.s99, fr.st.missing,
+           verdict(fr.st.p99 <= 50 && fr.st.s99 <= 50 && fr.st.missing == 0 && fr.subs >= 1000 &&
                    fan_rate >= 100));
     printf("| ≤ 20 KiB per idle connection | %.1f KiB | %s |\n\n", fr.kib_per_conn,
            verdict(fr.kib_per_conn <= 20));
@@ -1072,21 +948,21 @@ int main(void)
            " pushes (%.1f%%) were read before the writer read its ack and count as 0.  Also "
            "shown: from the writer sending the create to the push being read (commit included).  "
            "Other messages on subscriber connections: %" PRIu64 ".\n\n",
-           fr.subs, fr.writes, fr.rate, fr.acked, fr.write_errors, fr.negative,
-           fr.received ? (double)fr.negative / (double)fr.received * 100 : 0.0, fr.others);
+           fr.subs, fr.st.writes, fr.st.rate, fr.st.acked, fr.st.write_errors, fr.st.negative,
+           fr.st.received ? (double)fr.st.negative / (double)fr.st.received * 100 : 0.0, fr.st.others);
     printf("| pushes expected | received | missing | duplicates | overflows | ack→push p50 ms | p99 ms "
            "| p999 ms | max ms | send→push p50 ms | p99 ms | p999 ms | writer ack p50 / p99 ms | crmd "
            "CPU | loadgen CPU |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
     printf("| %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
            " | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f / %.3f | %.0f%% | %.0f%% |\n\n",
-           fr.expected, fr.received, fr.missing, fr.dups, fr.overflows, fr.p50, fr.p99, fr.p999,
-           fr.max, fr.s50, fr.s99, fr.s999, fr.ack50, fr.ack99, fr.srv_cpu, fr.cli_cpu);
+           fr.st.expected, fr.st.received, fr.st.missing, fr.st.dups, fr.overflows, fr.st.p50, fr.st.p99, fr.st.p999,
+           fr.st.max, fr.st.s50, fr.st.s99, fr.st.s999, fr.st.ack50, fr.st.ack99, fr.srv_cpu, fr.cli_cpu);
     printf("The writer's own acks (p50 %.3f ms) compare with a create on one connection and no "
            "subscribers (p50 %.3f ms, above): with crmd's one loop thread busy %.0f%% of the time "
            "encoding and sending pushes (one encode and one send() per subscriber and change), "
            "a create waits behind the previous create's pushes.\n\n",
-           fr.ack50, c1->p50, fr.srv_cpu);
+           fr.st.ack50, c1->p50, fr.srv_cpu);
 
     printf("## Memory\n\n");
     printf("crmd freshly started (empty store), then %d WebSocket connections opened and "

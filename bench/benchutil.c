@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,11 +136,10 @@ long bench_proc_status_kb(pid_t pid, const char *field)
     return v;
 }
 
-/* utime + stime of a process, in seconds. */
-double bench_proc_cpu_s(pid_t pid)
+double bench_proc_stat_s(pid_t pid, int field)
 {
     char path[64], buf[2048], *p;
-    unsigned long long ut = 0, st = 0;
+    unsigned long long a = 0, b = 0;
     size_t n;
     FILE *f;
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -145,12 +148,23 @@ double bench_proc_cpu_s(pid_t pid)
     n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
+    /* the name (field 2) may hold spaces and parentheses: count from its end */
     if (!(p = strrchr(buf, ')')))
         return 0;
-    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    p += 2; /* field 3, the state */
+    for (int i = 3; i < field; i++) {
+        if (!(p = strchr(p, ' ')))
+            return 0;
+        p++;
+    }
+    if (sscanf(p, "%llu %llu", &a, &b) != 2)
         return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return (double)(a + b) / (double)sysconf(_SC_CLK_TCK);
+}
+
+double bench_proc_cpu_s(pid_t pid)
+{
+    return bench_proc_stat_s(pid, 14);
 }
 
 /* Busy time of the whole machine (every CPU: user, nice, system, irq, softirq,
@@ -228,4 +242,54 @@ static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ft
 void bench_rm_tree(const char *path)
 {
     nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int bench_connect(int port)
+{
+    struct sockaddr_in sa = {0};
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        bench_die("socket: %s (open-file limit?)", strerror(errno));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int bench_write_nb(int fd, const void *buf, size_t *off, size_t len)
+{
+    while (*off < len) {
+        ssize_t w = write(fd, (const uint8_t *)buf + *off, len - *off);
+        if (w > 0) {
+            *off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        return -1;
+    }
+    return 0;
+}
+
+ssize_t bench_read_nb(int fd, void *buf, size_t cap)
+{
+    for (;;) {
+        ssize_t got = read(fd, buf, cap);
+        if (got > 0)
+            return got;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return -1;
+    }
 }

@@ -214,6 +214,21 @@ int contact_key(const uint8_t *m, size_t n, const char *tag, size_t from, uint64
     return -1;
 }
 
+void req_begin(wb *w, unsigned n, uint64_t ref, const char *op)
+{
+    wb_open(w, n, 0);
+    wb_key(w, "ref");
+    wb_uint(w, ref);
+    wb_kstr(w, "op", op);
+}
+
+void req_subscribe(wb *w, uint64_t ref)
+{
+    req_begin(w, 3, ref, "subscribe");
+    wb_kstr(w, "collection", "contacts");
+    wb_close(w);
+}
+
 void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *city)
 {
     contact c;
@@ -223,10 +238,7 @@ void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *ci
 
 void req_create_contact(wb *w, uint64_t ref, const contact *c)
 {
-    wb_open(w, 4, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "create");
+    req_begin(w, 4, ref, "create");
     wb_kstr(w, "collection", "contacts");
     wb_key(w, "record");
     wb_open(w, 11, 0);
@@ -238,10 +250,7 @@ void req_create_contact(wb *w, uint64_t ref, const contact *c)
 
 void req_get(wb *w, uint64_t ref, const char *id)
 {
-    wb_open(w, 4, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "get");
+    req_begin(w, 4, ref, "get");
     wb_kstr(w, "collection", "contacts");
     wb_kstr(w, "id", id);
     wb_close(w);
@@ -261,10 +270,7 @@ void req_query(wb *w, uint64_t ref, unsigned city)
 
 void req_query_city(wb *w, uint64_t ref, const char *c)
 {
-    wb_open(w, 5, 0);
-    wb_key(w, "ref");
-    wb_uint(w, ref);
-    wb_kstr(w, "op", "query");
+    req_begin(w, 5, ref, "query");
     wb_kstr(w, "collection", "contacts");
     wb_key(w, "where");
     wb_open(w, 1, 0);
@@ -315,6 +321,17 @@ int reply_ref(int mp, const uint8_t *m, size_t n, uint64_t *ref, int *ok)
     if (n >= i + 4 && memcmp(m + i, "\xa2ok", 3) == 0)
         *ok = m[i + 3] == 0xc3 ? 1 : m[i + 3] == 0xc2 ? 0 : -1;
     return 0;
+}
+
+size_t count_sub(const uint8_t *m, size_t n, const char *needle)
+{
+    size_t k = 0, nl = strlen(needle);
+    const uint8_t *p = m, *end = m + n;
+    while ((p = memmem(p, (size_t)(end - p), needle, nl))) {
+        k++;
+        p += nl;
+    }
+    return k;
 }
 
 /* The error message of a failed JSON or msgpack reply, roughly (for the log). */
@@ -384,14 +401,10 @@ static void ep_mod(int ep, conn *c, int out)
 void conn_flush(conn *c, int ep)
 {
     while (c->txoff < c->txlen && !c->closed) {
-        ssize_t w = write(c->fd, c->tx + c->txoff, c->txlen - c->txoff);
-        if (w > 0) {
-            c->txoff += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        int rc = bench_write_nb(c->fd, c->tx, &c->txoff, c->txlen);
+        if (rc == 0)
+            break;
+        if (rc == 1) {
             if (ep < 0) {
                 struct pollfd pf = {c->fd, POLLOUT, 0};
                 poll(&pf, 1, 1000);
@@ -421,7 +434,7 @@ void conn_free(conn *c)
     free(c->msg);
     free(c->free_slots);
     free(c->slot_sent);
-    free(c->got_at);
+    fan_rx_free(&c->fan);
     memset(c, 0, sizeof *c);
     c->fd = -1;
 }
@@ -510,12 +523,10 @@ int conn_read(void *ud, conn *c, deliver_fn *deliver)
             c->rxcap *= 2;
             c->rx = bench_xrealloc(c->rx, c->rxcap);
         }
-        got = read(c->fd, c->rx + c->rxlen, c->rxcap - c->rxlen);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        got = bench_read_nb(c->fd, c->rx + c->rxlen, c->rxcap - c->rxlen);
+        if (got == 0)
             return 0;
-        if (got <= 0) {
+        if (got < 0) {
             c->closed = 1;
             return -1;
         }
@@ -579,21 +590,13 @@ int conn_call(conn *c, const wb *w, uint64_t ref, int timeout_ms)
  * (NULL: none), and authenticates with token (NULL: not). */
 void conn_open(conn *c, int port, const char *proto, const char *token, int window)
 {
-    struct sockaddr_in sa = {0};
     char req[512];
-    int one = 1, len;
+    int len;
     memset(c, 0, sizeof *c);
     c->mp = proto && strcmp(proto, "crm.v1.msgpack") == 0;
     c->rxcap = RX_INIT;
     c->rx = bench_xmalloc(c->rxcap);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0)
-        bench_die("socket: %s (open-file limit?)", strerror(errno));
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    if ((c->fd = bench_connect(port)) < 0)
         bench_die("connect 127.0.0.1:%d: %s", port, strerror(errno));
     len = snprintf(req, sizeof req,
                    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
@@ -630,10 +633,7 @@ void conn_open(conn *c, int port, const char *proto, const char *token, int wind
     if (token) {
         uint8_t buf[REQ_CAP];
         wb w = {buf, 0, sizeof buf, c->mp, 0, {0}, {0}};
-        wb_open(&w, 3, 0);
-        wb_key(&w, "ref");
-        wb_uint(&w, 0);
-        wb_kstr(&w, "op", "auth");
+        req_begin(&w, 3, 0, "auth");
         wb_kstr(&w, "token", token);
         wb_close(&w);
         if (conn_call(c, &w, 0, 5000) != 0)

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fanout.h"
+
 #define REQ_CAP 4096        /* the largest request the writers build */
 #define RX_INIT 8192        /* a connection's first receive buffer */
 #define QUERY_CITIES 1000   /* preloaded: PER_CITY records in each of these cities */
@@ -60,6 +62,11 @@ void wb_str(wb *w, const char *s); /* strings that need no JSON escaping */
 void wb_uint(wb *w, uint64_t u);
 void wb_kstr(wb *w, const char *k, const char *v);
 
+/* Opens a request map of n entries (n < 16) and writes its "ref" and "op";
+ * the caller writes the other n - 2, then wb_close. */
+void req_begin(wb *w, unsigned n, uint64_t ref, const char *op);
+/* {"ref":R,"op":"subscribe","collection":"contacts"} */
+void req_subscribe(wb *w, uint64_t ref);
 /* {"ref":R,"op":"create","collection":"contacts","record":{the contact}} */
 void req_create(wb *w, uint64_t ref, const char *tag, uint64_t k, const char *city);
 void req_create_contact(wb *w, uint64_t ref, const contact *c);
@@ -72,6 +79,8 @@ void req_query_city(wb *w, uint64_t ref, const char *city);
  * writes it (ref first, then ok), -1 otherwise (a push; an echo without ok
  * gets *ok = -1). */
 int reply_ref(int mp, const uint8_t *m, size_t n, uint64_t *ref, int *ok);
+/* How many times needle occurs in m[0..n) ("\"_rev\":": records in a reply). */
+size_t count_sub(const uint8_t *m, size_t n, const char *needle);
 /* The printable bytes of m, for a log line. */
 void error_text(const uint8_t *m, size_t n, char *out, size_t cap);
 
@@ -93,9 +102,9 @@ typedef struct conn {
     uint64_t want_ref;
     int got, got_ok;
     char got_err[200];
-    /* fan-out subscriber: receipt time per write (0 = not yet) */
-    int64_t *got_at;
-    uint64_t npush, dups, overflows, others;
+    /* fan-out subscriber: what it received (fanout.h), overflow events */
+    fan_rx fan;
+    uint64_t overflows;
 } conn;
 
 /* Called for each whole message read; ud is the caller's. */

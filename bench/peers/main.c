@@ -44,9 +44,7 @@
 #include <inttypes.h>
 #include <libgen.h>
 #include <math.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +56,7 @@
 #include <unistd.h>
 
 #include "benchutil.h"
+#include "fanout.h"
 #include "machine.h"
 #include "peer.h"
 
@@ -84,9 +83,8 @@ typedef struct row {
 } row;
 
 typedef struct fanres {
-    int subs, writes, acked;
-    uint64_t expected, received, missing, dups, write_errors;
-    double rate, p50, p99, p999, max, s50, s99, ack50, ack99;
+    fan_stats st;
+    int subs;
     char err[200];
 } fanres;
 
@@ -250,8 +248,7 @@ static void pc_close(pconn *c)
 {
     if (c->p)
         c->p->close(c);
-    free(c->got_at);
-    c->got_at = NULL;
+    fan_rx_free(&c->fan);
 }
 
 /* Handles the events of one epoll_wait: replies and pushes to fn(ud, ...);
@@ -415,43 +412,18 @@ static size_t preload(peer *p, char (**ids)[32])
 
 /* ---- fan-out ---- */
 
-typedef struct fanout {
-    int nwrites;
-    int64_t t0, interval;
-    int64_t *t_send, *t_ack; /* written by the writer thread, read once it is done */
-    int *ack_ok;
-    int acked, errors;
-    char first_err[200];
-    atomic_int done;
-    pconn *writer;
-} fanout;
-
-static void *fan_writer(void *arg)
+/* The writer's create k on its blocking connection (fan_create_fn). */
+static int fan_create(void *ud, int k, char *err, size_t cap, int *gone)
 {
-    fanout *f = arg;
-    for (int k = 0; k < f->nwrites; k++) {
-        int64_t due = f->t0 + (int64_t)k * f->interval;
-        struct timespec ts = {(time_t)(due / 1000000000), (long)(due % 1000000000)};
-        peer_reply r;
-        contact ct;
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-            ;
-        contact_make(&ct, "f", (uint64_t)k, "Fanout City");
-        f->t_send[k] = bench_now_ns();
-        if (peer_call(f->writer, PEER_CREATE, &ct, NULL, &r, 10000) == 0) {
-            f->t_ack[k] = bench_now_ns();
-            f->ack_ok[k] = 1;
-            f->acked++;
-        } else {
-            f->errors++;
-            if (!f->first_err[0])
-                snprintf(f->first_err, sizeof f->first_err, "%s", r.err);
-            if (f->writer->closed)
-                break;
-        }
-    }
-    atomic_store(&f->done, 1);
-    return NULL;
+    pconn *w = ud;
+    peer_reply r;
+    contact ct;
+    contact_make(&ct, "f", (uint64_t)k, "Fanout City");
+    if (peer_call(w, PEER_CREATE, &ct, NULL, &r, 10000) == 0)
+        return 0;
+    snprintf(err, cap, "%s", r.err);
+    *gone = w->closed;
+    return -1;
 }
 
 static void fan_reply(void *ud, pconn *c, const peer_reply *r)
@@ -462,122 +434,57 @@ static void fan_reply(void *ud, pconn *c, const peer_reply *r)
     uint64_t k;
     if (!r->push || !r->body) {
         if (!r->push)
-            c->others++;
+            c->fan.others++;
         return;
     }
     while (contact_key(r->body, r->len, "f", from, &k, &next) == 0) {
         from = next;
-        if (k >= (uint64_t)nwrites) {
-            c->others++;
-        } else if (c->got_at[k]) {
-            c->dups++;
-        } else {
-            c->got_at[k] = now;
-            c->npush++;
-        }
+        fan_rx_note(&c->fan, nwrites, k, now);
     }
+}
+
+static fan_rx *fan_sub(void *subs, int i, int *closed)
+{
+    pconn *c = (pconn *)subs + i;
+    *closed = c->closed;
+    return &c->fan;
 }
 
 static fanres run_fanout(peer *p, const cfg *cf)
 {
     fanres fr;
-    fanout f;
+    fan_writer f;
     int nsubs = cf->fan_subs;
     pconn *subs = bench_xcalloc((size_t)nsubs, sizeof *subs), writer;
     int ep = epoll_create1(EPOLL_CLOEXEC);
-    int64_t *lat, *slat, *alat, done_at = 0;
-    size_t nl = 0, ns = 0, na = 0;
+    int64_t done_at = 0;
     uint64_t closed = 0;
-    pthread_t th;
     memset(&fr, 0, sizeof fr);
-    memset(&f, 0, sizeof f);
-    f.nwrites = (int)(cf->fan_rate * cf->fan_secs + 0.5);
-    f.interval = (int64_t)(1e9 / cf->fan_rate);
-    f.t_send = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_send);
-    f.t_ack = bench_xcalloc((size_t)f.nwrites, sizeof *f.t_ack);
-    f.ack_ok = bench_xcalloc((size_t)f.nwrites, sizeof *f.ack_ok);
-    atomic_init(&f.done, 0);
+    fan_writer_init(&f, cf->fan_rate, cf->fan_secs, fan_create, &writer);
     fr.subs = nsubs;
-    fr.writes = f.nwrites;
     fprintf(stderr, "bench_peers: %s: fan-out: %d subscribers, %d creates at %g/s ...\n", p->name,
             nsubs, f.nwrites, cf->fan_rate);
     pc_open(p, &writer, -1, 0); /* first: crmd then writes its ack before the pushes */
     for (int i = 0; i < nsubs; i++) {
         pc_open(p, &subs[i], ep, 1);
-        subs[i].got_at = bench_xcalloc((size_t)f.nwrites, sizeof *subs[i].got_at);
+        fan_rx_init(&subs[i].fan, f.nwrites);
     }
-    f.writer = &writer;
-    f.t0 = bench_now_ns() + 200000000;
-    if (pthread_create(&th, NULL, fan_writer, &f) != 0)
-        bench_die("pthread_create failed");
-    for (;;) {
-        int64_t now = bench_now_ns();
-        if (atomic_load(&f.done)) {
-            int all = 1;
-            if (!done_at)
-                done_at = now;
-            for (int i = 0; i < nsubs && all; i++)
-                if (!subs[i].closed && subs[i].npush < (uint64_t)f.acked)
-                    all = 0;
-            if (all || now - done_at > 5 * (int64_t)1000000000)
-                break;
-        }
+    fan_writer_start(&f, 200000000);
+    while (!fan_settled(&f, fan_sub, subs, nsubs, bench_now_ns(), &done_at))
         pump(ep, &f.nwrites, NULL, 10, &closed, fan_reply);
-    }
-    pthread_join(th, NULL);
-    if (f.nwrites > 1)
-        fr.rate = (f.nwrites - 1) / ((double)(f.t_send[f.nwrites - 1] - f.t_send[0]) / 1e9);
-    fr.acked = f.acked;
-    fr.write_errors = (uint64_t)f.errors;
+    fan_writer_join(&f);
+    fan_stats_compute(&f, fan_sub, subs, nsubs, &fr.st);
     snprintf(fr.err, sizeof fr.err, "%s", f.first_err);
-    lat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *lat);
-    slat = bench_xmalloc((size_t)nsubs * (size_t)f.nwrites * sizeof *slat);
-    alat = bench_xmalloc((size_t)f.nwrites * sizeof *alat);
-    for (int k = 0; k < f.nwrites; k++)
-        if (f.ack_ok[k])
-            alat[na++] = f.t_ack[k] - f.t_send[k];
-    for (int i = 0; i < nsubs; i++) {
-        fr.dups += subs[i].dups;
-        for (int k = 0; k < f.nwrites; k++) {
-            if (!f.ack_ok[k])
-                continue;
-            fr.expected++;
-            if (!subs[i].got_at[k]) {
-                fr.missing++;
-                continue;
-            }
-            fr.received++;
-            int64_t d = subs[i].got_at[k] - f.t_ack[k];
-            lat[nl++] = d < 0 ? 0 : d; /* read before the writer read its ack: 0 */
-            slat[ns++] = subs[i].got_at[k] - f.t_send[k];
-        }
-    }
-    qsort(lat, nl, sizeof *lat, bench_cmp_i64);
-    qsort(slat, ns, sizeof *slat, bench_cmp_i64);
-    qsort(alat, na, sizeof *alat, bench_cmp_i64);
-    fr.p50 = bench_pct_ms(lat, nl, 0.5);
-    fr.p99 = bench_pct_ms(lat, nl, 0.99);
-    fr.p999 = bench_pct_ms(lat, nl, 0.999);
-    fr.max = nl ? (double)lat[nl - 1] / 1e6 : NAN;
-    fr.s50 = bench_pct_ms(slat, ns, 0.5);
-    fr.s99 = bench_pct_ms(slat, ns, 0.99);
-    fr.ack50 = bench_pct_ms(alat, na, 0.5);
-    fr.ack99 = bench_pct_ms(alat, na, 0.99);
     if (f.errors)
         fprintf(stderr, "bench_peers: fan-out: %d writer errors; the first: %s\n", f.errors,
                 f.first_err);
     if (closed)
         fprintf(stderr, "bench_peers: fan-out: %" PRIu64 " subscribers closed\n", closed);
-    free(lat);
-    free(slat);
-    free(alat);
     for (int i = 0; i < nsubs; i++)
         pc_close(&subs[i]);
     pc_close(&writer);
     free(subs);
-    free(f.t_send);
-    free(f.t_ack);
-    free(f.ack_ok);
+    fan_writer_free(&f);
     close(ep);
     usleep(300000);
     return fr;
@@ -671,9 +578,9 @@ static void print_targets(const sysres *sys)
            verdict(c->rows[PEER_GET][2].ops >= 100000 && !c->rows[PEER_GET][2].errors));
     printf("| fan-out to 1,000 subscribers at 100 writes/s: p99 ≤ 50 ms, none missing | %d "
            "subscribers at %.1f writes/s: commit→receipt p99 %.3f ms, %" PRIu64 " missing | %s |\n",
-           c->fan.subs, c->fan.rate, c->fan.p99, c->fan.missing,
-           verdict(c->fan.p99 <= 50 && c->fan.missing == 0 && c->fan.subs >= 1000 &&
-                   c->fan.rate >= 95));
+           c->fan.subs, c->fan.st.rate, c->fan.st.p99, c->fan.st.missing,
+           verdict(c->fan.st.p99 <= 50 && c->fan.st.missing == 0 && c->fan.subs >= 1000 &&
+                   c->fan.st.rate >= 95));
     printf("| RSS per idle connection ≤ 20 KiB | measured by bench_ws (`bench/results/ws.md`) | |\n\n");
 }
 
@@ -886,8 +793,9 @@ int main(int argc, char **argv)
             continue;
         printf("| %s | %d of %d | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " | %" PRIu64
                " | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f / %.3f |\n",
-               sys[k].p.name, f->acked, f->writes, f->expected, f->received, f->missing, f->dups,
-               f->p50, f->p99, f->p999, f->max, f->s50, f->s99, f->ack50, f->ack99);
+               sys[k].p.name, f->st.acked, f->st.writes, f->st.expected, f->st.received,
+               f->st.missing, f->st.dups, f->st.p50, f->st.p99, f->st.p999, f->st.max, f->st.s50,
+               f->st.s99, f->st.ack50, f->st.ack99);
     }
     printf("\nOne run; runs on shared machines spread ±10–40%% (perf-anchors.md), so compare "
            "ratios taken in one run.\n");

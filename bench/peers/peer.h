@@ -53,8 +53,7 @@ typedef struct pconn {
     /* the load generator's */
     int busy, epout, sub;
     int64_t sent_at;
-    int64_t *got_at;        /* fan-out subscriber: receipt time per write */
-    uint64_t npush, dups, others;
+    fan_rx fan;             /* fan-out subscriber: what it received */
 } pconn;
 
 typedef void peer_reply_fn(void *ud, pconn *c, const peer_reply *r);
@@ -113,8 +112,10 @@ void peer_adopt(pid_t pid);
 int peer_stop_pid(pid_t pid, int sig, double secs);
 /* Stops every child still running (atexit, and on SIGINT/SIGTERM). */
 void peer_kill_all(void);
-/* A blocking TCP connection to 127.0.0.1:port with TCP_NODELAY. */
-int peer_connect(int port);
+/* A peer's flush: writes tx[*off..*len) to c (non-blocking); 0 when all of it
+ * went (then *off = *len = 0), 1 when the socket is full, -1 on an error
+ * (c->closed set). */
+int peer_flush_buf(pconn *c, const void *tx, size_t *off, size_t *len);
 /* CPU seconds of pid and its direct children (PostgreSQL's backends). */
 double peer_tree_cpu_s(pid_t pid);
 /* Reads a whole small file (at most cap-1 bytes) into buf: its length or -1. */

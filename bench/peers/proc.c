@@ -89,30 +89,11 @@ static void forget(pid_t pid)
         }
 }
 
-int peer_connect(int port)
-{
-    struct sockaddr_in sa = {0};
-    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        bench_die("socket: %s (open-file limit?)", strerror(errno));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
 void peer_wait_port(int port, pid_t pid, double secs, const char *log)
 {
     int64_t until = bench_now_ns() + (int64_t)(secs * 1e9);
     while (bench_now_ns() < until) {
-        int st, fd = peer_connect(port);
+        int st, fd = bench_connect(port);
         if (fd >= 0) {
             close(fd);
             return;
@@ -126,20 +107,20 @@ void peer_wait_port(int port, pid_t pid, double secs, const char *log)
     bench_die("the server did not listen on port %d within %g s (log: %s)", port, secs, log);
 }
 
-int peer_stop_pid(pid_t pid, int sig, double secs)
+/* Waits up to secs for pid to exit, then SIGKILLs it (saying so when why is
+ * not NULL): 0 when it exited with 0. */
+static int wait_or_kill(pid_t pid, double secs, const char *why)
 {
     int64_t until = bench_now_ns() + (int64_t)(secs * 1e9);
     int st = -1;
-    if (pid <= 0)
-        return -1;
-    kill(pid, sig);
     for (;;) {
         pid_t w = waitpid(pid, &st, WNOHANG);
         if (w == pid || (w < 0 && errno != EINTR))
             break;
         if (bench_now_ns() > until) {
-            fprintf(stderr, "bench_peers: pid %d did not stop within %g s: SIGKILL\n", (int)pid,
-                    secs);
+            if (why)
+                fprintf(stderr, "bench_peers: pid %d did not %s within %g s: SIGKILL\n",
+                        (int)pid, why, secs);
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             st = -1;
@@ -151,48 +132,33 @@ int peer_stop_pid(pid_t pid, int sig, double secs)
     return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+int peer_flush_buf(pconn *c, const void *tx, size_t *off, size_t *len)
+{
+    int rc = bench_write_nb(c->fd, tx, off, *len);
+    if (rc < 0)
+        c->closed = 1;
+    else if (rc == 0)
+        *off = *len = 0;
+    return rc;
+}
+
+int peer_stop_pid(pid_t pid, int sig, double secs)
+{
+    if (pid <= 0)
+        return -1;
+    kill(pid, sig);
+    return wait_or_kill(pid, secs, "stop");
+}
+
 int peer_run(char *const argv[], const char *log, const char *as_user, double secs)
 {
-    pid_t pid = peer_spawn(argv, log, as_user);
-    int64_t until = bench_now_ns() + (int64_t)(secs * 1e9);
-    int st = -1;
-    while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (bench_now_ns() > until) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            st = -1;
-            break;
-        }
-        usleep(20000);
-    }
-    forget(pid);
-    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+    return wait_or_kill(peer_spawn(argv, log, as_user), secs, NULL);
 }
 
 void peer_kill_all(void)
 {
     while (nchildren > 0)
         peer_stop_pid(children[nchildren - 1], SIGTERM, 10);
-}
-
-/* cutime + cstime: the CPU of pid's children that have exited and been reaped. */
-static double reaped_cpu_s(pid_t pid)
-{
-    char path[64], buf[2048], *p;
-    unsigned long long cu = 0, cs = 0;
-    size_t n;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (!(f = fopen(path, "r")))
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!(p = strrchr(buf, ')')) ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %llu %llu", &cu,
-               &cs) != 2)
-        return 0;
-    return (double)(cu + cs) / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* On-CPU time of every thread of pid, in seconds, from schedstat (in ns).
@@ -228,7 +194,7 @@ static double threads_cpu_s(pid_t pid)
  * the live sum into the parent's reaped sum, so the total only grows. */
 double peer_tree_cpu_s(pid_t pid)
 {
-    double s = threads_cpu_s(pid) + reaped_cpu_s(pid);
+    double s = threads_cpu_s(pid) + bench_proc_stat_s(pid, 16);
     DIR *d = opendir("/proc");
     struct dirent *de;
     while (d && (de = readdir(d))) {

@@ -102,21 +102,7 @@ static int crmd_peer_flush(pconn *c)
     crmd_conn *cc = c->impl;
     /* conn_flush with ep -1 would block; writes here are small and the
      * socket almost never full, so write what goes and report the rest */
-    while (cc->ws.txoff < cc->ws.txlen) {
-        ssize_t w = write(cc->ws.fd, cc->ws.tx + cc->ws.txoff, cc->ws.txlen - cc->ws.txoff);
-        if (w > 0) {
-            cc->ws.txoff += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 1;
-        c->closed = 1;
-        return -1;
-    }
-    cc->ws.txoff = cc->ws.txlen = 0;
-    return 0;
+    return peer_flush_buf(c, cc->ws.tx, &cc->ws.txoff, &cc->ws.txlen);
 }
 
 typedef struct crmd_read {
@@ -124,17 +110,6 @@ typedef struct crmd_read {
     peer_reply_fn *fn;
     void *ud;
 } crmd_read;
-
-static size_t count_sub(const uint8_t *m, size_t n, const char *needle)
-{
-    size_t k = 0, nl = strlen(needle);
-    const uint8_t *p = m, *end = m + n;
-    while ((p = memmem(p, (size_t)(end - p), needle, nl))) {
-        k++;
-        p += nl;
-    }
-    return k;
-}
 
 static void crmd_deliver(void *ud, conn *ws, const uint8_t *m, size_t n, int64_t now)
 {
@@ -186,12 +161,7 @@ static void crmd_peer_subscribe(pconn *c)
     uint8_t buf[REQ_CAP];
     wb w = {buf, 0, sizeof buf, 0, 0, {0}, {0}};
     uint64_t ref = ++cc->ref;
-    wb_open(&w, 3, 0);
-    wb_key(&w, "ref");
-    wb_uint(&w, ref);
-    wb_kstr(&w, "op", "subscribe");
-    wb_kstr(&w, "collection", "contacts");
-    wb_close(&w);
+    req_subscribe(&w, ref);
     if (conn_call(&cc->ws, &w, ref, 5000) != 0)
         bench_die("crmd: subscribe failed: %s", cc->ws.got_err);
 }

@@ -102,7 +102,7 @@ static int redis_stop(peer *p)
 static void redis_open(peer *p, pconn *c)
 {
     redis_conn *rc = bench_xcalloc(1, sizeof *rc);
-    c->fd = peer_connect(rs.port);
+    c->fd = bench_connect(rs.port);
     if (c->fd < 0)
         bench_die("redis: connect: %s", strerror(errno));
     if (!(rc->rd = redisReaderCreate()))
@@ -174,21 +174,7 @@ static void redis_send(pconn *c, int op, const contact *ct, const char *arg)
 static int redis_flush(pconn *c)
 {
     redis_conn *rc = c->impl;
-    while (rc->txoff < rc->txlen) {
-        ssize_t w = write(c->fd, rc->tx + rc->txoff, rc->txlen - rc->txoff);
-        if (w > 0) {
-            rc->txoff += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 1;
-        c->closed = 1;
-        return -1;
-    }
-    rc->txoff = rc->txlen = 0;
-    return 0;
+    return peer_flush_buf(c, rc->tx, &rc->txoff, &rc->txlen);
 }
 
 static void redis_reply(pconn *c, redisReply *x, peer_reply_fn *fn, void *ud)
@@ -233,13 +219,11 @@ static int redis_read(pconn *c, peer_reply_fn *fn, void *ud)
     redis_conn *rc = c->impl;
     char buf[65536];
     for (;;) {
-        ssize_t got = read(c->fd, buf, sizeof buf);
+        ssize_t got = bench_read_nb(c->fd, buf, sizeof buf);
         void *x;
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (got == 0)
             return 0;
-        if (got <= 0) {
+        if (got < 0) {
             c->closed = 1;
             return -1;
         }

@@ -60,7 +60,7 @@ static void tnt_start(peer *p, const peer_cfg *cfg)
     }
     ts.port = atoi(buf);
     peer_wait_port(ts.port, p->pid, 30, ts.log);
-    if ((fd = peer_connect(ts.port)) < 0)
+    if ((fd = bench_connect(ts.port)) < 0)
         bench_die("tarantool: connect: %s", strerror(errno));
     {
         size_t got = 0;
@@ -96,7 +96,7 @@ static void tnt_open(peer *p, pconn *c)
 {
     tnt_conn *tc = bench_xcalloc(1, sizeof *tc);
     size_t got = 0;
-    c->fd = peer_connect(ts.port);
+    c->fd = bench_connect(ts.port);
     if (c->fd < 0)
         bench_die("tarantool: connect: %s", strerror(errno));
     tc->rxcap = 65536;
@@ -202,21 +202,7 @@ static void tnt_send(pconn *c, int op, const contact *ct, const char *arg)
 static int tnt_flush(pconn *c)
 {
     tnt_conn *tc = c->impl;
-    while (tc->txoff < tc->txlen) {
-        ssize_t w = write(c->fd, tc->tx + tc->txoff, tc->txlen - tc->txoff);
-        if (w > 0) {
-            tc->txoff += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return 1;
-        c->closed = 1;
-        return -1;
-    }
-    tc->txoff = tc->txlen = 0;
-    return 0;
+    return peer_flush_buf(c, tc->tx, &tc->txoff, &tc->txlen);
 }
 
 static const msgpack_object *map_get(const msgpack_object *m, uint64_t key)
@@ -299,12 +285,10 @@ static int tnt_read(pconn *c, peer_reply_fn *fn, void *ud)
             tc->rxcap *= 2;
             tc->rx = bench_xrealloc(tc->rx, tc->rxcap);
         }
-        got = read(c->fd, tc->rx + tc->rxlen, tc->rxcap - tc->rxlen);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        got = bench_read_nb(c->fd, tc->rx + tc->rxlen, tc->rxcap - tc->rxlen);
+        if (got == 0)
             return 0;
-        if (got <= 0) {
+        if (got < 0) {
             c->closed = 1;
             return -1;
         }

@@ -109,14 +109,13 @@ static int entry_matches(const crm_value *e, const done_op *o)
 
 static int run_verify(const char *bin, const char *data, char *out, size_t cap)
 {
-    char cmd[4400];
-    FILE *f;
-    size_t n = 0;
+    char cmd[4400], *all;
+    int rc;
     snprintf(cmd, sizeof cmd, "'%s' audit verify --data '%s' 2>&1", bin, data);
-    assert_non_null(f = popen(cmd, "r"));
-    n = fread(out, 1, cap - 1, f);
-    out[n] = 0;
-    return WEXITSTATUS(pclose(f));
+    rc = crm_test_run(cmd, &all);
+    snprintf(out, cap, "%s", all);
+    free(all);
+    return rc;
 }
 
 /* Opens the data folder's LMDB directly (the server is stopped). */
@@ -134,16 +133,13 @@ static void test_audit_trail(void **state)
 {
     crmd_proc p;
     ws_client a, s;
-    char *admin, *sales, *extra, args[1400], ua[40], us[40], ids[8][160], cmd[4096], out[4096];
+    char *admin, *sales, *extra, ua[40], us[40], ids[8][160], cmd[4096], out[4096];
     crm_value *r, *res, *all;
     size_t logged = 0, hook_entries = 0, hook_by_sales = 0;
     (void)state;
 
     snprintf(marker, sizeof marker, "zqa%08x", (unsigned)getpid() * 2654435761u);
-    snprintf(args, sizeof args, "--scripts %s", getenv("CRM_SCRIPTS"));
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&p, NULL, "--scripts %s", getenv("CRM_SCRIPTS")), 0);
     /* tokens made by another process while the server runs */
     assert_non_null(admin = crmd_token(&p, "admin"));
     assert_non_null(sales = crmd_token(&p, "sales"));

@@ -59,23 +59,17 @@ static char *slurp(const char *path)
 
 static void start(fixture *f, const char *data)
 {
-    setenv("CRMD_ARGS", f->args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, data, "%s", f->args), 0);
 }
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char src[1024], dst[1024], *json;
+    char src[1024], *json;
     assert_non_null(getenv("CRM_PLUGINS"));
-    f->plugins = crm_tmpdir_make("clv-plugins");
-    snprintf(src, sizeof src, "%s/clv.so", getenv("CRM_PLUGINS"));
-    snprintf(dst, sizeof dst, "%s/clv.so", f->plugins);
-    assert_int_equal(symlink(src, dst), 0);
     snprintf(src, sizeof src, "%s/clv.json", getenv("CRM_PLUGINS"));
     json = slurp(src); /* the shipped configuration, as is */
-    crm_tmpdir_write(f->plugins, "clv.json", json);
+    f->plugins = crm_test_plugin_dir("clv-plugins", "clv", json);
     free(json);
     f->args = malloc(strlen(f->plugins) + 128);
     sprintf(f->args, "--plugins %s --scripts %s/no-scripts", f->plugins, f->plugins);

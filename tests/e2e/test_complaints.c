@@ -60,39 +60,24 @@ typedef struct fixture {
     char *scripts, *token, *args;
 } fixture;
 
-static char *read_text(const char *path)
-{
-    char *text = crm_test_read_file(path);
-    assert_non_null(text);
-    return text;
-}
-
 /* The repo's complaints.lua, with override lines put at the end of its
  * configuration section (where a consultant would edit). */
 static void write_script(const char *dir, const char *override)
 {
-    char path[4096], *src, *out, *mark;
-    const char *repo = getenv("CRM_SCRIPTS");
-    assert_non_null(repo);
-    snprintf(path, sizeof path, "%s/complaints.lua", repo);
-    src = read_text(path);
-    mark = strstr(src, "-- end of configuration");
-    assert_non_null(mark);
-    out = malloc(strlen(src) + strlen(override) + 2);
-    assert_non_null(out);
-    memcpy(out, src, (size_t)(mark - src));
-    strcpy(out + (mark - src), override);
-    strcat(out, mark);
-    crm_tmpdir_write(dir, "complaints.lua", out);
-    free(out);
+    static const char mark[] = "-- end of configuration";
+    char *src = crm_test_script_text("complaints.lua");
+    char *with = malloc(strlen(override) + sizeof mark);
+    assert_non_null(with);
+    sprintf(with, "%s%s", override, mark);
+    crm_test_replace_once(&src, mark, with);
+    crm_tmpdir_write(dir, "complaints.lua", src);
+    free(with);
     free(src);
 }
 
 static void start(fixture *f, const char *data)
 {
-    setenv("CRMD_ARGS", f->args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, data, "%s", f->args), 0);
 }
 
 static fixture *setup_with(const char *override, const char *extra_args)

@@ -35,13 +35,11 @@ static long long next_ref = 10;
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char args[4096], buf[512];
+    char buf[512];
     crm_value *r;
-    snprintf(args, sizeof args, "--scripts %s --plugins %s", getenv("CRM_SCRIPTS"),
-             getenv("CRM_PLUGINS"));
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, NULL, "--scripts %s --plugins %s",
+                                     getenv("CRM_SCRIPTS"), getenv("CRM_PLUGINS")),
+                     0);
     assert_non_null(f->token = crmd_token(&f->p, "admin"));
     assert_int_equal(ws_connect(&f->c, f->p.port, "crm.v1.json", NULL, NULL), 0);
     snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", f->token);

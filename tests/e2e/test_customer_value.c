@@ -35,30 +35,11 @@ typedef struct fixture {
     char *scripts, *token;
 } fixture;
 
-static char *read_file(const char *path)
-{
-    char *text = crm_test_read_file(path);
-    assert_non_null(text);
-    return text;
-}
-
 static void copy_script(const char *dir, const char *name, const char *from, const char *to)
 {
-    char path[1024], *src;
-    snprintf(path, sizeof path, "%s/%s", getenv("CRM_SCRIPTS"), name);
-    src = read_file(path);
-    if (from) {
-        char *at = strstr(src, from), *out;
-        size_t pre, fl = strlen(from), tl = strlen(to), n = strlen(src);
-        assert_non_null(at);
-        pre = (size_t)(at - src);
-        out = malloc(n - fl + tl + 1);
-        memcpy(out, src, pre);
-        memcpy(out + pre, to, tl);
-        memcpy(out + pre + tl, at + fl, n - pre - fl + 1);
-        free(src);
-        src = out;
-    }
+    char *src = crm_test_script_text(name);
+    if (from)
+        crm_test_replace_once(&src, from, to);
     crm_tmpdir_write(dir, name, src);
     free(src);
 }
@@ -66,15 +47,12 @@ static void copy_script(const char *dir, const char *name, const char *from, con
 static int setup_scaled(void **state, const char *scale)
 {
     fixture *f = calloc(1, sizeof *f);
-    char args[1024];
     assert_non_null(getenv("CRM_SCRIPTS"));
     f->scripts = crm_tmpdir_make("value-scripts");
     copy_script(f->scripts, "lifecycle.lua", NULL, NULL);
     copy_script(f->scripts, "customer_value.lua", "  page = 200,", "  page = 50,");
-    snprintf(args, sizeof args, "--scripts %s --time-scale %s", f->scripts, scale);
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(
+        crmd_start_with(&f->p, NULL, "--scripts %s --time-scale %s", f->scripts, scale), 0);
     assert_non_null(f->token = crmd_token(&f->p, "admin"));
     *state = f;
     return 0;

@@ -128,24 +128,13 @@ static void make_features(void)
 /* Runs crmd demo; returns its stdout (malloc'd) and exit status. */
 static char *run_demo(const char *data, const char *extra, int *status)
 {
-    char cmd[4096];
-    char *out = calloc(1, 65536);
-    size_t n = 0;
-    FILE *f;
+    char cmd[4096], *out;
     snprintf(cmd, sizeof cmd,
              "'%s' demo --data '%s' --schemas '%s' --scripts '%s' --plugins '%s' "
              "--contacts " CONTACTS " --seed 7 --quiet %s",
              getenv("CRMD_BIN"), data, getenv("CRM_SCHEMAS"), features_scripts, features_plugins,
              extra ? extra : "");
-    assert_non_null(out);
-    assert_non_null(f = popen(cmd, "r"));
-    while (n < 65535) {
-        size_t k = fread(out + n, 1, 65535 - n, f);
-        if (!k)
-            break;
-        n += k;
-    }
-    *status = pclose(f);
+    *status = crm_test_run(cmd, &out);
     return out;
 }
 
@@ -161,7 +150,7 @@ static int teardown(void **state)
 
 static void test_demo(void **state)
 {
-    char *data, *data2, *out, *out2, args[3000], *token, buf[512];
+    char *data, *data2, *out, *out2, *token, buf[512];
     int status;
     ws_client c;
     crm_value *r;
@@ -205,10 +194,9 @@ static void test_demo(void **state)
     free(out2);
     crm_tmpdir_remove(data2);
 
-    snprintf(args, sizeof args, "--scripts %s --plugins %s", features_scripts, features_plugins);
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&p, data, "--scripts %s --plugins %s", features_scripts,
+                                     features_plugins),
+                     0);
     assert_non_null(token = crmd_token(&p, "admin"));
     assert_int_equal(ws_connect(&c, p.port, "crm.v1.json", NULL, NULL), 0);
     snprintf(buf, sizeof buf, "{\"ref\": 1, \"op\": \"auth\", \"token\": \"%s\"}", token);

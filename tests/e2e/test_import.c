@@ -363,13 +363,26 @@ static void round_trips(void **state)
     crm_value_free(c);
 }
 
+/* Imports file into d3's contacts with flags: its exit code is want and its
+ * output holds says (and also, when not NULL). */
+static void import_says(const char *file, const char *flags, int want, const char *says,
+                        const char *also)
+{
+    char *out;
+    int rc = import("d3", "contacts", file, flags, NULL, &out);
+    assert_int_equal(rc, want);
+    assert_non_null(strstr(out, says));
+    if (also)
+        assert_non_null(strstr(out, also));
+    free(out);
+}
+
 /* Hostile input: every limit gives a report or a refusal, never a crash,
  * and the rows after a bad one still go in. */
 static void limits(void **state)
 {
-    char *big = malloc(70000), *out;
+    char *big = malloc(70000);
     size_t n = 0;
-    int rc;
     (void)state;
     assert_non_null(big);
     /* a line past --max-line, then a good row */
@@ -379,55 +392,34 @@ static void limits(void **state)
     n += (size_t)sprintf(big + n, "\nB,ok\n");
     big[n] = '\0';
     write_file("long.csv", big);
-    rc = import("d3", "contacts", "long.csv", "--max-line 1024 --quiet", NULL, &out);
-    assert_int_equal(rc, 3);
-    assert_non_null(strstr(out, "long.csv:2: line longer than 1024 bytes"));
-    assert_non_null(strstr(out, "2 rows: 1 created"));
-    free(out);
+    import_says("long.csv", "--max-line 1024 --quiet", 3,
+                "long.csv:2: line longer than 1024 bytes", "2 rows: 1 created");
     /* a quoted field never closed: it may grow to --max-record, then the
      * record is refused; at the end of the input it is reported too */
     n = (size_t)sprintf(big, "name,notes\nC,\"open\n");
     for (int i = 0; i < 200; i++)
         n += (size_t)sprintf(big + n, "still inside the quote, line %03d\n", i);
     write_file("unclosed.csv", big);
-    rc = import("d3", "contacts", "unclosed.csv", "--max-record 2048 --quiet", NULL, &out);
-    assert_int_equal(rc, 3);
-    assert_non_null(strstr(out, "unclosed.csv:2: record longer than 2048 bytes"));
-    free(out);
+    import_says("unclosed.csv", "--max-record 2048 --quiet", 3,
+                "unclosed.csv:2: record longer than 2048 bytes", NULL);
     write_file("unclosed2.csv", "name,notes\nD,ok\nE,\"open\nand on\n");
-    rc = import("d3", "contacts", "unclosed2.csv", "--quiet", NULL, &out);
-    assert_int_equal(rc, 3);
-    assert_non_null(strstr(out, "unclosed2.csv:3: unterminated quoted field"));
-    assert_non_null(strstr(out, "1 created"));
-    free(out);
+    import_says("unclosed2.csv", "--quiet", 3,
+                "unclosed2.csv:3: unterminated quoted field", "1 created");
     /* too many fields in a row; a header past the limit refuses the file */
     write_file("wide.csv", "name,notes\nF,a,b,c,d,e\nG,fine\n");
-    rc = import("d3", "contacts", "wide.csv", "--max-fields 4 --quiet", NULL, &out);
-    assert_int_equal(rc, 3);
-    assert_non_null(strstr(out, "wide.csv:2: too many fields"));
-    assert_non_null(strstr(out, "1 created"));
-    free(out);
-    rc = import("d3", "contacts", "wide.csv", "--max-fields 1 --quiet", NULL, &out);
-    assert_int_equal(rc, 1);
-    assert_non_null(strstr(out, "wide.csv:1: header: too many fields"));
-    free(out);
+    import_says("wide.csv", "--max-fields 4 --quiet", 3,
+                "wide.csv:2: too many fields", "1 created");
+    import_says("wide.csv", "--max-fields 1 --quiet", 1,
+                "wide.csv:1: header: too many fields", NULL);
     /* not UTF-8; binary junk; an empty file */
     write_file("latin1.csv", "name\nJ\xfcrgen\n\x01\x02\\\n");
-    rc = import("d3", "contacts", "latin1.csv", "--quiet", NULL, &out);
-    assert_int_equal(rc, 3);
-    assert_non_null(strstr(out, "latin1.csv:2: name: not valid UTF-8"));
-    free(out);
+    import_says("latin1.csv", "--quiet", 3, "latin1.csv:2: name: not valid UTF-8", NULL);
     write_file("empty.csv", "");
-    rc = import("d3", "contacts", "empty.csv", "--quiet", NULL, &out);
-    assert_int_equal(rc, 1);
-    assert_non_null(strstr(out, "no header row"));
-    free(out);
+    import_says("empty.csv", "--quiet", 1, "no header row", NULL);
     /* --max-bad stops early */
     write_file("allbad.ndjson", "1\n2\n3\n4\n");
-    rc = import("d3", "contacts", "allbad.ndjson", "--max-bad 2 --batch 1 --quiet", NULL, &out);
-    assert_int_equal(rc, 1);
-    assert_non_null(strstr(out, "stopped after 2 bad rows"));
-    free(out);
+    import_says("allbad.ndjson", "--max-bad 2 --batch 1 --quiet", 1,
+                "stopped after 2 bad rows", NULL);
     free(big);
 }
 

@@ -36,40 +36,14 @@ typedef struct fixture {
     char args[1024];
 } fixture;
 
-static char *read_file(const char *path)
-{
-    char *text = crm_test_read_file(path);
-    assert_non_null(text);
-    return text;
-}
-
-/* Replaces the one occurrence of from in *text with to (asserting it is there). */
-static void replace_once(char **text, const char *from, const char *to)
-{
-    char *at = strstr(*text, from), *out;
-    size_t pre, fl = strlen(from), tl = strlen(to), n = strlen(*text);
-    assert_non_null(at);
-    pre = (size_t)(at - *text);
-    out = malloc(n - fl + tl + 1);
-    memcpy(out, *text, pre);
-    memcpy(out + pre, to, tl);
-    memcpy(out + pre + tl, at + fl, n - pre - fl + 1);
-    free(*text);
-    *text = out;
-}
-
 /* A copy of scripts/lifecycle.lua alone (other features' scripts are not
  * loaded); fast != 0: inactivity periods edited to 1 day each. */
 static void start(fixture *f, double scale, int fast)
 {
-    char path[1024], *src;
-    const char *dir = getenv("CRM_SCRIPTS");
-    assert_non_null(dir);
-    snprintf(path, sizeof path, "%s/lifecycle.lua", dir);
-    src = read_file(path);
+    char *src = crm_test_script_text("lifecycle.lua");
     if (fast) {
-        replace_once(&src, "at_risk_after_days = 90,", "at_risk_after_days = 1,");
-        replace_once(&src, "churned_after_days = 90,", "churned_after_days = 1,");
+        crm_test_replace_once(&src, "at_risk_after_days = 90,", "at_risk_after_days = 1,");
+        crm_test_replace_once(&src, "churned_after_days = 90,", "churned_after_days = 1,");
     }
     f->scripts = crm_tmpdir_make("lifecycle-scripts");
     crm_tmpdir_write(f->scripts, "lifecycle.lua", src);
@@ -77,9 +51,7 @@ static void start(fixture *f, double scale, int fast)
     f->data = crm_tmpdir_make("lifecycle-data");
     f->scale = scale;
     snprintf(f->args, sizeof f->args, "--scripts %s --time-scale %g", f->scripts, scale);
-    setenv("CRMD_ARGS", f->args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), f->data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, f->data, "%s", f->args), 0);
     assert_non_null(f->token = crmd_token(&f->p, "admin"));
 }
 
@@ -91,9 +63,7 @@ static void stop_keep(fixture *f)
 
 static void restart(fixture *f)
 {
-    setenv("CRMD_ARGS", f->args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), f->data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, f->data, "%s", f->args), 0);
 }
 
 static int teardown(void **state)

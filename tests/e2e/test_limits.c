@@ -31,9 +31,7 @@ typedef struct fixture {
 static int start(void **state, const char *args)
 {
     fixture *f = calloc(1, sizeof *f);
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, NULL, "%s", args), 0);
     assert_non_null(f->admin = crmd_token(&f->p, "admin"));
     *state = f;
     return 0;

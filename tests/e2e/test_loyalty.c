@@ -42,20 +42,11 @@ typedef struct fixture {
 static fixture *start(const char *config_json, const char *extra_args)
 {
     fixture *f = calloc(1, sizeof *f);
-    char so[1024], link[1100], args[1400];
-    const char *dir = getenv("CRM_PLUGINS");
     assert_non_null(f);
-    assert_non_null(dir);
-    f->plugins = crm_tmpdir_make("loyalty-plugins");
-    snprintf(so, sizeof so, "%s/loyalty.so", dir);
-    assert_int_equal(access(so, R_OK), 0);
-    snprintf(link, sizeof link, "%s/loyalty.so", f->plugins);
-    assert_int_equal(symlink(so, link), 0);
-    crm_tmpdir_write(f->plugins, "loyalty.json", config_json);
-    snprintf(args, sizeof args, "--plugins %s %s", f->plugins, extra_args ? extra_args : "");
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    f->plugins = crm_test_plugin_dir("loyalty-plugins", "loyalty", config_json);
+    assert_int_equal(crmd_start_with(&f->p, NULL, "--plugins %s %s", f->plugins,
+                                     extra_args ? extra_args : ""),
+                     0);
     assert_non_null(f->token = crmd_token(&f->p, "admin"));
     return f;
 }

@@ -119,7 +119,7 @@ static void test_export_erase(void **state)
     ws_client c, sub;
     crm_schema *sch;
     crm_err err;
-    char *token, args[1400], cid[160], other[160], oid[3][160], tid[2][160], cmd[4400], backup[2048];
+    char *token, cid[160], other[160], oid[3][160], tid[2][160], cmd[4400], backup[2048];
     crm_value *r, *res, *pushes;
     size_t base_hits, before_hits, after_hits, backup_hits, expect_related = 0;
     double t0, export_s;
@@ -127,10 +127,7 @@ static void test_export_erase(void **state)
 
     snprintf(marker, sizeof marker, "zqm%08x%04x", (unsigned)getpid() * 2654435761u,
              (unsigned)(crm_test_now_s() * 1000) & 0xffff);
-    snprintf(args, sizeof args, "--scripts %s", getenv("CRM_SCRIPTS"));
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&p, NULL, "--scripts %s", getenv("CRM_SCRIPTS")), 0);
     assert_non_null(token = crmd_token(&p, "admin"));
     assert_int_equal(crm_schema_load_dir(getenv("CRM_SCHEMAS"), &sch, &err), CRM_OK);
     assert_int_equal(ws_connect(&c, p.port, NULL, NULL, NULL), 0);

@@ -68,21 +68,13 @@ static void auth(fixture *f, ws_client *c)
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    char args[4096], src[4096], dst[4096];
-    const char *plugins = getenv("CRM_PLUGINS");
-    assert_non_null(plugins);
-    f->plugins = crm_tmpdir_make("segments-plugins");
-    snprintf(src, sizeof src, "%s/segments.so", plugins);
-    snprintf(dst, sizeof dst, "%s/segments.so", f->plugins);
-    assert_int_equal(symlink(src, dst), 0);
-    snprintf(args, sizeof args,
+    char config[256];
+    assert_non_null(f);
+    snprintf(config, sizeof config,
              "{\"chunk_size\": %d, \"chunk_pause_seconds\": 0.05, \"fields\": {\"nickname\": \"string\"}}",
              CHUNK);
-    crm_tmpdir_write(f->plugins, "segments.json", args);
-    snprintf(args, sizeof args, "--plugins %s", f->plugins);
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), NULL), 0);
-    unsetenv("CRMD_ARGS");
+    f->plugins = crm_test_plugin_dir("segments-plugins", "segments", config);
+    assert_int_equal(crmd_start_with(&f->p, NULL, "--plugins %s", f->plugins), 0);
     assert_non_null(f->token = crmd_token(&f->p, "admin"));
     auth(f, &f->c);
     auth(f, &f->c2);
@@ -751,7 +743,7 @@ static void backfill_survives_restart(void **state)
     seg s = {"F restart", RULE_C, pred_c, "", 0};
     int64_t chunks_before = 0, ncontacts;
     double t0 = crm_test_now_s();
-    char args[4096], *data, *bin, *schemas;
+    char *data;
     crm_value *r, *contacts;
     const crm_value *st;
 
@@ -773,16 +765,9 @@ static void backfill_survives_restart(void **state)
     ws_close(&f->c);
     ws_close(&f->c2);
     data = strdup(f->p.data);
-    bin = strdup(f->p.bin);
-    schemas = strdup(f->p.schemas);
     assert_int_equal(crmd_stop_keep(&f->p), 0);
-    snprintf(args, sizeof args, "--plugins %s", f->plugins);
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&f->p, bin, schemas, data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, data, "--plugins %s", f->plugins), 0);
     free(data);
-    free(bin);
-    free(schemas);
     auth(f, &f->c);
     auth(f, &f->c2);
     await_all(f, &s, 1, 60, "after a restart in the middle of a run");

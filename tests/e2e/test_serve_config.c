@@ -168,21 +168,10 @@ static int check_log(const char *log_path, int port, const char *url_prefix, con
  * stdout), malloc'd, or NULL. */
 static char *token_by_config(const char *conf, const char *role)
 {
-    char cmd[8192], line[512], *last = NULL;
-    FILE *f;
+    char cmd[8192];
     snprintf(cmd, sizeof cmd, "'%s' token create --config '%s' --role '%s'", getenv("CRMD_BIN"),
              conf, role);
-    assert_non_null(f = popen(cmd, "r"));
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        free(last);
-        last = strdup(line);
-    }
-    if (pclose(f) != 0) {
-        free(last);
-        return NULL;
-    }
-    return last;
+    return crm_test_last_line(cmd);
 }
 
 static void test_config_file_sets_listen_limits_and_logs(void **state)

@@ -255,11 +255,7 @@ typedef struct fixture {
 
 static void start_crmd(fixture *f, const char *data)
 {
-    char args[1400];
-    snprintf(args, sizeof args, "--plugins %s", f->plugins);
-    setenv("CRMD_ARGS", args, 1);
-    assert_int_equal(crmd_start(&f->p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), data), 0);
-    unsetenv("CRMD_ARGS");
+    assert_int_equal(crmd_start_with(&f->p, data, "--plugins %s", f->plugins), 0);
     if (!f->token)
         assert_non_null(f->token = crmd_token(&f->p, "admin"));
     assert_int_equal(ws_connect(&f->c, f->p.port, "crm.v1.json", NULL, NULL), 0);
@@ -269,16 +265,8 @@ static void start_crmd(fixture *f, const char *data)
 static fixture *start(const char *config_json)
 {
     fixture *f = calloc(1, sizeof *f);
-    char so[1024], link[1100];
-    const char *dir = getenv("CRM_PLUGINS");
     assert_non_null(f);
-    assert_non_null(dir);
-    f->plugins = crm_tmpdir_make("webhooks-plugins");
-    snprintf(so, sizeof so, "%s/webhooks.so", dir);
-    assert_int_equal(access(so, R_OK), 0);
-    snprintf(link, sizeof link, "%s/webhooks.so", f->plugins);
-    assert_int_equal(symlink(so, link), 0);
-    crm_tmpdir_write(f->plugins, "webhooks.json", config_json);
+    f->plugins = crm_test_plugin_dir("webhooks-plugins", "webhooks", config_json);
     rx_reset();
     start_crmd(f, NULL);
     return f;

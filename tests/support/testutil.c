@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "tmpdir.h"
@@ -161,4 +162,78 @@ int crm_test_run(const char *cmd, char **out)
     else
         free(buf);
     return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+char *crm_test_last_line(const char *cmd)
+{
+    char *out, *start, *last = NULL;
+    size_t n;
+    if (crm_test_run(cmd, &out) == 0 && (n = strlen(out)) > 0) {
+        if (out[n - 1] == '\n')
+            out[--n] = '\0';
+        start = strrchr(out, '\n');
+        last = strdup(start ? start + 1 : out);
+    }
+    free(out);
+    return last;
+}
+
+char *crm_test_plugin_dir(const char *tag, const char *name, const char *config_json)
+{
+    const char *from = getenv("CRM_PLUGINS");
+    char so[4096], link[4096], json[512], *dir;
+    if (!from) {
+        fprintf(stderr, "CRM_PLUGINS is not set\n");
+        abort();
+    }
+    snprintf(so, sizeof so, "%s/%s.so", from, name);
+    if (access(so, R_OK) != 0) {
+        fprintf(stderr, "%s cannot be read\n", so);
+        abort();
+    }
+    dir = crm_tmpdir_make(tag);
+    snprintf(link, sizeof link, "%s/%s.so", dir, name);
+    if (symlink(so, link) != 0) {
+        fprintf(stderr, "cannot link %s to %s\n", link, so);
+        abort();
+    }
+    if (config_json) {
+        snprintf(json, sizeof json, "%s.json", name);
+        crm_tmpdir_write(dir, json, config_json);
+    }
+    return dir;
+}
+
+char *crm_test_script_text(const char *name)
+{
+    const char *dir = getenv("CRM_SCRIPTS");
+    char path[4096], *text;
+    if (!dir) {
+        fprintf(stderr, "CRM_SCRIPTS is not set\n");
+        abort();
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (!(text = crm_test_read_file(path))) {
+        fprintf(stderr, "%s cannot be read\n", path);
+        abort();
+    }
+    return text;
+}
+
+void crm_test_replace_once(char **text, const char *from, const char *to)
+{
+    char *at = strstr(*text, from), *out;
+    size_t pre, fl = strlen(from), tl = strlen(to), n = strlen(*text);
+    if (!at) {
+        fprintf(stderr, "\"%s\" is not in the text\n", from);
+        abort();
+    }
+    pre = (size_t)(at - *text);
+    if (!(out = malloc(n - fl + tl + 1)))
+        abort();
+    memcpy(out, *text, pre);
+    memcpy(out + pre, to, tl);
+    memcpy(out + pre + tl, at + fl, n - pre - fl + 1);
+    free(*text);
+    *text = out;
 }

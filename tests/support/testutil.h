@@ -31,9 +31,24 @@ char *crm_test_read_file(const char *path);
  * problem is a bug in the test: reported, and the program aborts. */
 char *crm_test_schemas_with_roles(const char *src, const char *extra_roles);
 
+/* A new temp folder (tag) for `crmd serve --plugins` holding only the plugin
+ * NAME: a link to $CRM_PLUGINS/NAME.so and, when config_json is not NULL,
+ * NAME.json with that text.  Caller removes it with crm_tmpdir_remove.  A
+ * problem is a bug in the test: reported, and the program aborts. */
+char *crm_test_plugin_dir(const char *tag, const char *name, const char *config_json);
+/* The text of the shipped script $CRM_SCRIPTS/name (caller frees); aborts
+ * when it cannot be read. */
+char *crm_test_script_text(const char *name);
+/* Replaces the one occurrence of from in *text (malloc'd; replaced by a new
+ * malloc'd string) with to; aborts when from is not there. */
+void crm_test_replace_once(char **text, const char *from, const char *to);
+
 /* Runs cmd through sh (add 2>&1 to capture stderr too): its exit code (-1
  * when it did not exit normally).  *out (may be NULL) gets everything it
  * printed on stdout, NUL-terminated, caller frees. */
 int crm_test_run(const char *cmd, char **out);
+/* Runs cmd (crm_test_run): the last line it printed on stdout, without its
+ * newline (caller frees), or NULL when it printed nothing or did not exit 0. */
+char *crm_test_last_line(const char *cmd);
 
 #endif

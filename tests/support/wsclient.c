@@ -343,9 +343,10 @@ int crmd_spawn(crmd_proc *p, const char *data, const char *schemas, const char *
     return p->port > 0 ? 0 : -1;
 }
 
-int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data)
+static int start_args(crmd_proc *p, const char *bin, const char *schemas, const char *data,
+                      const char *extra)
 {
-    const char *web = getenv("CRM_WEB"), *extra = getenv("CRMD_ARGS");
+    const char *web = getenv("CRM_WEB");
     char *dir = data ? strdup(data) : crm_tmpdir_make("e2e");
     /* no scripts or plugins unless CRMD_ARGS names them (a later flag
      * wins): the defaults are relative to the cwd, which is the build's */
@@ -364,6 +365,24 @@ int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *d
     free(copy);
     free(dir);
     return rc;
+}
+
+int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data)
+{
+    return start_args(p, bin, schemas, data, getenv("CRMD_ARGS"));
+}
+
+int crmd_start_with(crmd_proc *p, const char *data, const char *fmt, ...)
+{
+    char args[4096];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof args)
+        return -1;
+    return start_args(p, getenv("CRMD_BIN"), getenv("CRM_SCHEMAS"), data, args);
 }
 
 static int stop_proc(crmd_proc *p, int keep_data)
@@ -390,22 +409,10 @@ int crmd_stop_keep(crmd_proc *p) { return stop_proc(p, 1); }
 
 char *crmd_token(const crmd_proc *p, const char *role)
 {
-    char cmd[4096], line[512], *last = NULL;
-    FILE *f;
+    char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' token create --data '%s' --schemas '%s' --role '%s'", p->bin,
              p->data, p->schemas, role);
-    if (!(f = popen(cmd, "r")))
-        return NULL;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        free(last);
-        last = strdup(line);
-    }
-    if (pclose(f) != 0) {
-        free(last);
-        return NULL;
-    }
-    return last;
+    return crm_test_last_line(cmd);
 }
 
 /* A connected loopback TCP socket, or -1. */

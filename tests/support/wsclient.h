@@ -83,6 +83,11 @@ typedef struct crmd_proc {
  * (or data when given), schemas, and static files from $CRM_WEB; waits for
  * its ready line. */
 int crmd_start(crmd_proc *p, const char *bin, const char *schemas, const char *data);
+/* crmd_start of $CRMD_BIN with $CRM_SCHEMAS, and the space-separated flags
+ * that fmt makes (printf-style; in place of $CRMD_ARGS) after the usual ones:
+ * "--plugins DIR", "--scripts DIR --time-scale 60". */
+int crmd_start_with(crmd_proc *p, const char *data, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Runs argv (argv[0] the crmd binary; NULL-terminated) and waits for its
  * ready line (p->port).  data: the folder crmd_stop removes (copied; NULL =
  * none); schemas: for crmd_token.  log: when non-NULL, crmd's stderr is also
