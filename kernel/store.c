@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "codec.h"
@@ -1019,11 +1020,49 @@ static int grow_map(crm_store *s)
     return 0;
 }
 
+/* LMDB reports a short write as EIO (mdb_page_flush: "short write,
+ * filesystem full?"), and a filesystem with a few bytes left takes part of
+ * a write: EIO with (almost) no space left is a full disk, not a failing
+ * one. */
+static int disk_full(crm_store *s)
+{
+    const char *dir = NULL;
+    struct statvfs st;
+    if (mdb_env_get_path(s->env, &dir) != 0 || !dir || statvfs(dir, &st) != 0)
+        return 0;
+    return (unsigned long long)st.f_bavail * st.f_frsize < ((unsigned long long)1 << 20);
+}
+
+/* A commit that failed for another reason than room: the state on disk is
+ * unknown from here on (crm_store_failed). */
+static void note_commit_failure(crm_store *s, int mrc)
+{
+    if (mrc != MDB_MAP_FULL && mrc != ENOSPC && !s->failed)
+        s->failed = mrc;
+}
+
+int crm_store_failed(const crm_store *s, crm_err *err)
+{
+    if (!s->failed)
+        return CRM_OK;
+    if (err)
+        crm_err_set(err, CRM_UNAVAILABLE,
+                    "the store stopped after a failed commit (%s): restart the server",
+                    mdb_strerror(s->failed));
+    return CRM_UNAVAILABLE;
+}
+
 int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
 {
     crm_txn top;
     int mrc, rc = CRM_OK;
 
+    if (s->failed) {
+        crm_err e;
+        crm_store_failed(s, &e);
+        fail_all(units, n, CRM_UNAVAILABLE, &e);
+        return crm_err_set(err, CRM_UNAVAILABLE, "%s", e.msg);
+    }
     for (int attempt = 0;; attempt++) {
         memset(&top, 0, sizeof top);
         top.s = s;
@@ -1039,6 +1078,8 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
         }
         if (mrc) {
             crm_err e;
+            if (mrc == MDB_PANIC) /* a failed meta write: LMDB gave up */
+                note_commit_failure(s, mrc);
             crm_store_mdb_err(NULL, mrc, &e, "write transaction");
             e.code = CRM_UNAVAILABLE;
             fail_all(units, n, CRM_UNAVAILABLE, &e);
@@ -1068,6 +1109,9 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
                 s->last_commit_ms = top.now;
                 return CRM_OK;
             }
+            if (mrc == EIO && disk_full(s))
+                mrc = ENOSPC;
+            note_commit_failure(s, mrc);
             top.fatal = mrc;
         } else {
             mdb_txn_abort(top.txn);
@@ -1280,6 +1324,8 @@ int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t k
     int mrc, rc = aux_dbi(s, table, &dbi, err);
     if (rc != CRM_OK)
         return rc;
+    if (s->failed)
+        return crm_store_failed(s, err);
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)))
         return crm_store_mdb_err(NULL, mrc, err, "aux write");
     mrc = val ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL);
@@ -1289,7 +1335,11 @@ int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t k
             return crm_err_set(err, CRM_NOT_FOUND, "not found");
         return crm_store_mdb_err(NULL, mrc, err, "aux write");
     }
-    if ((mrc = mdb_txn_commit(txn)))
+    if ((mrc = mdb_txn_commit(txn))) {
+        if (mrc == EIO && disk_full(s))
+            mrc = ENOSPC;
+        note_commit_failure(s, mrc);
         return crm_store_mdb_err(NULL, mrc, err, "aux commit");
+    }
     return CRM_OK;
 }

@@ -113,6 +113,15 @@ typedef struct crm_unit {
  * a ref to a missing record), REJECTED (a before-hook), UNAVAILABLE. */
 int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err);
 
+/* CRM_OK, or UNAVAILABLE (err says why) once a commit has failed with an
+ * I/O error (anything but a full disk or map): after a failed fsync the
+ * page cache no longer says what is on disk (Linux may drop the dirty pages
+ * and report the error once), so the store refuses every later write and
+ * the server must exit; reopening reads the truth from disk.  err may be
+ * NULL.  A full disk or map is not a failure: writes resume once space
+ * returns. */
+int crm_store_failed(const crm_store *s, crm_err *err);
+
 /* Convenience: one unit of one write, committed alone. */
 int crm_store_write1(crm_store *s, crm_write *w);
 
