@@ -1,0 +1,29 @@
+#!/bin/sh
+# R22: the unit and e2e tests, and every crmd they start, under valgrind
+# memcheck (build configured with -DCRM_VALGRIND=ON; see CMakeLists.txt).
+# Fails when a test fails or any process's log has an error or a definite or
+# indirect leak.  Usage: tools/valgrind-suite.sh BUILD_DIR [ctest args...]
+set -u
+build=${1:?build dir}
+shift
+logs="$build/valgrind-logs"
+rm -rf "$logs"
+mkdir -p "$logs"
+start=$(date +%s)
+(cd "$build" && ctest -L '^(unit|e2e)$' --output-on-failure "$@")
+tests_rc=$?
+end=$(date +%s)
+nlogs=$(ls "$logs" | wc -l)
+bad=$(grep -L "ERROR SUMMARY: 0 errors" "$logs"/*.log 2>/dev/null)
+echo "valgrind: $nlogs processes ran under memcheck in $((end - start)) s; ctest exit $tests_rc"
+if [ -n "$bad" ]; then
+  echo "valgrind: errors in:"
+  for f in $bad; do
+    echo "== $f"
+    sed -n '1,12p' "$f" | grep -E "Command|Parent PID" || true
+    grep -E "ERROR SUMMARY|definitely lost|indirectly lost|Invalid|uninitialised" "$f" | head -8
+  done
+  exit 1
+fi
+echo "valgrind: 0 errors, 0 definite or indirect leaks in $nlogs processes"
+exit $tests_rc
