@@ -139,6 +139,8 @@ int fault_storm(ws_client *c, const char *tag, fault_ledger *l, int count, int w
             if (st == FAULT_OTHER)
                 fprintf(stderr, "storm: write %lld: %s %s\n", (long long)ref->u.i - 1, code,
                         ws_message(r));
+            if (st == FAULT_UNAVAILABLE && !l->unavailable)
+                snprintf(l->unavailable_msg, sizeof l->unavailable_msg, "%s", ws_message(r));
             if (st == FAULT_UNAVAILABLE)
                 unavail++;
             ledger_put(l, (int)ref->u.i - 1, st);

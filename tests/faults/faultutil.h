@@ -18,6 +18,7 @@ typedef struct fault_ledger {
     int ok, unavailable, other;
     int last_ok;      /* index of the last OK write, -1 */
     int first_unavailable; /* -1 */
+    char unavailable_msg[256]; /* the message of the first UNAVAILABLE */
 } fault_ledger;
 
 void fault_ledger_free(fault_ledger *l);
