@@ -37,6 +37,7 @@ typedef struct crmd_args {
     const char *data, *schemas, *scripts, *plugins, *listen, *web;
     double time_scale;                     /* the server clock's speed (tests) */
     size_t map_size, map_max;              /* 0: the store's defaults */
+    uint64_t feed_max;                     /* 0: the store's default */
     crm_net_opts net;                      /* limits; defaults from crm_net_opts_default */
     const char *origins[MAX_ORIGINS + 1];  /* NULL-terminated */
 } crmd_args;
@@ -159,8 +160,10 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
         {"ping-secs", required_argument, 0, 'P'}, {"idle-secs", required_argument, 0, 'T'},
         {"time-scale", required_argument, 0, 'X'},
         /* hidden, for the map-full test (R5): LMDB map size and growth
-         * ceiling in MiB (defaults: crm_store_opts_default) */
+         * ceiling in MiB, feed retention by size (defaults:
+         * crm_store_opts_default) */
         {"map-size-mib", required_argument, 0, 'm'}, {"map-max-mib", required_argument, 0, 'x'},
+        {"feed-max-mib", required_argument, 0, 'F'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int c, norigins = 0;
     long long x = 0;
@@ -201,6 +204,7 @@ static int parse_serve(int argc, char **argv, crmd_args *a)
         case 'T': name = "idle-secs"; x = num_arg(name, optarg, 2, 36000); a->net.idle_secs = (int)x; break;
         case 'm': name = "map-size-mib"; x = num_arg(name, optarg, 1, 1LL << 20); a->map_size = (size_t)x << 20; break;
         case 'x': name = "map-max-mib"; x = num_arg(name, optarg, 1, 1LL << 20); a->map_max = (size_t)x << 20; break;
+        case 'F': name = "feed-max-mib"; x = num_arg(name, optarg, 1, 1LL << 20); a->feed_max = (uint64_t)x << 20; break;
         case 'X': {
             char *end;
             double v = strtod(optarg, &end);
@@ -274,6 +278,8 @@ static int cmd_serve(int argc, char **argv)
         so.map_size = a.map_size;
     if (a.map_max)
         so.map_max = a.map_max;
+    if (a.feed_max)
+        so.feed_max_bytes = a.feed_max;
     if (a.time_scale != 1.0) {
         clock.scale = a.time_scale;
         so.clock_ms = scaled_clock;

@@ -1006,6 +1006,18 @@ static void fail_all(crm_unit *units, size_t n, int rc, const crm_err *e)
     }
 }
 
+/* Clears the reader slots of processes that died holding a read txn (a
+ * killed `crmd backup`, a tool): their snapshot would pin every page freed
+ * since, and a full map would stay full until a restart.  Returns how many
+ * it cleared. */
+static int reclaim_readers(crm_store *s)
+{
+    int dead = 0;
+    if (mdb_reader_check(s->env, &dead) != 0)
+        return 0;
+    return dead;
+}
+
 /* Doubles the map (up to map_max) when no reader pins it.  0 = grown. */
 static int grow_map(crm_store *s)
 {
@@ -1117,7 +1129,8 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
             mdb_txn_abort(top.txn);
             top.txn = NULL;
         }
-        if (top.fatal == MDB_MAP_FULL && attempt < 8 && grow_map(s) == 0) {
+        if (top.fatal == MDB_MAP_FULL && attempt < 8 &&
+            (reclaim_readers(s) > 0 || grow_map(s) == 0)) {
             for (size_t i = 0; i < n; i++)
                 for (size_t j = 0; j < units[i].n; j++)
                     crm_write_clear(&units[i].writes[j]);

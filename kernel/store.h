@@ -105,9 +105,10 @@ typedef struct crm_unit {
  * and the other units go on.  Returns CRM_OK when the batch committed (then
  * every unit with rc == CRM_OK is durable, unless opts.no_sync), or
  * UNAVAILABLE when it could not (disk full, map at its ceiling, I/O error):
- * then no unit is applied and every unit's rc says so.  A full map is grown
- * (doubling, up to map_max) and the batch retried when no read transaction is
- * open in this process.
+ * then no unit is applied and every unit's rc says so.  On a full map the
+ * reader slots of dead processes are cleared (their snapshots pin freed
+ * pages), else the map is grown (doubling, up to map_max) when no read
+ * transaction is open in this process, and the batch retried.
  * Write errors: BAD_REQUEST (unknown collection, bad id), NOT_FOUND,
  * CONFLICT (if_rev mismatch, unique index, id taken), VALIDATION (schema;
  * a ref to a missing record), REJECTED (a before-hook), UNAVAILABLE. */

@@ -6,7 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "codec.h"
+#include "schema.h"
+#include "store.h"
 
 int fault_fail(const char *name, const char *fmt, ...)
 {
@@ -136,7 +141,7 @@ int fault_storm(ws_client *c, const char *tag, fault_ledger *l, int count, int w
             int st = strcmp(code, "OK") == 0            ? FAULT_OK
                      : strcmp(code, "UNAVAILABLE") == 0 ? FAULT_UNAVAILABLE
                                                         : FAULT_OTHER;
-            if (st == FAULT_OTHER)
+            if (st == FAULT_OTHER && l->other < 5)
                 fprintf(stderr, "storm: write %lld: %s %s\n", (long long)ref->u.i - 1, code,
                         ws_message(r));
             if (st == FAULT_UNAVAILABLE && !l->unavailable)
@@ -198,4 +203,51 @@ int fault_check_acked(const crmd_proc *p, const char *tag, const fault_ledger *l
     if (absent_unavail)
         *absent_unavail = absent;
     return bad;
+}
+
+pid_t fault_reader_start(const char *data, int *cmd_out)
+{
+    int ready[2], cmd[2];
+    char b;
+    pid_t pid;
+    if (pipe(ready) || pipe(cmd))
+        return -1;
+    if ((pid = fork()) == 0) {
+        crm_schema *sc;
+        crm_store *s;
+        crm_txn *t;
+        crm_err err;
+        uint64_t n;
+        close(ready[0]);
+        close(cmd[1]);
+        if (crm_schema_load_dir(fault_schemas(), &sc, &err) != CRM_OK ||
+            crm_store_open(data, sc, NULL, &s, &err) != CRM_OK ||
+            crm_store_begin_read(s, &t, &err) != CRM_OK)
+            _exit(2);
+        (void)!write(ready[1], "r", 1);
+        if (read(cmd[0], &b, 1) != 1)
+            _exit(3);
+        int rc = crm_txn_count(t, "contacts", &n, &err) == CRM_OK && n > 0 ? 0 : 4;
+        crm_txn_end(t);
+        crm_store_close(s); /* frees its reader slot (a killed one does not) */
+        crm_schema_free(sc);
+        _exit(rc);
+    }
+    close(ready[1]);
+    close(cmd[0]);
+    if (read(ready[0], &b, 1) != 1)
+        pid = -1;
+    close(ready[0]);
+    *cmd_out = cmd[1];
+    return pid;
+}
+
+int fault_reader_finish(pid_t pid, int cmd)
+{
+    int st = -1;
+    (void)!write(cmd, "g", 1);
+    close(cmd);
+    if (waitpid(pid, &st, 0) != pid)
+        return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }

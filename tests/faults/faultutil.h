@@ -47,6 +47,17 @@ int fault_connect(ws_client *c, const crmd_proc *p);
 int fault_check_acked(const crmd_proc *p, const char *tag, const fault_ledger *l,
                       int *absent_unavail);
 
+/* Forks a process that opens the store in data (its own LMDB environment),
+ * begins a read transaction and holds it (a long reader).  Returns its pid
+ * once the transaction is open (-1 on failure); *cmd gets the pipe that
+ * fault_reader_finish uses.  Fork it while this process has no LMDB
+ * environment open. */
+pid_t fault_reader_start(const char *data, int *cmd);
+/* Tells the reader to read its snapshot, close the store and exit, and
+ * reaps it: 0 when it could read (its snapshot holds contacts), else
+ * non-zero. */
+int fault_reader_finish(pid_t pid, int cmd);
+
 /* $CRM_SCHEMAS or the source tree's schemas. */
 const char *fault_schemas(void);
 /* $CRMD_BIN (required; exits 2 when unset). */

@@ -63,41 +63,6 @@ static int list_slots(const char *data, pid_t pid, slots *out)
     return rc ? -1 : 0;
 }
 
-/* A process that opens the store, begins a read, says so on fd, and waits
- * for one byte on cmd: then reads its snapshot (exit 0 when it can). */
-static pid_t reader(const char *data, int *cmd_out)
-{
-    int ready[2], cmd[2];
-    char b;
-    pid_t pid;
-    if (pipe(ready) || pipe(cmd))
-        return -1;
-    if ((pid = fork()) == 0) {
-        crm_schema *sc;
-        crm_store *s;
-        crm_txn *t;
-        crm_err err;
-        uint64_t n;
-        close(ready[0]);
-        close(cmd[1]);
-        if (crm_schema_load_dir(fault_schemas(), &sc, &err) != CRM_OK ||
-            crm_store_open(data, sc, NULL, &s, &err) != CRM_OK ||
-            crm_store_begin_read(s, &t, &err) != CRM_OK)
-            _exit(2);
-        (void)!write(ready[1], "r", 1);
-        if (read(cmd[0], &b, 1) != 1)
-            _exit(3);
-        _exit(crm_txn_count(t, "contacts", &n, &err) == CRM_OK && n > 0 ? 0 : 4);
-    }
-    close(ready[1]);
-    close(cmd[0]);
-    if (read(ready[0], &b, 1) != 1)
-        pid = -1;
-    close(ready[0]);
-    *cmd_out = cmd[1];
-    return pid;
-}
-
 int main(void)
 {
     char *dir = crm_tmpdir_make("stale"), data[4096];
@@ -115,7 +80,7 @@ int main(void)
     if (fault_connect(&c, &p) != 0)
         return fault_fail(NAME, "cannot connect");
     fault_storm(&c, "s", &l, 200, 16, 64, 0, 0, 10000);
-    if ((victim = reader(data, &victim_cmd)) <= 0 || (live = reader(data, &live_cmd)) <= 0)
+    if ((victim = fault_reader_start(data, &victim_cmd)) <= 0 || (live = fault_reader_start(data, &live_cmd)) <= 0)
         return fault_fail(NAME, "the readers did not start");
     fault_storm(&c, "s", &l, 200, 16, 64, 0, 0, 10000); /* writes past their snapshots */
     ws_close(&c);
@@ -144,16 +109,14 @@ int main(void)
     printf(NAME ": after restart: %d slots in use, %d of dead processes, %d of the live reader; "
            "%d of %d writes acknowledged\n",
            after.used, after.dead, after.of_pid, l.ok, l.n);
-    (void)!write(live_cmd, "g", 1);
-    waitpid(live, &st, 0);
+    st = fault_reader_finish(live, live_cmd);
     rc = crmd_stop(&p);
     close(victim_cmd);
-    close(live_cmd);
     if (after.dead != 0)
         return fault_fail(NAME, "%d stale slots left after the restart", after.dead);
     if (after.of_pid != 1)
         return fault_fail(NAME, "the live reader holds %d slots (expected 1)", after.of_pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    if (st != 0)
         return fault_fail(NAME, "the live reader could not read its snapshot (status %d)", st);
     if (l.ok != l.n)
         return fault_fail(NAME, "%d of %d writes acknowledged", l.ok, l.n);
