@@ -176,6 +176,23 @@ static int parse(const char *path)
     return 0;
 }
 
+/* strace ignores SIGTERM while it runs a program (its -I3): stop crmd, its
+ * child, and strace ends with it.  Returns crmd's exit status. */
+static int stop(crmd_proc *p)
+{
+    char path[64], buf[64] = "";
+    FILE *f;
+    if (p->pid <= 0)
+        return -1;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)p->pid, (int)p->pid);
+    if ((f = fopen(path, "r"))) {
+        if (fgets(buf, sizeof buf, f) && atoi(buf) > 0)
+            kill(atoi(buf), SIGTERM);
+        fclose(f);
+    }
+    return crmd_stop_keep(p);
+}
+
 int main(void)
 {
     const char *nenv = getenv("CRM_ACK_WRITES");
@@ -198,31 +215,25 @@ int main(void)
     /* one trace file per process ($$: the shell execs strace, which runs
      * crmd under the same pid), so `crmd token create` has its own */
     snprintf(script, sizeof script,
-             "#!/bin/sh\nexec strace -f -qq -s 65536 -o '%s.'$$ -e trace=openat,close,read,recvfrom,"
+             "#!/bin/sh\n"
+             "# LeakSanitizer cannot run under ptrace (an ASan build)\n"
+             "export ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0\"\n"
+             "exec strace -f -qq -s 65536 -o '%s.'$$ -e trace=openat,close,read,recvfrom,"
              "recvmsg,write,writev,pwrite64,pwritev,sendto,sendmsg,fdatasync,fsync '%s' \"$@\"\n",
              trace, fault_crmd());
     crm_tmpdir_write(dir, "crmd-strace", script);
     chmod(wrapper, 0755);
     if (crmd_start(&p, wrapper, fault_schemas(), data) != 0)
         return fault_fail(NAME, "crmd did not start under strace");
-    if (fault_connect(&c, &p) != 0)
+    if (fault_connect(&c, &p) != 0) {
+        stop(&p);
         return fault_fail(NAME, "cannot connect");
+    }
     t0 = crm_test_now_s();
     fault_storm(&c, "a", &l, nrefs, 16, 64, 1, 0, 30000);
     ws_close(&c);
     snprintf(trace + strlen(trace), sizeof trace - strlen(trace), ".%d", (int)p.pid);
-    {   /* strace ignores SIGTERM while it runs a program (its -I3): stop
-         * crmd, its child, and strace ends with it */
-        char path[64], buf[64] = "";
-        FILE *f;
-        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)p.pid, (int)p.pid);
-        if ((f = fopen(path, "r"))) {
-            if (fgets(buf, sizeof buf, f) && atoi(buf) > 0)
-                kill(atoi(buf), SIGTERM);
-            fclose(f);
-        }
-    }
-    rc = crmd_stop_keep(&p);
+    rc = stop(&p);
     printf(NAME ": %d writes, %d acknowledged in %.1f s under strace; crmd exit %d\n", l.n, l.ok,
            crm_test_now_s() - t0, rc);
     if (l.ok != nrefs)
@@ -255,6 +266,13 @@ int main(void)
     printf(NAME ": trace: %zu fdatasync of data.mdb, %zu meta-page writes (O_DSYNC), %d requests "
            "found in reads and answers; acks before their sync = %d; not found in the trace = %d\n",
            syncs.n, metas.n, nrefs - unmatched, early, unmatched);
+    free(recv_at);
+    free(send_at);
+    free(syncs.v);
+    free(metas.v);
+    for (size_t i = 0; i < sizeof pend / sizeof *pend; i++)
+        free(pend[i].text);
+    fault_ledger_free(&l);
     if (!getenv("CRM_KEEP_TRACE"))
         crm_tmpdir_remove(dir);
     else
