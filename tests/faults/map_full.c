@@ -146,7 +146,7 @@ int main(void)
     if (updates(&c, 1000000, 2000, 0, &t2) != 0)
         return fault_fail(NAME, "connection lost after the reader ended");
     size_after = file_size(mdb);
-    printf(NAME ": reader ended: %d of 5000 updates acknowledged, %d UNAVAILABLE; data.mdb %ld KiB "
+    printf(NAME ": reader ended: %d of 2000 updates acknowledged, %d UNAVAILABLE; data.mdb %ld KiB "
            "(%ld KiB at the ceiling)\n",
            t2.ok, t2.unavailable, size_after >> 10, size_full >> 10);
     /* again, but the reader is killed: its slot stays in the lock file
