@@ -10,8 +10,19 @@ logs="$build/valgrind-logs"
 rm -rf "$logs"
 mkdir -p "$logs"
 start=$(date +%s)
-(cd "$build" && ctest -L '^(unit|e2e)$' --output-on-failure "$@")
-tests_rc=$?
+(cd "$build" && ctest -L '^(unit|e2e)$' --output-on-failure "$@") | tee "$logs/../valgrind-ctest.log"
+# tests that failed, less those known to fail on speed alone (with a reason)
+allow=$(dirname "$0")/../tests/valgrind-timing.txt
+failed=$(sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) (.*/\1/p' "$build/valgrind-ctest.log")
+tests_rc=0
+for t in $failed; do
+  if grep -q "^$t[[:space:]]" "$allow"; then
+    echo "valgrind: $t failed on timing (tests/valgrind-timing.txt): not counted"
+  else
+    echo "valgrind: $t FAILED"
+    tests_rc=1
+  fi
+done
 end=$(date +%s)
 nlogs=$(ls "$logs" | wc -l)
 bad=$(grep -L "ERROR SUMMARY: 0 errors" "$logs"/*.log 2>/dev/null)
