@@ -107,7 +107,7 @@ valgrind: deps
 soak: build
 	CRM_CRASH_CYCLES=1000 $(BUILD)/tests/crash_store
 	cd $(BUILD)/tests && CRM_CRASH_CYCLES=200 ctest -R crash_hooks --output-on-failure
-	cd $(BUILD)/tests && CRM_ACK_WRITES=20000 CRM_OOM_FULL=1 ctest -L fault --output-on-failure
+	cd $(BUILD)/tests && CRM_ACK_WRITES=20000 CRM_OOM_FULL=1 CRM_POWER_CYCLES=50 ctest -L fault --output-on-failure
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(VALGRIND_BUILD)
