@@ -9,6 +9,8 @@
 #               installs PEER_PACKAGES first (CRM_BENCH_ONLY=peers CRM_BENCH_QUICK=1
 #               make bench: a smoke run of crmd against its peers)
 #   make soak   long crash runs (never part of `make test`)
+#   make valgrind  the unit and e2e tests (and each crmd they start) under
+#               valgrind memcheck in build-valgrind (slow; never part of `make test`)
 #   make fuzz   each libFuzzer target for FUZZ_SECONDS (default 600); `make test`
 #               runs fuzz-smoke (20 s each) after the two ctest runs
 
@@ -17,7 +19,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
                libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils \
-               libcurl4-openssl-dev libcsv-dev libinih-dev openssl
+               libcurl4-openssl-dev libcsv-dev libinih-dev openssl strace
 # The peer benchmark only (bench/run.sh installs them; never `make test`): the
 # servers crmd is measured against, the client libraries its load generator
 # links (hiredis, libpq; Tarantool is spoken over msgpack-c, already above) and
@@ -33,10 +35,13 @@ FUZZ_TARGETS = json msgpack schema filter request luavalue
 # The fuzz targets only (R9): Debian's clang and libFuzzer runtime.
 FUZZ_PACKAGES = clang libfuzzer-14-dev
 FUZZ_BUILD   ?= build-fuzz
+# make valgrind (R22)
+VALGRIND_PACKAGES = valgrind
+VALGRIND_BUILD ?= build-valgrind
 FUZZ_SECONDS ?= 600
 
 .PHONY: deps node-deps interop-deps browser-deps fuzz-deps peer-packages build build-asan build-fuzz run test test-fast bench soak \
-        fuzz fuzz-smoke clean demo demo-serve
+        fuzz fuzz-smoke clean demo demo-serve valgrind
 
 deps:
 	@./tools/install-deps.sh $(DEB_PACKAGES)
@@ -120,9 +125,17 @@ fuzz-smoke: build-fuzz
 fuzz: build-fuzz
 	FUZZ_BUILD=$(FUZZ_BUILD) ./fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+# R22: unit + e2e under valgrind memcheck; fails on any error or leak.
+valgrind: deps
+	@./tools/install-deps.sh $(VALGRIND_PACKAGES)
+	cmake -S . -B $(VALGRIND_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRM_VALGRIND=ON >/dev/null
+	cmake --build $(VALGRIND_BUILD) -j$(JOBS)
+	./tools/valgrind-suite.sh $(VALGRIND_BUILD) -j$(JOBS)
+
 soak: build
 	CRM_CRASH_CYCLES=1000 $(BUILD)/tests/crash_store
 	cd $(BUILD)/tests && CRM_CRASH_CYCLES=200 ctest -R crash_hooks --output-on-failure
+	cd $(BUILD)/tests && CRM_ACK_WRITES=20000 CRM_OOM_FULL=1 CRM_POWER_CYCLES=50 ctest -L fault --output-on-failure
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(VALGRIND_BUILD)

@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,26 @@
 #include "codec.h"
 
 /* ---- decode ---- */
+
+/* jansson (2.14, Debian 12) can lose a character of a string when growing
+ * its lexer's buffer fails, and the document still parses: a silently
+ * changed value (found by tests/faults/oom.c, failing each allocation in
+ * turn).  So jansson allocates through these, and a decode during which an
+ * allocation failed is refused as out of memory, whatever jansson returned. */
+static _Thread_local int json_alloc_failed;
+
+static void *json_alloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        json_alloc_failed = 1;
+    return p;
+}
+
+static void json_release(void *p) { free(p); }
+
+static pthread_once_t json_alloc_once = PTHREAD_ONCE_INIT;
+static void json_alloc_setup(void) { json_set_alloc_funcs(json_alloc, json_release); }
 
 /* Nesting of [ and { outside strings; exact for valid JSON, and for invalid
  * JSON either answer is fine because jansson refuses it anyway. */
@@ -159,7 +180,13 @@ crm_value *crm_json_decode(const char *buf, size_t len, const crm_limits *lim, c
     /* DECODE_ANY: a scalar is a valid document; the wire layer wants an object
      * and says so itself.  ALLOW_NUL: "\u0000" is a valid string character
      * and our strings carry their length (jansson still refuses it in keys). */
+    pthread_once(&json_alloc_once, json_alloc_setup);
+    json_alloc_failed = 0;
     j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (json_alloc_failed) {
+        json_decref(j);
+        return oom(NULL, err);
+    }
     if (!j) {
         if (json_error_code(&je) == json_error_out_of_memory)
             return oom(NULL, err);

@@ -67,6 +67,8 @@ static const opt opts[] = {
     {"feed", "retention-days", K_I64, OFF(feed_max_age_ms), 0, 36500, 86400000},
     {"feed", "retention-bytes", K_U64, OFF(feed_max_bytes), 0, 1LL << 50, 1},
     {"", "time-scale", K_DOUBLE, OFF(time_scale), 0, 0, 1},
+    {"", "map-size-mib", K_I64, OFF(map_size_mib), 0, 1LL << 20, 1},
+    {"", "map-max-mib", K_I64, OFF(map_max_mib), 0, 1LL << 20, 1},
 };
 #define NOPTS (sizeof opts / sizeof *opts)
 static const char *const sections[] = {"server", "paths", "limits", "tls", "feed"};

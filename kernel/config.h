@@ -43,6 +43,8 @@ typedef struct crm_config {
     int64_t feed_max_age_ms;      /* crm_store_opts' retention, by age (0 = forever) */
     uint64_t feed_max_bytes;      /* and by size (0 = no cap) */
     double time_scale;            /* flag only (--time-scale): tests of timers */
+    int64_t map_size_mib, map_max_mib; /* flags only (tests, R5): LMDB map and its
+                                        * growth ceiling in MiB; 0 = the store's defaults */
     char *path;                   /* the file read, or NULL */
     int line_of[48];              /* per key: the file line that set it, 0 = not */
 } crm_config;

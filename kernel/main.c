@@ -8,6 +8,8 @@
  * endpoints, reports readiness as one JSON log line (with the port; every
  * log line is JSON, kernel/log.h) and runs
  * until SIGTERM or SIGINT, then finishes in-flight writes and exits 0.
+ * After a commit fails with an I/O error it answers what is in flight with
+ * UNAVAILABLE and exits 3 (crm_store_failed): restart it.
  * `crmd token create|revoke` manage tokens; the token is printed once, on
  * the last line of stdout, and stored only as a hash.
  */
@@ -235,6 +237,10 @@ static int cmd_serve(int argc, char **argv)
     crm_store_opts_default(&so);
     so.feed_max_age_ms = cfg.feed_max_age_ms;
     so.feed_max_bytes = cfg.feed_max_bytes;
+    if (cfg.map_size_mib) /* test flags (R5): a tiny map and its ceiling */
+        so.map_size = (size_t)cfg.map_size_mib << 20;
+    if (cfg.map_max_mib)
+        so.map_max = (size_t)cfg.map_max_mib << 20;
     if (cfg.time_scale != 1.0) {
         clock.scale = cfg.time_scale;
         so.clock_ms = scaled_clock;
@@ -296,10 +302,16 @@ static int cmd_serve(int argc, char **argv)
     log_ready(&cfg, host, crm_net_port(the_net), net.tls_cert != NULL, schema, plugins, lua,
               store);
     crm_net_run(the_net, &stop_signal);
-    crm_log(CRM_LOG_INFO, "stopped", "%s", stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+    if (crm_store_failed(store, &err) != CRM_OK) {
+        /* exit code 3: restart me (the store on disk is the truth) */
+        crm_log(CRM_LOG_ERROR, "stopped", "store failed: %s", err.msg);
+        rc = 3;
+    } else {
+        crm_log(CRM_LOG_INFO, "stopped", "%s", stop_signal == SIGINT ? "SIGINT" : "SIGTERM");
+        rc = 0;
+    }
     crm_net_destroy(the_net);
     the_net = NULL;
-    rc = 0;
 out:
     crm_lua_close(lua);
     crm_plugins_unload(plugins);

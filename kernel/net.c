@@ -647,7 +647,9 @@ int crm_net_run(crm_net *n, volatile int *stop)
 {
     if (n->o.bus) /* after-hooks behind the feed, timers due while down */
         crm_net_schedule_bus(n, crm_bus_next_work_ms(n->o.bus));
-    while (!*stop) {
+    /* A failed commit (crm_store_failed) ends the loop too: no later write
+     * may be acknowledged, and main exits so a supervisor restarts us. */
+    while (!*stop && crm_store_failed(n->store, NULL) == CRM_OK) {
         if (n->o.reload_flag && *n->o.reload_flag) {
             *n->o.reload_flag = 0;
             if (n->o.on_reload)

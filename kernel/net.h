@@ -58,8 +58,9 @@ int crm_net_port(const crm_net *n);
 /* 1 when the server speaks TLS (wss://, https://). */
 int crm_net_tls(const crm_net *n);
 /* Runs the loop until *stop becomes non-zero (set from a signal handler,
- * followed by crm_net_wake).  Then finishes in-flight writes, closes every
- * client with 1001 and returns. */
+ * followed by crm_net_wake) or the store has failed (crm_store_failed: the
+ * caller then exits).  Then finishes in-flight writes, closes every client
+ * with 1001 and returns. */
 int crm_net_run(crm_net *n, volatile int *stop);
 /* Wakes the loop (safe from a signal handler). */
 void crm_net_wake(crm_net *n);

@@ -976,24 +976,26 @@ typedef struct astate {
     crm_value *seen_ids; /* P_IDS: ids already counted */
 } astate;
 
-static void acc_add(struct acc *a, const metric *m, const crm_value *v)
+/* 0, or -1 when memory ran out (keeping the old min/max would give a wrong
+ * answer, not an error). */
+static int acc_add(struct acc *a, const metric *m, const crm_value *v)
 {
     if (!v || v->type == CRM_T_NIL)
-        return;
+        return 0;
     if (m->kind == M_MIN || m->kind == M_MAX) {
         crm_value **slot = m->kind == M_MIN ? &a->min : &a->max;
         /* mixed kinds follow crm_value_cmp's type order */
         if (!*slot || (m->kind == M_MIN ? crm_value_cmp(v, *slot) < 0 : crm_value_cmp(v, *slot) > 0)) {
             crm_value *d = crm_value_dup(v);
-            if (d) {
-                crm_value_free(*slot);
-                *slot = d;
-            }
+            if (!d)
+                return -1;
+            crm_value_free(*slot);
+            *slot = d;
         }
-        return;
+        return 0;
     }
     if (!crm_value_is_number(v))
-        return;
+        return 0;
     a->n++;
     a->dsum += crm_value_as_double(v);
     if (v->type == CRM_T_INT && a->int_only && !a->overflow) {
@@ -1002,6 +1004,7 @@ static void acc_add(struct acc *a, const metric *m, const crm_value *v)
     } else {
         a->int_only = 0;
     }
+    return 0;
 }
 
 static int emit_agg(void *ud, const char *id, size_t idlen, const uint8_t *wkey, size_t wkl)
@@ -1086,8 +1089,12 @@ static int emit_agg(void *ud, const char *id, size_t idlen, const uint8_t *wkey,
     agg *g = &a->groups[lo];
     g->count++;
     for (size_t i = 0; i < a->nm; i++)
-        if (a->m[i].kind != M_COUNT)
-            acc_add(&g->acc[i], &a->m[i], crm_map_get(rec, a->m[i].field));
+        if (a->m[i].kind != M_COUNT &&
+            acc_add(&g->acc[i], &a->m[i], crm_map_get(rec, a->m[i].field)) != 0) {
+            crm_value_free(rec);
+            a->rc = crm_err_set(a->err, CRM_INTERNAL, "out of memory");
+            return 1;
+        }
     crm_value_free(rec);
     return 0;
 }
@@ -1213,8 +1220,11 @@ int crm_txn_aggregate(crm_txn *t, const char *coll, const crm_value *where, cons
         }
         for (size_t i = 0; i < a.n; i++) {
             crm_value *gm = crm_value_map();
-            int bad = !gm || crm_map_set(gm, "key", a.groups[i].keyv) != 0;
-            a.groups[i].keyv = NULL;
+            int bad = 1;
+            if (gm) { /* the map owns the key from here, also on failure */
+                bad = crm_map_set(gm, "key", a.groups[i].keyv) != 0;
+                a.groups[i].keyv = NULL;
+            }
             if (!bad && crm_map_set(gm, "count", crm_value_int(a.groups[i].count)) != 0)
                 bad = 1;
             for (size_t j = 0; !bad && j < nmetrics; j++)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "audit.h"
@@ -1204,6 +1205,18 @@ static void fail_all(crm_unit *units, size_t n, int rc, const crm_err *e)
     }
 }
 
+/* Clears the reader slots of processes that died holding a read txn (a
+ * killed `crmd backup`, a tool): their snapshot would pin every page freed
+ * since, and a full map would stay full until a restart.  Returns how many
+ * it cleared. */
+static int reclaim_readers(crm_store *s)
+{
+    int dead = 0;
+    if (mdb_reader_check(s->env, &dead) != 0)
+        return 0;
+    return dead;
+}
+
 /* Doubles the map (up to map_max) when no reader pins it.  0 = grown. */
 static int grow_map(crm_store *s)
 {
@@ -1218,12 +1231,50 @@ static int grow_map(crm_store *s)
     return 0;
 }
 
+/* LMDB reports a short write as EIO (mdb_page_flush: "short write,
+ * filesystem full?"), and a filesystem with a few bytes left takes part of
+ * a write: EIO with (almost) no space left is a full disk, not a failing
+ * one. */
+static int disk_full(crm_store *s)
+{
+    const char *dir = NULL;
+    struct statvfs st;
+    if (mdb_env_get_path(s->env, &dir) != 0 || !dir || statvfs(dir, &st) != 0)
+        return 0;
+    return (unsigned long long)st.f_bavail * st.f_frsize < ((unsigned long long)1 << 20);
+}
+
+/* A commit that failed for another reason than room: the state on disk is
+ * unknown from here on (crm_store_failed). */
+static void note_commit_failure(crm_store *s, int mrc)
+{
+    if (mrc != MDB_MAP_FULL && mrc != ENOSPC && !s->failed)
+        s->failed = mrc;
+}
+
+int crm_store_failed(const crm_store *s, crm_err *err)
+{
+    if (!s->failed)
+        return CRM_OK;
+    if (err)
+        crm_err_set(err, CRM_UNAVAILABLE,
+                    "the store stopped after a failed commit (%s): restart the server",
+                    mdb_strerror(s->failed));
+    return CRM_UNAVAILABLE;
+}
+
 int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
 {
     crm_txn top;
     int mrc, rc = CRM_OK;
     uint64_t audit0;
 
+    if (s->failed) {
+        crm_err e;
+        crm_store_failed(s, &e);
+        fail_all(units, n, CRM_UNAVAILABLE, &e);
+        return crm_err_set(err, CRM_UNAVAILABLE, "%s", e.msg);
+    }
     for (int attempt = 0;; attempt++) {
         memset(&top, 0, sizeof top);
         top.s = s;
@@ -1245,6 +1296,8 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
         }
         if (mrc) {
             crm_err e;
+            if (mrc == MDB_PANIC) /* a failed meta write: LMDB gave up */
+                note_commit_failure(s, mrc);
             crm_store_mdb_err(NULL, mrc, &e, "write transaction");
             e.code = CRM_UNAVAILABLE;
             fail_all(units, n, CRM_UNAVAILABLE, &e);
@@ -1277,12 +1330,16 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
                 s->last_commit_ms = top.now;
                 return CRM_OK;
             }
+            if (mrc == EIO && disk_full(s))
+                mrc = ENOSPC;
+            note_commit_failure(s, mrc);
             top.fatal = mrc;
         } else {
             mdb_txn_abort(top.txn);
             top.txn = NULL;
         }
-        if (top.fatal == MDB_MAP_FULL && attempt < 8 && grow_map(s) == 0) {
+        if (top.fatal == MDB_MAP_FULL && attempt < 8 &&
+            (reclaim_readers(s) > 0 || grow_map(s) == 0)) {
             for (size_t i = 0; i < n; i++)
                 for (size_t j = 0; j < units[i].n; j++)
                     crm_write_clear(&units[i].writes[j]);
@@ -1489,6 +1546,8 @@ int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t k
     int mrc, rc = aux_dbi(s, table, &dbi, err);
     if (rc != CRM_OK)
         return rc;
+    if (s->failed)
+        return crm_store_failed(s, err);
     if ((mrc = s->env ? mdb_txn_begin(s->env, NULL, 0, &txn) : EIO))
         return crm_store_mdb_err(NULL, mrc, err, "aux write");
     mrc = val ? mdb_put(txn, dbi, &k, &v, 0) : mdb_del(txn, dbi, &k, NULL);
@@ -1498,7 +1557,11 @@ int crm_store_aux_put(crm_store *s, const char *table, const void *key, size_t k
             return crm_err_set(err, CRM_NOT_FOUND, "not found");
         return crm_store_mdb_err(NULL, mrc, err, "aux write");
     }
-    if ((mrc = mdb_txn_commit(txn)))
+    if ((mrc = mdb_txn_commit(txn))) {
+        if (mrc == EIO && disk_full(s))
+            mrc = ENOSPC;
+        note_commit_failure(s, mrc);
         return crm_store_mdb_err(NULL, mrc, err, "aux commit");
+    }
     return CRM_OK;
 }

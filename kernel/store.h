@@ -109,13 +109,23 @@ typedef struct crm_unit {
  * and the other units go on.  Returns CRM_OK when the batch committed (then
  * every unit with rc == CRM_OK is durable, unless opts.no_sync), or
  * UNAVAILABLE when it could not (disk full, map at its ceiling, I/O error):
- * then no unit is applied and every unit's rc says so.  A full map is grown
- * (doubling, up to map_max) and the batch retried when no read transaction is
- * open in this process.
+ * then no unit is applied and every unit's rc says so.  On a full map the
+ * reader slots of dead processes are cleared (their snapshots pin freed
+ * pages), else the map is grown (doubling, up to map_max) when no read
+ * transaction is open in this process, and the batch retried.
  * Write errors: BAD_REQUEST (unknown collection, bad id), NOT_FOUND,
  * CONFLICT (if_rev mismatch, unique index, id taken), VALIDATION (schema;
  * a ref to a missing record), REJECTED (a before-hook), UNAVAILABLE. */
 int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err);
+
+/* CRM_OK, or UNAVAILABLE (err says why) once a commit has failed with an
+ * I/O error (anything but a full disk or map): after a failed fsync the
+ * page cache no longer says what is on disk (Linux may drop the dirty pages
+ * and report the error once), so the store refuses every later write and
+ * the server must exit; reopening reads the truth from disk.  err may be
+ * NULL.  A full disk or map is not a failure: writes resume once space
+ * returns. */
+int crm_store_failed(const crm_store *s, crm_err *err);
 
 /* Convenience: one unit of one write, committed alone. */
 int crm_store_write1(crm_store *s, crm_write *w);

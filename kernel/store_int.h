@@ -35,6 +35,9 @@ struct crm_store {
     uint64_t last_seq, id_clock, feed_bytes;
     int64_t last_commit_ms; /* the clock of the last committed batch */
     size_t map_size;
+    /* An I/O error at commit (EIO, MDB_PANIC...): what reached the disk is
+     * unknown, so no later write may be acknowledged (crm_store_failed). */
+    int failed;
     atomic_int readers;   /* open read txns: the map may only grow at zero */
     crm_before_fn before;
     void *before_ud;
