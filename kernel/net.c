@@ -42,9 +42,10 @@ void crm_net_opts_default(crm_net_opts *o)
 int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push)
 {
     outmsg *m;
+    size_t cap = s->net->o.send_queue_max;
     if (s->close_code && !s->close_drain)
         return -1;
-    if (push && s->qbytes + len > s->net->o.send_queue_max)
+    if (push && s->qbytes + crm_outmsg_cost(len) > cap)
         return -1;
     if (!(m = malloc(sizeof *m + LWS_PRE + len)))
         return -1;
@@ -57,7 +58,16 @@ int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push)
     else
         s->qh = m;
     s->qt = m;
-    s->qbytes += len;
+    s->qbytes += crm_outmsg_cost(len);
+    /* Replies are never dropped, so a client that sends requests and reads
+     * no answers would grow this queue without bound (1 GB in 10 s of
+     * pipelined pings, before this): past the limit, stop reading its
+     * requests until it has read half of what waits (SERVER_WRITEABLE).
+     * No wsi: a session without a connection (fuzz_request). */
+    if (s->qbytes > cap && !s->rx_paused && s->wsi) {
+        s->rx_paused = 1;
+        lws_rx_flow_control(s->wsi, 0);
+    }
     lws_callback_on_writable(s->wsi);
     return 0;
 }
@@ -329,17 +339,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         size_t limit = s->authed ? n->o.max_message : n->o.max_message_preauth;
         if (s->close_code)
             break;
-        if (!s->rx_overflow && s->rxlen + len > limit) {
-            s->rx_overflow = 1;
+        /* Past the limit: close at once.  Waiting for the final fragment
+         * let a client stream continuation frames (or one frame declaring
+         * 2^62 bytes) for ever, the server reading and dropping them. */
+        if (s->rxlen + len > limit) {
             free(s->rx);
             s->rx = NULL;
             s->rxlen = 0;
-        }
-        if (s->rx_overflow) {
-            if (lws_is_final_fragment(wsi)) {
-                lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                                 (unsigned char *)"message too large", 17);
-                return -1;
+            /* from SERVER_WRITEABLE: returning -1 here, inside a frame, made
+             * lws drop the connection without sending the close frame */
+            crm_sess_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large", 0);
+            if (!s->rx_paused) { /* and read no more of what it streams */
+                s->rx_paused = 1;
+                lws_rx_flow_control(wsi, 0);
             }
             break;
         }
@@ -379,8 +391,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             s->qh = m->next;
             if (!s->qh)
                 s->qt = NULL;
-            s->qbytes -= m->len;
+            s->qbytes -= crm_outmsg_cost(m->len);
             free(m);
+            if (s->rx_paused && !s->close_code && s->qbytes <= n->o.send_queue_max / 2) {
+                s->rx_paused = 0;
+                lws_rx_flow_control(wsi, 1);
+            }
             if (s->qh || s->close_code)
                 lws_callback_on_writable(wsi);
         }

@@ -20,6 +20,11 @@ typedef struct outmsg {
     unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
 } outmsg;
 
+/* What one queued message of len bytes costs in memory: the send-queue
+ * limit counts this, so a flood of tiny replies is bounded as well as a few
+ * big ones. */
+#define crm_outmsg_cost(len) (sizeof(outmsg) + LWS_PRE + (len))
+
 typedef struct crm_sub {
     struct crm_sub *next;
     int id;
@@ -43,9 +48,9 @@ typedef struct crm_sess {
     uint8_t token_hash[CRM_TOKEN_HASH_LEN];
     unsigned char *rx;  /* reassembly of a fragmented message */
     size_t rxlen;
-    int rx_overflow;
     outmsg *qh, *qt;
-    size_t qbytes;
+    size_t qbytes;      /* memory the queue holds (crm_outmsg_cost of each) */
+    int rx_paused;      /* reading stopped: the queue is past send_queue_max */
     int close_code;     /* when set: close (after the queue when close_drain) */
     int close_drain;
     const char *close_why;
