@@ -501,7 +501,12 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
     n->idle_policy.secs_since_valid_ping = (uint16_t)n->o.ping_secs;
     n->idle_policy.secs_since_valid_hangup = (uint16_t)n->o.idle_secs;
     info.retry_and_idle_policy = &n->idle_policy;
-    info.max_http_header_pool = 256;
+    /* Header buffers for connections still sending their HTTP head (about
+     * 4 KiB each, made on demand, freed at the upgrade).  A connection that
+     * finds none waits for one: with 256, 256 connections trickling their
+     * headers (slowloris) held every new client off for timeout_secs at a
+     * time, and those beyond 256 lived 2 x timeout_secs. */
+    info.max_http_header_pool = 4096;
     info.pt_serv_buf_size = 64 * 1024;
     n->ctx = lws_create_context(&info);
     if (!n->ctx) {
