@@ -2,6 +2,8 @@
 #ifndef CRM_TEST_UTIL_H
 #define CRM_TEST_UTIL_H
 
+#include <sys/types.h>
+
 #include "bus.h"
 #include "store.h"
 #include "value.h"
@@ -30,5 +32,11 @@ char *crm_test_read_file(const char *path);
  * added to roles.json.  Caller removes it with crm_tmpdir_remove.  A
  * problem is a bug in the test: reported, and the program aborts. */
 char *crm_test_schemas_with_roles(const char *src, const char *extra_roles);
+
+/* A process's memory figure from /proc/PID/status in KiB (field such as
+ * "RssAnon", "VmRSS", "VmHWM"), or -1. */
+long crm_test_proc_kb(pid_t pid, const char *field);
+/* Open file descriptors of a process (/proc/PID/fd), or -1. */
+int crm_test_proc_fds(pid_t pid);
 
 #endif
