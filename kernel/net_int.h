@@ -20,10 +20,11 @@ typedef struct outmsg {
     unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
 } outmsg;
 
-/* What one queued message of len bytes costs in memory: the send-queue
- * limit counts this, so a flood of tiny replies is bounded as well as a few
- * big ones. */
-#define crm_outmsg_cost(len) (sizeof(outmsg) + LWS_PRE + (len))
+/* What one queued message of len bytes costs in memory (its malloc with
+ * the allocator's 8-byte header, rounded to 16 as glibc does): the
+ * send-queue limit counts this, so a flood of tiny replies is bounded as
+ * tightly as a few big ones. */
+#define crm_outmsg_cost(len) ((sizeof(outmsg) + LWS_PRE + (len) + 8 + 15) / 16 * 16)
 
 typedef struct crm_sub {
     struct crm_sub *next;
