@@ -7,7 +7,10 @@
 #   bench_hooks -> results/hooks.md  (C and Lua hooks against none)
 #   bench_features -> results/features.md (orders/s with every CRM feature vs
 #                     the bare kernel, crmd demo's time, value recomputation)
-# CRM_BENCH_ONLY=store, ws, hooks or features runs just one of them.
+#   bench_hostile -> results/hostile.md (other clients' p99 under hostile
+#                     frames, slowloris, a slow subscriber, a flood, against
+#                     an idle baseline of the same run; R10-R13)
+# CRM_BENCH_ONLY=store, ws, hooks, features or hostile runs just one of them.
 #
 # The stores go in BUILD_DIR unless CRM_BENCH_DIR says otherwise: on the same
 # disk as the checkout, not /tmp, which may be tmpfs (where fsync is free and
@@ -20,7 +23,7 @@ results="$here/results"
 only=${CRM_BENCH_ONLY:-}
 mkdir -p "$results"
 
-for b in bench_store bench_ws bench_hooks bench_features; do
+for b in bench_store bench_ws bench_hooks bench_features bench_hostile; do
   if [ -z "$only" ] || [ "$only" = "${b#bench_}" ]; then
     if [ ! -x "$build/bench/$b" ]; then
       echo "run.sh: $build/bench/$b is missing; build first (make build)" >&2
@@ -50,4 +53,8 @@ fi
 if [ -z "$only" ] || [ "$only" = features ]; then
   if [ -z "$only" ]; then echo; fi
   run bench_features features.md
+fi
+if [ -z "$only" ] || [ "$only" = hostile ]; then
+  if [ -z "$only" ]; then echo; fi
+  run bench_hostile hostile.md
 fi
