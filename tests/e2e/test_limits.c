@@ -710,10 +710,12 @@ static void slow_subscriber_memory_and_resubscribe(void **state)
                     "%d changes then overflow at seq %lld, %d more by since in %d resubscriptions; missing %d\n",
             R12_CHANGES, peak_reading, peak_slow, extra_kb, R12_QUEUE >> 10, before, (long long)ovf_seq,
             replayed, rounds, missing);
+    free(got);
     assert_int_equal(out_of_order, 0);
     assert_int_equal(missing, 0);
+#ifndef CRM_TEST_SANITIZED /* see tests/CMakeLists.txt */
     assert_true(extra_kb <= (long)(R12_QUEUE / 1024) * 11 / 10);
-    free(got);
+#endif
     ws_close(&slow);
     ws_close(&fast);
     ws_close(&writer);
@@ -812,7 +814,9 @@ static void flood_is_bounded_and_rate_limited(void **state)
     assert_int_equal(answered, whole);
     assert_true(limited > 0);
     assert_true(served > 0);
+#ifndef CRM_TEST_SANITIZED
     assert_true(peak - base <= 8192L * 11 / 10);
+#endif
     ws_close(&flood);
     ws_close(&other);
 }
