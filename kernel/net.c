@@ -62,14 +62,19 @@ int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push)
     /* Replies are never dropped, so a client that sends requests and reads
      * no answers would grow this queue without bound (1 GB in 10 s of
      * pipelined pings, before this): past the limit, stop reading its
-     * requests until it has read half of what waits (SERVER_WRITEABLE).
-     * No wsi: a session without a connection (fuzz_request). */
-    if (s->qbytes > cap && !s->rx_paused && s->wsi) {
-        s->rx_paused = 1;
-        lws_rx_flow_control(s->wsi, 0);
-    }
+     * requests until it has read half of what waits (SERVER_WRITEABLE). */
+    if (s->qbytes > cap)
+        crm_sess_pause_rx(s, CRM_RX_QUEUE, 1);
     lws_callback_on_writable(s->wsi);
     return 0;
+}
+
+void crm_sess_pause_rx(crm_sess *s, int reason, int on)
+{
+    int before = s->rx_paused;
+    s->rx_paused = on ? before | reason : before & ~reason;
+    if (s->wsi && !before != !s->rx_paused)
+        lws_rx_flow_control(s->wsi, !s->rx_paused);
 }
 
 int crm_sess_send_value(crm_sess *s, const crm_value *v, int push)
@@ -347,10 +352,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             /* from SERVER_WRITEABLE: returning -1 here, inside a frame, made
              * lws drop the connection without sending the close frame */
             crm_sess_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large", 0);
-            if (!s->rx_paused) { /* and read no more of what it streams */
-                s->rx_paused = 1;
-                lws_rx_flow_control(wsi, 0);
-            }
+            crm_sess_pause_rx(s, CRM_RX_CLOSING, 1); /* and read no more of what it streams */
             break;
         }
         if (lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) && !s->rxlen) {
@@ -391,10 +393,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 s->qt = NULL;
             s->qbytes -= crm_outmsg_cost(m->len);
             free(m);
-            if (s->rx_paused && !s->close_code && s->qbytes <= n->o.send_queue_max / 2) {
-                s->rx_paused = 0;
-                lws_rx_flow_control(wsi, 1);
-            }
+            if ((s->rx_paused & CRM_RX_QUEUE) && s->qbytes <= n->o.send_queue_max / 2)
+                crm_sess_pause_rx(s, CRM_RX_QUEUE, 0);
             if (s->qh || s->close_code)
                 lws_callback_on_writable(wsi);
         }
