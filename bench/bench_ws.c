@@ -99,7 +99,7 @@
 
 /* ---- small helpers ---- */
 
-static crmd_proc crmd = {.pid = -1};
+static bench_crmd_proc crmd = {.pid = -1};
 static pid_t echo_pid = -1, perf_pid = -1;
 
 static void kill_children(void)
@@ -235,7 +235,7 @@ static void load_deliver(void *ud, conn *c, const uint8_t *m, size_t n, int64_t 
 /* ---- crmd ---- */
 
 typedef struct env {
-    crmd_proc *p; /* the crmd under test */
+    bench_crmd_proc *p; /* the crmd under test */
     char base[4096];
     double warm, secs;
     int window;
@@ -821,8 +821,8 @@ int main(void)
         req_mp = w.n;
     }
 
-    crmd_token_create(&crmd);
-    crmd_start(&crmd);
+    bench_crmd_token_create(&crmd);
+    bench_crmd_start(&crmd);
     fprintf(stderr, "bench_ws: crmd pid %d on port %d, data in %s\n", (int)crmd.pid, crmd.port, crmd.data);
 
     /* fresh server: idle-connection memory, then the fan-out on them */
@@ -864,8 +864,8 @@ int main(void)
     }
     long rss_end = bench_proc_status_kb(crmd.pid, "VmRSS:");
     uint64_t records = g_seq;
-    stop_rc = crmd_stop(&crmd);
-    int log_other = crmd_log_other(&crmd);
+    stop_rc = bench_crmd_stop(&crmd);
+    int log_other = bench_crmd_log_other(&crmd);
 
     echo_port = echo_start();
     echo = run_row(&e, "lws echo (ceiling)", K_ECHO, NULL, 64, e.window, echo_port, echo_pid, NULL, 0,

@@ -658,7 +658,7 @@ void conn_nonblock(conn *c, int ep)
 }
 /* ---- crmd ---- */
 
-void crmd_token_create(crmd_proc *e)
+void bench_crmd_token_create(bench_crmd_proc *e)
 {
     char cmd[16384], line[512];
     FILE *f;
@@ -676,7 +676,7 @@ void crmd_token_create(crmd_proc *e)
         bench_die("`crmd token create` failed");
 }
 
-void crmd_start(crmd_proc *e)
+void bench_crmd_start(bench_crmd_proc *e)
 {
     int64_t until = bench_now_ns() + 20 * (int64_t)1000000000;
     e->pid = fork();
@@ -717,7 +717,7 @@ void crmd_start(crmd_proc *e)
 }
 
 /* Lines crmd logged besides its ready and stopped lines (copied to stderr). */
-int crmd_log_other(const crmd_proc *e)
+int bench_crmd_log_other(const bench_crmd_proc *e)
 {
     char line[4096];
     int n = 0;
@@ -733,7 +733,7 @@ int crmd_log_other(const crmd_proc *e)
     return n;
 }
 
-int crmd_stop(crmd_proc *e)
+int bench_crmd_stop(bench_crmd_proc *e)
 {
     int st = -1;
     if (e->pid <= 0)

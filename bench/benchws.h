@@ -132,7 +132,7 @@ void conn_free(conn *c);
 
 /* ---- crmd as a child process ---- */
 
-typedef struct crmd_proc {
+typedef struct bench_crmd_proc {
     /* set by the caller: the binary, schemas, scripts and plugins folders
      * (a missing folder: none), the data folder and the log file */
     char crmd[4096], schemas[4096], scripts[4096], plugins[4096], data[4200], log[4200];
@@ -140,18 +140,18 @@ typedef struct crmd_proc {
     char token[512];
     int port;
     pid_t pid; /* -1 when not running */
-} crmd_proc;
+} bench_crmd_proc;
 
 /* `crmd token create --role admin` into e->token. */
-void crmd_token_create(crmd_proc *e);
+void bench_crmd_token_create(bench_crmd_proc *e);
 /* `crmd serve --listen 127.0.0.1:0 --rate 10000000 ...` (the default
  * per-connection limit of 10,000 requests/s would cap one-connection rows);
  * waits for its port. */
-void crmd_start(crmd_proc *e);
+void bench_crmd_start(bench_crmd_proc *e);
 /* SIGTERM and wait: its exit status, or -1. */
-int crmd_stop(crmd_proc *e);
+int bench_crmd_stop(bench_crmd_proc *e);
 /* Lines crmd logged besides ready and stopped (the first copied to stderr). */
-int crmd_log_other(const crmd_proc *e);
+int bench_crmd_log_other(const bench_crmd_proc *e);
 
 /* crmd's /metrics: group commits, writes in them, seconds spent in them. */
 typedef struct commits {

@@ -12,7 +12,10 @@
 #                  hiredis, libpq and gnuplot are installed here, from Debian
 #                  (PEER_PACKAGES in the Makefile; never by `make test`), and
 #                  bench_peers is built once they are there.
-# CRM_BENCH_ONLY=store, ws, hooks, features or peers runs just one of them;
+#   bench_hostile -> results/hostile.md (other clients' p99 under hostile
+#                     frames, slowloris, a slow subscriber, a flood, against
+#                     an idle baseline of the same run; R10-R13)
+# CRM_BENCH_ONLY=store, ws, hooks, features, hostile or peers runs just one of them;
 # CRM_BENCH_QUICK=1 makes bench_peers a smoke run of a minute or two.
 #
 # The stores go in BUILD_DIR unless CRM_BENCH_DIR says otherwise: on the same
@@ -39,7 +42,7 @@ if [ -z "$only" ] || [ "$only" = peers ]; then
   fi
 fi
 
-for b in bench_store bench_ws bench_hooks bench_features; do
+for b in bench_store bench_ws bench_hooks bench_features bench_hostile; do
   if [ -z "$only" ] || [ "$only" = "${b#bench_}" ]; then
     if [ ! -x "$build/bench/$b" ]; then
       echo "run.sh: $build/bench/$b is missing; build first (make build)" >&2
@@ -69,6 +72,10 @@ fi
 if [ -z "$only" ] || [ "$only" = features ]; then
   if [ -z "$only" ]; then echo; fi
   run bench_features features.md
+fi
+if [ -z "$only" ] || [ "$only" = hostile ]; then
+  if [ -z "$only" ]; then echo; fi
+  run bench_hostile hostile.md
 fi
 if [ -z "$only" ] || [ "$only" = peers ]; then
   if [ -z "$only" ]; then echo; fi

@@ -45,9 +45,10 @@ void crm_net_opts_default(crm_net_opts *o)
 int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push)
 {
     outmsg *m;
+    size_t cap = s->net->o.send_queue_max;
     if (s->close_code && !s->close_drain)
         return -1;
-    if (push && s->qbytes + len > s->net->o.send_queue_max)
+    if (push && s->qbytes + crm_outmsg_cost(len) > cap)
         return -1;
     if (!(m = malloc(sizeof *m + LWS_PRE + len)))
         return -1;
@@ -60,9 +61,23 @@ int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push)
     else
         s->qh = m;
     s->qt = m;
-    s->qbytes += len;
+    s->qbytes += crm_outmsg_cost(len);
+    /* Replies are never dropped, so a client that sends requests and reads
+     * no answers would grow this queue without bound (1 GB in 10 s of
+     * pipelined pings, before this): past the limit, stop reading its
+     * requests until it has read half of what waits (SERVER_WRITEABLE). */
+    if (s->qbytes > cap)
+        crm_sess_pause_rx(s, CRM_RX_QUEUE, 1);
     lws_callback_on_writable(s->wsi);
     return 0;
+}
+
+void crm_sess_pause_rx(crm_sess *s, int reason, int on)
+{
+    int before = s->rx_paused;
+    s->rx_paused = on ? before | reason : before & ~reason;
+    if (s->wsi && !before != !s->rx_paused)
+        lws_rx_flow_control(s->wsi, !s->rx_paused);
 }
 
 int crm_sess_send_value(crm_sess *s, const crm_value *v, int push)
@@ -132,7 +147,7 @@ static int http_reply(struct lws *wsi, int status, const char *type, const char 
 {
     if (http_write(wsi, status, type, body, len))
         return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    return -1; /* one request per connection: see LWS_CALLBACK_HTTP_FILE_COMPLETION */
 }
 
 /* Appends printf output to a growing buffer. */
@@ -271,9 +286,7 @@ static int serve_static(struct lws *wsi, crm_net *n, const char *path)
         stat(file, &st) != 0 || !S_ISREG(st.st_mode))
         return http_reply(wsi, 404, "text/plain", "not found\n", 10);
     rc = lws_serve_http_file(wsi, file, mime_of(file), NULL, 0);
-    if (rc < 0 || (rc > 0 && lws_http_transaction_completed(wsi)))
-        return -1;
-    return 0;
+    return rc == 0 ? 0 : -1; /* > 0: done at once; the connection closes */
 }
 
 static int on_http(struct lws *wsi, crm_net *n, const char *path)
@@ -406,18 +419,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         size_t limit = s->authed ? n->o.max_message : n->o.max_message_preauth;
         if (s->close_code)
             break;
-        if (!s->rx_overflow && s->rxlen + len > limit) {
-            s->rx_overflow = 1;
+        /* Past the limit: close at once.  Waiting for the final fragment
+         * let a client stream continuation frames (or one frame declaring
+         * 2^62 bytes) for ever, the server reading and dropping them. */
+        if (s->rxlen + len > limit) {
             free(s->rx);
             s->rx = NULL;
             s->rxlen = 0;
-        }
-        if (s->rx_overflow) {
-            if (lws_is_final_fragment(wsi)) {
-                lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                                 (unsigned char *)"message too large", 17);
-                return -1;
-            }
+            /* from SERVER_WRITEABLE: returning -1 here, inside a frame, made
+             * lws drop the connection without sending the close frame */
+            crm_sess_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large", 0);
+            crm_sess_pause_rx(s, CRM_RX_CLOSING, 1); /* and read no more of what it streams */
             break;
         }
         if (lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) && !s->rxlen) {
@@ -456,8 +468,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             s->qh = m->next;
             if (!s->qh)
                 s->qt = NULL;
-            s->qbytes -= m->len;
+            s->qbytes -= crm_outmsg_cost(m->len);
             free(m);
+            if ((s->rx_paused & CRM_RX_QUEUE) && s->qbytes <= n->o.send_queue_max / 2)
+                crm_sess_pause_rx(s, CRM_RX_QUEUE, 0);
             if (s->qh || s->close_code)
                 lws_callback_on_writable(wsi);
         }
@@ -487,6 +501,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return http_reply(wsi, 403, "text/plain", "host not allowed\n", 17);
         }
         return on_http(wsi, n, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        /* No keep-alive: every HTTP connection closes after its one
+         * response.  libwebsockets 4.1.6 reads freed header memory when the
+         * next request on a kept-alive connection carries a bad Upgrade
+         * (ASan: heap-use-after-free in strcasecmp, test_hostile's
+         * bad_upgrade_on_keep_alive; fixed upstream after 4.1.6). */
+        return -1;
     default:
         break;
     }
@@ -585,7 +606,12 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
     n->idle_policy.secs_since_valid_ping = (uint16_t)n->o.ping_secs;
     n->idle_policy.secs_since_valid_hangup = (uint16_t)n->o.idle_secs;
     info.retry_and_idle_policy = &n->idle_policy;
-    info.max_http_header_pool = 256;
+    /* Header buffers for connections still sending their HTTP head (about
+     * 4 KiB each, made on demand, freed at the upgrade).  A connection that
+     * finds none waits for one: with 256, 256 connections trickling their
+     * headers (slowloris) held every new client off for timeout_secs at a
+     * time, and those beyond 256 lived 2 x timeout_secs. */
+    info.max_http_header_pool = 4096;
     info.pt_serv_buf_size = 64 * 1024;
     if (n->o.tls_cert && n->o.tls_key) {
         /* wss:// and https:// only: without ALLOW_NON_SSL_ON_SSL_PORT a

@@ -29,7 +29,9 @@ typedef struct crm_net_opts {
     int auth_deadline_ms;      /* default 10000 */
     int max_inflight;          /* pending requests per connection; default 1024 */
     int max_subs;              /* subscriptions per connection; default 64 */
-    size_t send_queue_max;     /* bytes queued per connection before overflow; default 8 MiB */
+    size_t send_queue_max;     /* memory queued per connection (messages and their overhead):
+                                * a push past it overflows, a reply past it pauses reading
+                                * the connection until half is sent; default 8 MiB */
     int rate_per_sec;          /* requests per second per connection; default 10000 */
     const char *const *origins;/* allowed Origin values (NULL-terminated) besides same-host */
     const char *const *hosts;  /* Host names answered besides IP addresses and localhost

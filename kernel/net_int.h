@@ -20,6 +20,12 @@ typedef struct outmsg {
     unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
 } outmsg;
 
+/* What one queued message of len bytes costs in memory (its malloc with
+ * the allocator's 8-byte header, rounded to 16 as glibc does): the
+ * send-queue limit counts this, so a flood of tiny replies is bounded as
+ * tightly as a few big ones. */
+#define crm_outmsg_cost(len) ((sizeof(outmsg) + LWS_PRE + (len) + 8 + 15) / 16 * 16)
+
 typedef struct crm_sub {
     struct crm_sub *next;
     int id;
@@ -43,9 +49,9 @@ typedef struct crm_sess {
     uint8_t token_hash[CRM_TOKEN_HASH_LEN];
     unsigned char *rx;  /* reassembly of a fragmented message */
     size_t rxlen;
-    int rx_overflow;
     outmsg *qh, *qt;
-    size_t qbytes;
+    size_t qbytes;      /* memory the queue holds (crm_outmsg_cost of each) */
+    int rx_paused;      /* why reading is stopped: CRM_RX_* bits (0: reading) */
     int close_code;     /* when set: close (after the queue when close_drain) */
     int close_drain;
     const char *close_why;
@@ -124,6 +130,12 @@ void crm_net_schedule_agg(crm_net *n, int ms);
 int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push);
 /* Encodes v in the session's format and queues it; v stays the caller's. */
 int crm_sess_send_value(crm_sess *s, const crm_value *v, int push);
+/* Reasons to stop reading a session's requests (crm_sess_pause_rx). */
+enum { CRM_RX_QUEUE = 1,   /* its send queue is past send_queue_max */
+       CRM_RX_CLOSING = 2 }; /* closing (a message past the limit) */
+/* Sets (on) or clears a reason to stop reading s; reading resumes when no
+ * reason is left.  No-op for a session without a connection. */
+void crm_sess_pause_rx(crm_sess *s, int reason, int on);
 /* Asks the loop to close the session: drain: after its queue. */
 void crm_sess_close(crm_sess *s, int code, const char *why, int drain);
 int64_t crm_net_now_ms(void);

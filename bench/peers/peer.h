@@ -106,7 +106,7 @@ pid_t peer_spawn(char *const argv[], const char *log, const char *as_user);
 void peer_wait_port(int port, pid_t pid, double secs, const char *log);
 /* peer_spawn, then waits up to secs for it to exit: 0 when it exited with 0. */
 int peer_run(char *const argv[], const char *log, const char *as_user, double secs);
-/* Registers a child forked elsewhere (crmd_start) for peer_kill_all. */
+/* Registers a child forked elsewhere (bench_crmd_start) for peer_kill_all. */
 void peer_adopt(pid_t pid);
 /* SIGTERM (sig) and wait up to secs, then SIGKILL: 0 when it exited with 0. */
 int peer_stop_pid(pid_t pid, int sig, double secs);

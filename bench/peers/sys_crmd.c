@@ -18,7 +18,7 @@ typedef struct crmd_conn {
     uint64_t ref;
 } crmd_conn;
 
-static crmd_proc proc = {.pid = -1};
+static bench_crmd_proc proc = {.pid = -1};
 
 static void crmd_peer_start(peer *p, const peer_cfg *cfg)
 {
@@ -32,8 +32,8 @@ static void crmd_peer_start(peer *p, const peer_cfg *cfg)
     snprintf(proc.log, sizeof proc.log, "%s/crmd.log", cfg->dir);
     if (mkdir(proc.data, 0700) != 0)
         bench_die("mkdir %s failed", proc.data);
-    crmd_token_create(&proc);
-    crmd_start(&proc);
+    bench_crmd_token_create(&proc);
+    bench_crmd_start(&proc);
     peer_adopt(proc.pid);
     p->pid = proc.pid;
     snprintf(p->version, sizeof p->version, "crmd");
@@ -55,7 +55,7 @@ static void crmd_peer_start(peer *p, const peer_cfg *cfg)
 
 static int crmd_peer_stop(peer *p)
 {
-    int rc = crmd_stop(&proc), other = crmd_log_other(&proc);
+    int rc = bench_crmd_stop(&proc), other = bench_crmd_log_other(&proc);
     p->pid = -1;
     if (other)
         fprintf(stderr, "bench_peers: crmd logged %d unexpected lines\n", other);

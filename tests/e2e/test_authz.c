@@ -1099,11 +1099,98 @@ static void extra_roles(void **state)
     run_matrix(state);
 }
 
+
+/* R16, the last part: a revoked token's connection, with its record and
+ * aggregate subscriptions, is cut (close 1008) within a second of
+ * `crmd token revoke` returning.  One connection per role that may
+ * subscribe to something (and admin); each first receives a live push (so
+ * the subscriptions are real), then every token is revoked in turn. */
+static void revoked_tokens_lose_their_subscriptions(void **state)
+{
+    world *w = *state;
+    ws_client c[MAX_ROLES];
+    char *tok[MAX_ROLES];
+    const char *coll_of[MAX_ROLES];
+    double t_rev[MAX_ROLES], t_cut[MAX_ROLES], worst = 0;
+    int n = 0, late = 0, not_1008 = 0, pushed = 0;
+    for (size_t ri = 0; ri < w->nroles && n < MAX_ROLES; ri++) {
+        const char *role = w->role_names[ri], *coll = NULL;
+        for (size_t ci = 0; ci < w->sch->ncolls && !coll; ci++) {
+            int p = exp_perms(w->roles, role, w->sch->colls[ci].name);
+            if ((p & P_READ) && (p & P_SUB) && strcmp(w->sch->colls[ci].name, "dead_letters") != 0)
+                coll = w->sch->colls[ci].name;
+        }
+        if (!coll)
+            continue;
+        assert_non_null(tok[n] = crmd_token(&w->p, role));
+        assert_int_equal(ws_connect(&c[n], w->p.port, "crm.v1.json", NULL, NULL), 0);
+        assert_int_equal(ws_auth(&c[n], tok[n], 5000), 0);
+        crm_value *r = ws_request(&c[n], 5000, NULL, "{\"op\": \"subscribe\", \"collection\": \"%s\"}", coll);
+        must_ok(r, "subscribe");
+        crm_value_free(r);
+        r = ws_request(&c[n], 5000, NULL,
+                       "{\"op\": \"subscribe\", \"collection\": \"%s\", \"aggregate\": {\"metrics\": [\"count\"]}}",
+                       coll);
+        must_ok(r, "aggregate subscribe");
+        crm_value_free(r);
+        coll_of[n++] = coll;
+    }
+    /* a live change for each: pushed */
+    for (int i = 0; i < n; i++) {
+        const crm_collection *cc = crm_schema_find(w->sch, coll_of[i]);
+        char id[160];
+        snprintf(id, sizeof id, "%srev_%d", cc->id_prefix, i);
+        admin_create(w, cc, id, make_record(w, cc, 0, 1));
+        crm_value *push = wait_push(&c[i], 1, id, 5000);
+        pushed += push != NULL;
+        crm_value_free(push);
+    }
+    for (int i = 0; i < n; i++) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "'%s' token revoke --data '%s' --schemas '%s' '%s' >/dev/null", w->p.bin,
+                 w->p.data, w->p.schemas, tok[i]);
+        assert_int_equal(system(cmd), 0);
+        t_rev[i] = crm_test_now_s();
+        t_cut[i] = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        int code = 0;
+        crm_value *v;
+        /* pushes may still come until the cut; then the close */
+        while ((v = ws_recv(&c[i], 5000, &code)))
+            crm_value_free(v);
+        t_cut[i] = crm_test_now_s();
+        double took = t_cut[i] - t_rev[i];
+        worst = took > worst ? took : worst;
+        w->cells += 2;
+        if (code != 1008) {
+            not_1008++;
+            mismatch(w, "revoked token %d: closed with %d, expected 1008", i, code);
+        }
+        if (took > 1.5) {
+            late++;
+            mismatch(w, "revoked token %d: cut %.2f s after the revoke", i, took);
+        }
+        ws_close(&c[i]);
+        free(tok[i]);
+    }
+    fprintf(stderr, "# authz revocation: %d connections (each with a record and an aggregate "
+                    "subscription, %d got a live push first), all cut: %d not 1008, %d late; the last "
+                    "cut %.2f s after its revoke returned\n",
+            n, pushed, not_1008, late, worst);
+    for (size_t i = 0; i < w->mism->u.arr.n; i++)
+        fprintf(stderr, "MISMATCH %s\n", w->mism->u.arr.items[i]->u.str.s);
+    assert_int_equal(pushed, n);
+    assert_int_equal(w->mism->u.arr.n, 0);
+    assert_true(n >= 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(bundled_roles, setup_bundled, teardown_world),
         cmocka_unit_test_setup_teardown(extra_roles, setup_extra, teardown_world),
+        cmocka_unit_test_setup_teardown(revoked_tokens_lose_their_subscriptions, setup_bundled, teardown_world),
     };
     return cmocka_run_group_tests_name("authz", tests, NULL, NULL);
 }

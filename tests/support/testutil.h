@@ -2,6 +2,8 @@
 #ifndef CRM_TEST_UTIL_H
 #define CRM_TEST_UTIL_H
 
+#include <sys/types.h>
+
 #include "bus.h"
 #include "store.h"
 #include "value.h"
@@ -50,5 +52,10 @@ int crm_test_run(const char *cmd, char **out);
 /* Runs cmd (crm_test_run): the last line it printed on stdout, without its
  * newline (caller frees), or NULL when it printed nothing or did not exit 0. */
 char *crm_test_last_line(const char *cmd);
+/* A process's memory figure from /proc/PID/status in KiB (field such as
+ * "RssAnon", "VmRSS", "VmHWM"), or -1. */
+long crm_test_proc_kb(pid_t pid, const char *field);
+/* Open file descriptors of a process (/proc/PID/fd), or -1. */
+int crm_test_proc_fds(pid_t pid);
 
 #endif

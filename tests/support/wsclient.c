@@ -67,19 +67,28 @@ static int raw_send_frame(ws_client *c, int opcode, const void *buf, size_t len)
 
 int ws_connect(ws_client *c, int port, const char *subprotocol, const char *origin, int *status)
 {
+    if (ws_client_use_lws || ws_client_tls) {
+        c->msgpack = subprotocol && strcmp(subprotocol, "crm.v1.msgpack") == 0;
+        if (status)
+            *status = 0;
+        c->fd = -1;
+        c->lws = lwsc_connect_tls(port, subprotocol, origin, ws_client_tls);
+        return c->lws ? 0 : -1;
+    }
+    return ws_connect_ex(c, port, "/ws", subprotocol, origin, NULL, status);
+}
+
+int ws_connect_ex(ws_client *c, int port, const char *path, const char *subprotocol,
+                  const char *origin, const char *extra_headers, int *status)
+{
     struct sockaddr_in sa = {0};
-    char req[1024], resp[4096];
+    char req[4096], resp[4096];
     size_t n = 0;
     int one = 1;
     c->msgpack = subprotocol && strcmp(subprotocol, "crm.v1.msgpack") == 0;
     if (status)
         *status = 0;
     c->lws = NULL;
-    if (ws_client_use_lws || ws_client_tls) {
-        c->fd = -1;
-        c->lws = lwsc_connect_tls(port, subprotocol, origin, ws_client_tls);
-        return c->lws ? 0 : -1;
-    }
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     if (c->fd < 0)
         return -1;
@@ -90,13 +99,14 @@ int ws_connect(ws_client *c, int port, const char *subprotocol, const char *orig
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
         goto fail;
     int len = snprintf(req, sizeof req,
-                       "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                       "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                       "Sec-WebSocket-Version: 13\r\n%s%s%s%s%s%s\r\n",
-                       port, subprotocol ? "Sec-WebSocket-Protocol: " : "",
+                       "Sec-WebSocket-Version: 13\r\n%s%s%s%s%s%s%s\r\n",
+                       path, port, extra_headers ? extra_headers : "",
+                       subprotocol ? "Sec-WebSocket-Protocol: " : "",
                        subprotocol ? subprotocol : "", subprotocol ? "\r\n" : "",
                        origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
-    if (write_all(c->fd, req, (size_t)len) != 0)
+    if (len < 0 || (size_t)len >= sizeof req || write_all(c->fd, req, (size_t)len) != 0)
         goto fail;
     /* read the response head byte by byte: the frames after it are ours */
     while (n + 1 < sizeof resp) {

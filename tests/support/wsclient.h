@@ -33,6 +33,10 @@ extern int ws_client_tls;
 /* Connects to 127.0.0.1:port/ws offering subprotocol (NULL: none).
  * Returns 0, or -1 (with the HTTP status in *status when one came). */
 int ws_connect(ws_client *c, int port, const char *subprotocol, const char *origin, int *status);
+/* The same on our raw framing with the request path (e.g. "/ws?token=...")
+ * and extra header lines (each ending in \r\n; NULL: none) of the caller. */
+int ws_connect_ex(ws_client *c, int port, const char *path, const char *subprotocol,
+                  const char *origin, const char *extra_headers, int *status);
 void ws_close(ws_client *c);
 /* Sends one frame (opcode 1 text, 2 binary) with the given payload. */
 int ws_send_frame(ws_client *c, int opcode, const void *buf, size_t len);
