@@ -621,6 +621,9 @@ static int index_update(crm_txn *t, const crm_coll_rt *rt, const crm_value *oldr
             okl = index_key(fd, oldr, id, idlen, ok);
         if (newr)
             nkl = index_key(fd, newr, id, idlen, nk);
+        /* ok and nk are filled whenever okl and nkl are not 0 (memcmp of 0
+         * bytes reads nothing), which cppcheck cannot follow */
+        // cppcheck-suppress uninitvar
         if (okl == nkl && memcmp(ok, nk, okl) == 0)
             continue; /* unchanged, or absent before and after */
         if (okl) {
