@@ -340,7 +340,7 @@ int crmd_spawn(crmd_proc *p, const char *data, const char *schemas, const char *
         n++;
     }
     /* keep reading its log in the background so it never blocks on stderr */
-    if (fork() == 0) {
+    if ((p->log_pid = fork()) == 0) {
         char buf[4096];
         ssize_t r;
         while ((r = read(errpipe[0], buf, sizeof buf)) > 0)
@@ -404,6 +404,10 @@ static int stop_proc(crmd_proc *p, int keep_data)
             st = -1;
         p->pid = 0;
     }
+    /* crmd is gone: its log copier reads to the end and exits, so the log
+     * holds every line (a test reads it next) */
+    if (p->log_pid > 0)
+        waitpid(p->log_pid, NULL, 0);
     free(p->bin);
     free(p->schemas);
     if (keep_data)

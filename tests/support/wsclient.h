@@ -79,6 +79,7 @@ int https_get(int port, const char *path, int *status, char **body);
 
 typedef struct crmd_proc {
     pid_t pid;
+    pid_t log_pid; /* the process copying crmd's stderr to its log (crmd_spawn) */
     int port;
     char *data, *bin, *schemas;
 } crmd_proc;
