@@ -19,7 +19,9 @@
  *      nothing else is served during it).
  *
  * Env: CRM_BENCH_DIR (stores; default .), CRM_BENCH_SECONDS (per slice,
- * default 1), CRM_BENCH_DEMO_CONTACTS.  Output: Markdown on stdout.
+ * default 1), CRM_BENCH_DEMO_CONTACTS, CRM_BENCH_VALUE_DIR (also (c) on that
+ * store), CRM_BENCH_VALUE_ONLY=1 (only that), CRM_BENCH_SLOW_ROUNDS=MS (print
+ * every round longer than MS to stderr).  Output: Markdown on stdout.
  */
 #include <inttypes.h>
 #include <libgen.h>
@@ -118,6 +120,9 @@ static double drain(crm_store *s, crm_bus *bus, uint64_t *rounds)
         if (ran) {
             if (t > worst)
                 worst = t;
+            if (getenv("CRM_BENCH_SLOW_ROUNDS") && t > atof(getenv("CRM_BENCH_SLOW_ROUNDS")) / 1000)
+                fprintf(stderr, "bench_features: round %llu took %.1f ms\n",
+                        (unsigned long long)(rounds ? *rounds : 0), t * 1000);
             if (rounds)
                 ++*rounds;
             continue;
@@ -353,6 +358,8 @@ int main(void)
            "Reproduce: `make bench` (or `build/bench/bench_features`).\n\n",
            cpu, bench_mem_gib(), load, fs);
 
+    /* CRM_BENCH_VALUE_ONLY=1 with CRM_BENCH_VALUE_DIR: only (c) on that store */
+    if (!getenv("CRM_BENCH_VALUE_ONLY")) {
     /* (a) */
     {
         variant vs[] = {{.name = "bare kernel", .features = 0}, {.name = "all features", .features = 1}};
@@ -429,10 +436,10 @@ int main(void)
 
     /* (c) */
     value_section(schema, ddir, "generated in (b)");
+    }
     if (getenv("CRM_BENCH_VALUE_DIR"))
         value_section(schema, getenv("CRM_BENCH_VALUE_DIR"),
-                      "of a store made by a full-size `crmd demo` (CRM_BENCH_VALUE_DIR; its "
-                      "scores were computed once already, so pass 2 rewrites only what changed)");
+                      "of a store made by a full-size `crmd demo` (CRM_BENCH_VALUE_DIR)");
     crm_schema_free(schema);
     bench_rm_tree(base);
     return 0;

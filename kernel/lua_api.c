@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
@@ -393,6 +394,18 @@ static int lcrm_now(lua_State *L)
     return 1;
 }
 
+/* crm.clock() -> seconds (a float) on a monotonic wall clock: for measuring
+ * how long work takes (os.clock is the process's CPU time, blind to time
+ * spent waiting for the disk, and counts other threads).  Real time even
+ * under --time-scale; its zero is arbitrary. */
+static int lcrm_clock(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 static int log_level(const char *s)
 {
     if (strcmp(s, "debug") == 0)
@@ -477,6 +490,7 @@ int crm_lua_open_crm(lua_State *L)
         {"delete", lcrm_delete}, {"query", lcrm_query},       {"match", lcrm_match},
         {"schedule", lcrm_schedule},
         {"cancel", lcrm_cancel}, {"reject", lcrm_reject},     {"now", lcrm_now},
+        {"clock", lcrm_clock},
         {"log", lcrm_log},       {"array", lcrm_array},       {"is_array", lcrm_is_array},
         {NULL, NULL}};
     lua_script *sc = script(L);

@@ -22,8 +22,9 @@ local CONFIG = {
   -- contacts (or orders) per timer call at most (each call reads, and in
   -- pass 2 may write, a page)
   page = 200,
-  -- CPU time one timer call should stay under: a page that took longer makes
-  -- the next one smaller (down to min_page), a quick one lets it grow back
+  -- time one timer call should stay under (wall time, crm.clock): a page
+  -- that took longer makes the next one smaller (down to min_page), a quick
+  -- one lets it grow back (at most doubling); each pass starts at page / 4
   page_budget_ms = 15,
   min_page = 10,
 
@@ -152,7 +153,7 @@ local function start_job(reason)
   local now = crm.now()
   JOB = {id = tostring(now) .. "-" .. tostring(math.random(1, 1 << 30)), now = now, reason = reason,
          R = {}, F = {}, M = {}, S = {}, V = {}, total = 0, customers = 0, contacts = 0,
-         pages = 0, updated = 0, cpu_s = 0, max_page_s = 0, started_clock = os.clock(),
+         pages = 0, updated = 0, cpu_s = 0, max_page_s = 0, started_clock = crm.clock(),
          size = CONFIG.page, window_orders = 0}
   if CONFIG.rfm_window_days then
     JOB.since = now - CONFIG.rfm_window_days * DAY_MS
@@ -207,7 +208,7 @@ local function scores_of(job, c)
   return s
 end
 
--- Next page size: scaled so a call takes about page_budget_ms of CPU.
+-- Next page size: scaled so a call takes about page_budget_ms (wall time).
 local function next_size(job, dt)
   local size = job.size
   if dt > 0 then
@@ -288,13 +289,14 @@ local function finish_job(job)
           customers = job.customers, revenue = job.total, updated = job.updated,
           pages = job.pages, cpu_s = job.cpu_s, max_page_s = job.max_page_s,
           window_days = CONFIG.rfm_window_days, window_orders = job.window_orders,
-          elapsed_s = os.clock() - job.started_clock, finished_at = crm.now()}
+          elapsed_s = crm.clock() - job.started_clock, finished_at = crm.now()}
   JOB = nil
   crm.log("info", "value job done:", LAST.customers, "customers,", LAST.updated, "updated,",
           LAST.pages, "pages")
 end
 
 local function next_step(job, pass, extra)
+  job.next_pass = pass
   local payload = {job = job.id, pass = pass}
   for k, v in pairs(extra or {}) do payload[k] = v end
   crm.schedule(0, "page", payload, {key = "job"})
@@ -303,7 +305,7 @@ end
 -- Passes: 0 window orders, 1 collect, "sort" (p.sorted distributions done
 -- so far), 2 write.
 crm.on_timer("page", function(p)
-  local t0 = os.clock()
+  local t0, c0 = crm.clock(), os.clock()
   local job = JOB
   if not job or job.id ~= p.job then
     -- the collected distribution lived in the state that started the job
@@ -338,10 +340,17 @@ crm.on_timer("page", function(p)
       finish_job(job)
     end
   end
-  local dt = os.clock() - t0
-  job.cpu_s = job.cpu_s + dt
+  -- wall time (crm.clock): a page that waits for the disk holds the loop as
+  -- surely as one that computes
+  local dt = crm.clock() - t0
+  job.cpu_s = job.cpu_s + (os.clock() - c0)
   if dt > job.max_page_s then job.max_page_s = dt end
-  if p.pass ~= "sort" then next_size(job, dt) end
+  if job.next_pass ~= p.pass then
+    -- another pass reads (and writes) other things: start it small
+    job.size = math.max(CONFIG.min_page, CONFIG.page // 4)
+  elseif p.pass ~= "sort" then
+    next_size(job, dt)
+  end
   if LAST and LAST.job == job.id then LAST.cpu_s, LAST.max_page_s = job.cpu_s, job.max_page_s end
 end)
 

@@ -685,6 +685,24 @@ static void test_reload_keeps_old_set_on_error(void **state)
     assert_call_json(f, "z", "{}", "\"z.lua\"");
 }
 
+/* crm.clock: a float of seconds that moves forward with real time; crm.now
+ * is the server clock (a test clock here, which does not move by itself). */
+static void test_clock_is_wall_time(void **state)
+{
+    fixture *f = *state;
+    crm_tmpdir_write(f->scripts, "clock.lua",
+                     "crm.method('t.clock', function()\n"
+                     "  local a = crm.clock()\n"
+                     "  local x = 0\n"
+                     "  for i = 1, 200000 do x = x + i end\n"
+                     "  local b = crm.clock()\n"
+                     "  return {float = math.type(a) == 'float', forward = b > a,\n"
+                     "          sane = b - a < 60}\n"
+                     "end)\n");
+    open_ok(f);
+    assert_call_json(f, "t.clock", "{}", "{\"float\": true, \"forward\": true, \"sane\": true}");
+}
+
 static void test_missing_or_empty_dir(void **state)
 {
     fixture *f = *state;
@@ -936,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_methods_and_nested_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_errors_name_file_and_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_keeps_old_set_on_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clock_is_wall_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_or_empty_dir, setup, teardown),
         cmocka_unit_test(test_converter_round_trips_and_limits),
         cmocka_unit_test_setup_teardown(test_docs_examples, setup, teardown),
