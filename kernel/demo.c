@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -918,6 +919,30 @@ static int plan_steps(demo *d, const char *id, const char *stored, const ticket_
 static int add(demo *d, crm_op op, const char *coll, const char *id, crm_value *data, int kind,
                crm_err *err);
 
+/* The stats counter of records created in coll (tickets are counted by
+ * kind: creates and workflow steps apart), or NULL. */
+static uint64_t *made_counter(crm_demo_stats *st, const char *coll)
+{
+    static const struct {
+        const char *coll;
+        size_t off;
+    } counters[] = {
+        {"contacts", offsetof(crm_demo_stats, contacts)},
+        {"orders", offsetof(crm_demo_stats, orders)},
+        {"interactions", offsetof(crm_demo_stats, interactions)},
+        {"companies", offsetof(crm_demo_stats, companies)},
+        {"agents", offsetof(crm_demo_stats, agents)},
+        {"segments", offsetof(crm_demo_stats, segments)},
+        {"campaigns", offsetof(crm_demo_stats, campaigns)},
+        {"deals", offsetof(crm_demo_stats, deals)},
+        {"surveys", offsetof(crm_demo_stats, surveys)},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof *counters; i++)
+        if (strcmp(coll, counters[i].coll) == 0)
+            return (uint64_t *)((char *)st + counters[i].off);
+    return NULL;
+}
+
 /* Applies the batch with the bus's unit (after-hooks and due timers), as the
  * server's loop does; then queues the workflow steps of new tickets. */
 static int flush(demo *d, crm_err *err)
@@ -938,24 +963,9 @@ static int flush(demo *d, crm_err *err)
         if (rc == CRM_OK && d->u[i].rc != CRM_OK) {
             note_refused(d, w->coll, &d->u[i].err);
         } else if (rc == CRM_OK) {
-            if (!strcmp(w->coll, "contacts"))
-                d->st.contacts++;
-            else if (!strcmp(w->coll, "orders"))
-                d->st.orders++;
-            else if (!strcmp(w->coll, "interactions"))
-                d->st.interactions++;
-            else if (!strcmp(w->coll, "companies"))
-                d->st.companies++;
-            else if (!strcmp(w->coll, "agents"))
-                d->st.agents++;
-            else if (!strcmp(w->coll, "segments"))
-                d->st.segments++;
-            else if (!strcmp(w->coll, "campaigns"))
-                d->st.campaigns++;
-            else if (!strcmp(w->coll, "deals"))
-                d->st.deals++;
-            else if (!strcmp(w->coll, "surveys"))
-                d->st.surveys++;
+            uint64_t *made = made_counter(&d->st, w->coll);
+            if (made)
+                ++*made;
             else if (d->kind[i] == K_TICKET)
                 d->st.tickets++;
             else if (d->kind[i] == K_STEP)
