@@ -529,6 +529,15 @@ static void put(rec_b *b, const char *k, crm_value *v)
         b->oom = 1;
 }
 static void put_s(rec_b *b, const char *k, const char *s) { put(b, k, crm_value_cstr(s)); }
+/* The record built, or NULL (freed) when a put ran out of memory. */
+static crm_value *rec_done(rec_b *b)
+{
+    if (b->oom) {
+        crm_value_free(b->m);
+        return NULL;
+    }
+    return b->m;
+}
 static void put_i(rec_b *b, const char *k, int64_t x) { put(b, k, crm_value_int(x)); }
 static void put_b(rec_b *b, const char *k, int x) { put(b, k, crm_value_bool(x)); }
 
@@ -605,11 +614,7 @@ static crm_value *contact_rec(const gen *g, long i, const plan *p)
             b.oom = 1;
         put(&b, "extra", extra);
     }
-    if (b.oom) {
-        crm_value_free(b.m);
-        return NULL;
-    }
-    return b.m;
+    return rec_done(&b);
 }
 
 static crm_value *order_rec(const gen *g, const char *contact, const plan *p, const p_order *o,
@@ -656,11 +661,7 @@ static crm_value *order_rec(const gen *g, const char *contact, const plan *p, co
         }
     }
     put(&b, "items", items);
-    if (b.oom) {
-        crm_value_free(b.m);
-        return NULL;
-    }
-    return b.m;
+    return rec_done(&b);
 }
 
 static crm_value *inter_rec(const gen *g, const char *contact, const plan *p, const p_inter *in)
@@ -682,11 +683,7 @@ static crm_value *inter_rec(const gen *g, const char *contact, const plan *p, co
     put_s(&b, "owner", REPS[p->rep]);
     put_s(&b, "subject", SUBJECTS[in->subject]);
     put_s(&b, "outcome", OUTCOMES[in->outcome]);
-    if (b.oom) {
-        crm_value_free(b.m);
-        return NULL;
-    }
-    return b.m;
+    return rec_done(&b);
 }
 
 static int team_of(int category)
@@ -715,11 +712,7 @@ static crm_value *ticket_rec(const char *contact, const char *order, const p_tic
     if (crm_map_set(extra, "reported_at", crm_value_int(t->at)) != 0)
         b.oom = 1;
     put(&b, "extra", extra);
-    if (b.oom) {
-        crm_value_free(b.m);
-        return NULL;
-    }
-    return b.m;
+    return rec_done(&b);
 }
 
 static crm_value *deal_rec(const gen *g, const char *contact, long i, const plan *p,
@@ -750,11 +743,7 @@ static crm_value *deal_rec(const gen *g, const char *contact, long i, const plan
         snprintf(buf, sizeof buf, "o_%s-%07ld-%03d", g->tag, i, d->order);
         put_s(&b, "order", buf);
     }
-    if (b.oom) {
-        crm_value_free(b.m);
-        return NULL;
-    }
-    return b.m;
+    return rec_done(&b);
 }
 
 static crm_value *survey_rec(const char *contact, const p_survey *v)
@@ -770,11 +759,7 @@ static crm_value *survey_rec(const char *contact, const p_survey *v)
         put_i(&b, "score", v->score);
         put_i(&b, "answered_at", v->answered);
     }
-    if (b.oom) {
-        crm_value_free(b.m);
-        return NULL;
-    }
-    return b.m;
+    return rec_done(&b);
 }
 
 static crm_value *campaign_rec(const gen *g, int m, uint64_t responses)
@@ -800,11 +785,7 @@ static crm_value *campaign_rec(const gen *g, int m, uint64_t responses)
     put_s(&b, "currency", "EUR");
     put_s(&b, "owner", REPS[m % N(REPS)]);
     put_i(&b, "response_count", (int64_t)responses);
-    if (b.oom) {
-        crm_value_free(b.m);
-        return NULL;
-    }
-    return b.m;
+    return rec_done(&b);
 }
 
 /* ---- the write path -------------------------------------------------------- */
@@ -1139,11 +1120,7 @@ static int write_setup(demo *d, crm_err *err)
         put_s(&b, "team", TEAMS[AGENT_TEAM[a]]);
         put_b(&b, "active", 1);
         put_i(&b, "max_open", 400);
-        if (b.oom) {
-            crm_value_free(b.m);
-            b.m = NULL;
-        }
-        rc = add(d, CRM_OP_CREATE, "agents", id, b.m, K_PLAIN, err);
+        rc = add(d, CRM_OP_CREATE, "agents", id, rec_done(&b), K_PLAIN, err);
     }
     for (long c = 0; c < d->g.ncompanies && rc == CRM_OK; c++) {
         rec_b b = {crm_value_map(), 0};
@@ -1170,11 +1147,7 @@ static int write_setup(demo *d, crm_err *err)
         put_s(&b, "owner", REPS[below(&r, N(REPS))]);
         put_s(&b, "customer_type", chance(&r, 0.1) ? "channel" : "b2b");
         put_s(&b, "payment_terms", "net_30");
-        if (b.oom) {
-            crm_value_free(b.m);
-            b.m = NULL;
-        }
-        rc = add(d, CRM_OP_CREATE, "companies", id, b.m, K_PLAIN, err);
+        rc = add(d, CRM_OP_CREATE, "companies", id, rec_done(&b), K_PLAIN, err);
     }
     for (int s = 0; s < N(SEGMENTS) && rc == CRM_OK; s++) {
         rec_b b = {crm_value_map(), 0};
@@ -1196,12 +1169,8 @@ static int write_setup(demo *d, crm_err *err)
         put_s(&b, "target", "contacts");
         put(&b, "rules", rules);
         put_s(&b, "owner", "demo");
-        if (b.oom) {
-            crm_value_free(b.m);
-            b.m = NULL;
-        }
         snprintf(id, sizeof id, "s_%s-%02d", d->g.tag, s);
-        rc = add(d, CRM_OP_CREATE, "segments", id, b.m, K_PLAIN, err);
+        rc = add(d, CRM_OP_CREATE, "segments", id, rec_done(&b), K_PLAIN, err);
     }
     for (int m = 0; m < d->g.ncampaigns && rc == CRM_OK; m++) {
         snprintf(id, sizeof id, "cp_%s-%03d", d->g.tag, m);
@@ -1209,7 +1178,7 @@ static int write_setup(demo *d, crm_err *err)
                  K_PLAIN, err);
     }
     if (rc == CRM_OK)
-        rc = drain(d, err); /* agents and segments in place before the contacts */
+        rc = drain(d, err); /* agents, segments and campaigns in place before the contacts */
     return rc;
 }
 

@@ -140,28 +140,6 @@ static double num(const crm_value *m, const char *k)
     return crm_value_as_double(v);
 }
 
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int need;
-    va_start(ap, fmt);
-    need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->n + (size_t)need + 1 > b->cap) {
-        b->cap = (b->n + (size_t)need + 1) * 2;
-        b->s = realloc(b->s, b->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)need;
-}
-
 /* ---- the formulas, written again here from the papers (not the plugin's code) ---- */
 static double bgnbd_ll(double r, double al, double a, double b, double x, double tx, double T)
 {
@@ -237,7 +215,7 @@ static void test_fit_recovers_known_parameters(void **state)
     if (getenv("CLV_TEST_CUSTOMERS") && atoi(getenv("CLV_TEST_CUSTOMERS")) >= 5000)
         NCUST = atoi(getenv("CLV_TEST_CUSTOMERS"));
     cs = calloc((size_t)NCUST, sizeof *cs);
-    sbuf b = {0};
+    crm_test_buf b = {0};
     int64_t t;
     clv_sim sim;
     connect_authed(f, &c);
@@ -257,7 +235,7 @@ static void test_fit_recovers_known_parameters(void **state)
     double t0 = crm_test_now_s();
     for (int i = 0; i < NCUST; i += 100) {
         b.n = 0;
-        sb_add(&b, "{\"op\": \"tx\", \"ops\": [");
+        crm_test_buf_add(&b, "{\"op\": \"tx\", \"ops\": [");
         for (int j = i; j < i + 100 && j < NCUST; j++) {
             sim_rec *s = &cs[j];
             clv_sim_one(&sim, truth, 66 + 12 * clv_sim_u(&sim), &s->s);
@@ -265,21 +243,21 @@ static void test_fit_recovers_known_parameters(void **state)
             s->last = s->first + (int64_t)llround(s->s.tx * WEEK_MS);
             s->n = (int64_t)s->s.x + 1;
             s->spent = (int64_t)llround(s->s.spent * 100); /* cents */
-            sb_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_s%06d\", \"name\": \"S%d\","
+            crm_test_buf_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_s%06d\", \"name\": \"S%d\","
                        " \"order_count\": %lld, \"total_spent\": %lld, \"first_order_at\": %lld, \"last_order_at\": %lld,"
                        " \"extra\": {\"keep\": \"me\"}}}",
                        j > i ? "," : "", j, j, (long long)s->n, (long long)s->spent, (long long)s->first,
                        (long long)s->last);
         }
-        sb_add(&b, "]}");
+        crm_test_buf_add(&b, "]}");
         crm_value_free(send_req(&c, b.s));
     }
     b.n = 0;
-    sb_add(&b, "{\"op\": \"tx\", \"ops\": [");
+    crm_test_buf_add(&b, "{\"op\": \"tx\", \"ops\": [");
     for (int j = 0; j < NNON; j++)
-        sb_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_n%03d\", \"name\": \"N%d\"}}",
+        crm_test_buf_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_n%03d\", \"name\": \"N%d\"}}",
                j ? "," : "", j, j);
-    sb_add(&b, "]}");
+    crm_test_buf_add(&b, "]}");
     crm_value_free(send_req(&c, b.s));
     print_message("%d customers written in %.2f s\n", NCUST, crm_test_now_s() - t0);
 

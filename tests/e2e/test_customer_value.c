@@ -107,29 +107,6 @@ static crm_value *req(ws_client *c, const char *fmt, ...)
     return send_req(c, body);
 }
 
-/* a growing text buffer for tx bodies */
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int need;
-    va_start(ap, fmt);
-    need = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->n + (size_t)need + 1 > b->cap) {
-        b->cap = (b->n + (size_t)need + 1) * 2;
-        b->s = realloc(b->s, b->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)need;
-}
-
 typedef struct cust {
     int64_t n, spent, first, last;
     int64_t wn, wspent; /* in the RFM window (the last 365 days before the job's now) */
@@ -196,7 +173,7 @@ static void test_scores_equal_independent_computation(void **state)
     cust cs[NC];
     int64_t t, now, total_orders = 0, total_spent = 0;
     crm_value *r;
-    sbuf b = {0};
+    crm_test_buf b = {0};
     order_made *made = calloc(NC * 7, sizeof *made);
     int nmade = 0;
     connect_authed(f, &c);
@@ -211,12 +188,12 @@ static void test_scores_equal_independent_computation(void **state)
     /* 300 contacts; c_v299 carries stale scores that must go */
     for (int i = 0; i < NC; i += 100) {
         b.n = 0;
-        sb_add(&b, "{\"op\": \"tx\", \"ops\": [");
+        crm_test_buf_add(&b, "{\"op\": \"tx\", \"ops\": [");
         for (int j = i; j < i + 100; j++)
-            sb_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_v%03d\", \"name\": \"V%d\"%s}}",
+            crm_test_buf_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_v%03d\", \"name\": \"V%d\"%s}}",
                    j > i ? "," : "", j, j,
                    j == NC - 1 ? ", \"rfm_r\": 3, \"abc_class\": \"A\", \"clv\": 5" : "");
-        sb_add(&b, "]}");
+        crm_test_buf_add(&b, "]}");
         crm_value_free(send_req(&c, b.s));
     }
     /* orders: contact 0 a whale (3 x 50,000.00), contact 1 tiny (2 x 1.00),
@@ -234,12 +211,12 @@ static void test_scores_equal_independent_computation(void **state)
                 int dropped = i > 1 && next_rand() % 10 == 0;
                 const char *status = dropped ? (next_rand() % 2 ? "cancelled" : "refunded") : "paid";
                 if (in_tx == 0)
-                    sb_add(&b, "{\"op\": \"tx\", \"ops\": [");
-                sb_add(&b, "%s{\"op\": \"create\", \"collection\": \"orders\", \"record\": {\"contact\": \"c_v%03d\","
+                    crm_test_buf_add(&b, "{\"op\": \"tx\", \"ops\": [");
+                crm_test_buf_add(&b, "%s{\"op\": \"create\", \"collection\": \"orders\", \"record\": {\"contact\": \"c_v%03d\","
                            " \"amount\": %lld, \"currency\": \"EUR\", \"status\": \"%s\", \"ordered_at\": %lld}}",
                        in_tx ? "," : "", i, (long long)amount, status, (long long)at);
                 if (++in_tx == 100) {
-                    sb_add(&b, "]}");
+                    crm_test_buf_add(&b, "]}");
                     crm_value_free(send_req(&c, b.s));
                     b.n = 0;
                     in_tx = 0;
@@ -258,7 +235,7 @@ static void test_scores_equal_independent_computation(void **state)
             }
         }
         if (in_tx) {
-            sb_add(&b, "]}");
+            crm_test_buf_add(&b, "]}");
             crm_value_free(send_req(&c, b.s));
         }
     }

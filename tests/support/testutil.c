@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,4 +271,26 @@ int crm_test_proc_fds(pid_t pid)
         n += e->d_name[0] != '.';
     closedir(d);
     return n;
+}
+
+void crm_test_buf_add(crm_test_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int need;
+    va_start(ap, fmt);
+    need = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (need < 0)
+        abort();
+    if (b->n + (size_t)need + 1 > b->cap) {
+        char *g;
+        b->cap = (b->n + (size_t)need + 1) * 2;
+        if (!(g = realloc(b->s, b->cap)))
+            abort();
+        b->s = g;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)need;
 }

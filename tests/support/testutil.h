@@ -58,4 +58,12 @@ long crm_test_proc_kb(pid_t pid, const char *field);
 /* Open file descriptors of a process (/proc/PID/fd), or -1. */
 int crm_test_proc_fds(pid_t pid);
 
+/* A growing text buffer (request bodies built piece by piece): start with
+ * {0}; s is malloc'd and NUL-terminated, the caller frees it; aborts on OOM. */
+typedef struct crm_test_buf {
+    char *s;
+    size_t n, cap;
+} crm_test_buf;
+void crm_test_buf_add(crm_test_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif
