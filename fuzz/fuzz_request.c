@@ -3,7 +3,7 @@
  * path, crm_ops_message(): decode (JSON or msgpack by the session's
  * subprotocol), envelope checks, rate and in-flight limits, permissions and
  * hidden fields, every op's argument checks, the write batch, the group
- * commit (crm_ops_flush: apply, acknowledge, held reads, subscription
+ * commit (crm_ops_settle: apply on the writer thread, acknowledge, held reads, subscription
  * pushes, aggregate ticks) against a real LMDB store and the bundled
  * schemas/.
  *
@@ -76,6 +76,8 @@ static void open_store(void)
 static void cleanup(void)
 {
     if (net)
+        crm_net_swap_store(net, NULL, NULL);
+    if (net)
         crm_net_destroy(net);
     if (store)
         crm_store_close(store);
@@ -99,6 +101,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     crm_net_opts_default(&no);
     no.port = 0;
     FUZZ_CHECK(crm_net_create(store, schema, &no, &net, &err) == CRM_OK, "%s", err.msg);
+    crm_net_swap_store(net, NULL, &err); /* each input starts the writer on its own store */
+    crm_store_close(store);
+    store = NULL;
     return 0;
 }
 
@@ -139,12 +144,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     crm_sess *s;
     const uint8_t *p, *end;
     int role, started_authed;
+    crm_err err;
 
     if (size < 1)
         return 0;
     if (!store)
         open_store();
-    net->store = store;
+    FUZZ_CHECK(crm_net_swap_store(net, store, &err) == CRM_OK, "%s", err.msg);
     net->pushed_seq = 0;
     net->flush_scheduled = net->agg_scheduled = 0;
 
@@ -190,8 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the loop's turn ends: commit, acknowledge, run held reads (which may
      * queue more writes), push */
     for (int turns = 0; (net->nbatch || s->pending) && turns < 64; turns++)
-        crm_ops_flush(net);
-    crm_ops_flush(net);
+        crm_ops_settle(net);
+    crm_ops_settle(net);
     crm_subs_agg_tick(net);
     FUZZ_CHECK(!net->nbatch && !s->pending, "writes still pending after 64 flushes");
     if (!started_authed)
@@ -220,6 +226,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s->next->prev = s->prev;
     free(s);
 
+    crm_net_swap_store(net, NULL, &err); /* the writer lets go of the store */
     crm_store_close(store);
     store = NULL;
     return 0;

@@ -14,7 +14,8 @@
  * step, or a timer's writes and its removal, are in one nested transaction
  * of the batch, so they commit together or not at all.
  *
- * Threads: the event-loop thread only.
+ * Threads: the writer thread (writer.h) once the server serves; the
+ * calling thread for in-process tools (demo, import, tests).
  */
 #ifndef CRM_BUS_H
 #define CRM_BUS_H

@@ -59,9 +59,10 @@ int crm_store_compact(crm_store *s, crm_err *err)
 
     if (!s->env)
         return crm_err_set(err, CRM_UNAVAILABLE, "the store is closed");
-    /* the env is closed below: no read transaction of ours may be open */
-    if (atomic_load(&s->readers) > 0)
-        return crm_err_set(err, CRM_CONFLICT, "a read transaction is open: compact later");
+    /* the env is closed below: no read transaction of ours may be open,
+     * and none may begin until the new file is mapped */
+    if (crm_store_exclusive_begin(s, 10000) != 0)
+        return crm_err_set(err, CRM_CONFLICT, "a read transaction stayed open: compact later");
     pthread_mutex_lock(&s->pool_lock);
     for (int i = 0; i < s->npool; i++) {
         mdb_txn_abort(s->pool[i]->txn);
@@ -74,8 +75,10 @@ int crm_store_compact(crm_store *s, crm_err *err)
     snprintf(tmp, sizeof tmp, "%s/" COMPACT_DIR, s->dir);
     snprintf(from, sizeof from, "%s/data.mdb", tmp);
     snprintf(to, sizeof to, "%s/data.mdb", s->dir);
-    if (mkdir(tmp, 0700) != 0)
+    if (mkdir(tmp, 0700) != 0) {
+        crm_store_exclusive_end(s);
         return crm_err_set(err, CRM_UNAVAILABLE, "compaction folder %s: %s", tmp, strerror(errno));
+    }
     /* Hold the write lock from the copy to the swap: a writer in another
      * process (crmd token create) waits instead of writing into the old
      * file.  The compacting copy itself reads through its own read txn. */
@@ -92,11 +95,16 @@ int crm_store_compact(crm_store *s, crm_err *err)
     w = NULL;
     crm_store_compact_cleanup(s->dir);
     /* our map still shows the old (now unlinked) file: map the new one */
-    return crm_store_reopen_env(s, err);
+    {
+        int rc = crm_store_reopen_env(s, err);
+        crm_store_exclusive_end(s);
+        return rc;
+    }
 
 fail:
     if (w)
         mdb_txn_abort(w);
     crm_store_compact_cleanup(s->dir);
+    crm_store_exclusive_end(s);
     return crm_err_set(err, CRM_UNAVAILABLE, "compaction failed: %s", mdb_strerror(mrc));
 }

@@ -142,6 +142,33 @@ int crm_crashguard_install(const char *data_dir, int max, crm_err *err)
     return CRM_OK;
 }
 
+void *crm_crashguard_thread_init(void)
+{
+    stack_t ss;
+    void *alt;
+    if (!installed || !(alt = malloc(ALT_STACK)))
+        return NULL;
+    ss.ss_sp = alt;
+    ss.ss_size = ALT_STACK;
+    ss.ss_flags = 0;
+    if (sigaltstack(&ss, NULL) != 0) {
+        free(alt);
+        return NULL;
+    }
+    return alt;
+}
+
+void crm_crashguard_thread_done(void *stack)
+{
+    stack_t ss;
+    if (!stack)
+        return;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, NULL);
+    free(stack);
+}
+
 const char *crm_crashguard_enter(const char *plugin)
 {
     const char *prev = current;

@@ -36,6 +36,14 @@
  * CRM_OK, or UNAVAILABLE when the handlers cannot be installed. */
 int crm_crashguard_install(const char *data_dir, int max_crashes, crm_err *err);
 
+/* A thread other than the one that installed the guard (the writer) runs
+ * plugin code: gives it an alternate signal stack of its own (they are per
+ * thread), so its stack overflows are recorded too.  Returns the stack to
+ * hand to crm_crashguard_thread_done when the thread ends (NULL when the
+ * guard is not installed or no stack could be set). */
+void *crm_crashguard_thread_init(void);
+void crm_crashguard_thread_done(void *stack);
+
 /* The plugin whose code this thread runs from now on (name borrowed; must
  * stay valid until the matching leave); returns the previous one, to give
  * back to leave.  NULL names no plugin (a script or the kernel). */

@@ -14,7 +14,8 @@
  * call's budget.  Each state is capped at max_memory.  A break ends the
  * call with SCRIPT_ERROR "lifecycle.lua:12: instruction budget exhausted".
  *
- * Threads: the event-loop thread only (the bus's rule).
+ * Threads: the bus's thread (the writer while serving; SIGHUP reloads
+ * run there too, between two batches).
  */
 #ifndef CRM_LUA_HOST_H
 #define CRM_LUA_HOST_H

@@ -182,11 +182,10 @@ static void sb_printf(sbuf *sb, const char *fmt, ...)
     }
 }
 
-const double crm_commit_bounds[12] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                         0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
-
 static void metrics_text(crm_net *n, sbuf *sb)
 {
+    crm_writer_stats ws;
+    crm_writer_stats_get(n->writer, &ws);
     sb_printf(sb, "# HELP crmd_connections Open WebSocket connections.\n# TYPE crmd_connections gauge\n"
                   "crmd_connections %llu\n", (unsigned long long)n->conns_now);
     sb_printf(sb, "# TYPE crmd_connections_total counter\ncrmd_connections_total %llu\n",
@@ -202,23 +201,23 @@ static void metrics_text(crm_net *n, sbuf *sb)
                   "# TYPE crmd_commit_batch_size histogram\n");
     uint64_t cum = 0;
     for (int i = 0; i < 11; i++) {
-        cum += n->batch_hist[i];
+        cum += ws.batch_hist[i];
         sb_printf(sb, "crmd_commit_batch_size_bucket{le=\"%d\"} %llu\n", 1 << i, (unsigned long long)cum);
     }
-    cum += n->batch_hist[11];
+    cum += ws.batch_hist[11];
     sb_printf(sb, "crmd_commit_batch_size_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
     sb_printf(sb, "crmd_commit_batch_size_sum %llu\ncrmd_commit_batch_size_count %llu\n",
-              (unsigned long long)n->batch_writes, (unsigned long long)n->batches);
+              (unsigned long long)ws.batch_writes, (unsigned long long)ws.batches);
     sb_printf(sb, "# HELP crmd_commit_seconds Group commit latency.\n"
                   "# TYPE crmd_commit_seconds histogram\n");
     cum = 0;
     for (int i = 0; i < 12; i++) {
-        cum += n->commit_hist[i];
-        sb_printf(sb, "crmd_commit_seconds_bucket{le=\"%g\"} %llu\n", crm_commit_bounds[i], (unsigned long long)cum);
+        cum += ws.commit_hist[i];
+        sb_printf(sb, "crmd_commit_seconds_bucket{le=\"%g\"} %llu\n", crm_writer_commit_bounds[i], (unsigned long long)cum);
     }
-    sb_printf(sb, "crmd_commit_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)n->batches);
-    sb_printf(sb, "crmd_commit_seconds_sum %.6f\ncrmd_commit_seconds_count %llu\n", n->commit_sum_s,
-              (unsigned long long)n->batches);
+    sb_printf(sb, "crmd_commit_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)ws.batches);
+    sb_printf(sb, "crmd_commit_seconds_sum %.6f\ncrmd_commit_seconds_count %llu\n", ws.commit_sum_s,
+              (unsigned long long)ws.batches);
     sb_printf(sb, "# TYPE crmd_feed_seq gauge\ncrmd_feed_seq %llu\n",
               (unsigned long long)crm_store_last_seq(n->store));
     sb_printf(sb, "# TYPE crmd_subscriptions gauge\ncrmd_subscriptions %llu\n",
@@ -231,12 +230,11 @@ static void metrics_text(crm_net *n, sbuf *sb)
     sb_printf(sb, "# HELP crmd_host_refused_total HTTP requests and upgrades refused for their Host name (403).\n"
                   "# TYPE crmd_host_refused_total counter\ncrmd_host_refused_total %llu\n",
               (unsigned long long)n->hosts_refused);
-    if (n->o.bus) {
-        crm_bus_stats st;
-        crm_bus_stats_get(n->o.bus, &st);
+    if (ws.has_bus) {
+        const crm_bus_stats st = ws.bus; /* the writer's, as of its last batch */
         sb_printf(sb, "# HELP crmd_after_hook_lag Changes the slowest after-hook has not run yet.\n"
                       "# TYPE crmd_after_hook_lag gauge\ncrmd_after_hook_lag %llu\n",
-                  (unsigned long long)(crm_store_last_seq(n->store) - st.min_cursor));
+                  (unsigned long long)(ws.bus_seq > st.min_cursor ? ws.bus_seq - st.min_cursor : 0));
         sb_printf(sb, "# TYPE crmd_after_hook_consumers gauge\ncrmd_after_hook_consumers %zu\n",
                   st.consumers);
         sb_printf(sb, "# TYPE crmd_hook_runs_total counter\ncrmd_hook_runs_total %llu\n",
@@ -459,7 +457,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                              strlen(why));
             return -1;
         }
-        if (s->qh) {
+        /* as many queued messages as the socket takes now: one per
+         * WRITEABLE capped a subscriber at one message per loop pass */
+        while (s->qh && !lws_send_pipe_choked(wsi)) {
             outmsg *m = s->qh;
             int w = lws_write(wsi, m->buf + LWS_PRE, m->len,
                               m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
@@ -472,9 +472,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             free(m);
             if ((s->rx_paused & CRM_RX_QUEUE) && s->qbytes <= n->o.send_queue_max / 2)
                 crm_sess_pause_rx(s, CRM_RX_QUEUE, 0);
-            if (s->qh || s->close_code)
-                lws_callback_on_writable(wsi);
         }
+        if (s->qh || s->close_code)
+            lws_callback_on_writable(wsi);
+        break;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* lws_cancel_service: the writer has committed batches (or a
+         * signal woke us); once per protocol, and collecting is cheap
+         * when there is nothing */
+        if (n && n->writer)
+            crm_ops_collect(n);
         break;
     case LWS_CALLBACK_CLOSED:
         if (!s->is_ws)
@@ -578,6 +585,26 @@ static void lws_emit(int level, const char *line)
             "lws", "%.*s", (int)n, p);
 }
 
+/* The writer's wake-up (any thread): lws_cancel_service makes the loop
+ * call back with LWS_CALLBACK_EVENT_WAIT_CANCELLED. */
+static void writer_wake(void *ud)
+{
+    crm_net *n = ud;
+    lws_cancel_service(n->ctx);
+}
+
+int crm_net_swap_store(crm_net *n, crm_store *store, crm_err *err)
+{
+    crm_ops_settle(n);
+    crm_writer_stop(n->writer);
+    n->writer = NULL;
+    n->store = store;
+    if (!store)
+        return CRM_OK;
+    n->pushed_seq = crm_store_last_seq(store);
+    return crm_writer_start(store, n->o.bus, writer_wake, n, &n->writer, err);
+}
+
 int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opts *opts,
                    crm_net **out, crm_err *err)
 {
@@ -634,6 +661,11 @@ int crm_net_create(crm_store *store, const crm_schema *schema, const crm_net_opt
     }
     n->vh = lws_get_vhost_by_name(n->ctx, "default");
     n->port = n->vh ? lws_get_vhost_listen_port(n->vh) : n->o.port;
+    if (crm_writer_start(store, n->o.bus, writer_wake, n, &n->writer, err) != CRM_OK) {
+        lws_context_destroy(n->ctx);
+        free(n);
+        return err->code;
+    }
     lws_sul_schedule(n->ctx, 0, &n->tick_sul, tick_cb, 250 * LWS_US_PER_MS);
     *out = n;
     return CRM_OK;
@@ -654,39 +686,23 @@ void crm_net_wake(crm_net *n)
     lws_cancel_service(n->ctx);
 }
 
-static void bus_cb(lws_sorted_usec_list_t *sul)
-{
-    crm_net *n = lws_container_of(sul, crm_net, bus_sul);
-    crm_ops_flush(n);
-}
-
-void crm_net_schedule_bus(crm_net *n, int64_t ms)
-{
-    if (ms <= 0) {
-        crm_net_schedule_flush(n);
-        return;
-    }
-    lws_sul_schedule(n->ctx, 0, &n->bus_sul, bus_cb, (lws_usec_t)ms * LWS_US_PER_MS);
-}
-
 int crm_net_run(crm_net *n, volatile int *stop)
 {
-    if (n->o.bus) /* after-hooks behind the feed, timers due while down */
-        crm_net_schedule_bus(n, crm_bus_next_work_ms(n->o.bus));
     /* A failed commit (crm_store_failed) ends the loop too: no later write
      * may be acknowledged, and main exits so a supervisor restarts us. */
     while (!*stop && crm_store_failed(n->store, NULL) == CRM_OK) {
         if (n->o.reload_flag && *n->o.reload_flag) {
             *n->o.reload_flag = 0;
-            if (n->o.on_reload)
-                n->o.on_reload(n->o.reload_ud);
+            /* scripts are the writer's: it reloads them between batches */
+            if (n->o.on_reload && crm_writer_post(n->writer, n->o.on_reload, n->o.reload_ud) != 0)
+                crm_log(CRM_LOG_ERROR, "reload_refused", "reload refused: out of memory");
         }
         if (lws_service(n->ctx, 0) < 0)
             break;
     }
     /* orderly stop: in-flight writes finish (acknowledged or failed), then
      * every client is told 1001 once its queue has drained */
-    crm_ops_flush(n);
+    crm_ops_settle(n);
     for (crm_sess *s = n->sessions; s; s = s->next)
         crm_sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
     int64_t until = crm_net_now_ms() + 2000;
@@ -699,6 +715,13 @@ void crm_net_destroy(crm_net *n)
 {
     if (!n)
         return;
+    /* the writer wakes the loop through ctx: it stops first */
+    if (n->writer) {
+        crm_writer_drain(n->writer);
+        crm_ops_collect(n);
+    }
+    crm_writer_stop(n->writer);
+    n->writer = NULL;
     lws_context_destroy(n->ctx);
     for (size_t i = 0; i < n->nbatch; i++) { /* only when crm_net_run never flushed */
         for (size_t j = 0; j < n->batch[i].nw; j++)

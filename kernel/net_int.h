@@ -7,11 +7,13 @@
 #define CRM_NET_INT_H
 
 #include <libwebsockets.h>
+#include <stdatomic.h>
 
 #include "auth.h"
 #include "codec.h"
 #include "bus.h"
 #include "net.h"
+#include "writer.h"
 
 typedef struct outmsg {
     struct outmsg *next;
@@ -100,7 +102,7 @@ struct crm_net {
     crm_item *batch;
     size_t nbatch, capbatch;
     int flush_scheduled;
-    lws_sorted_usec_list_t flush_sul, tick_sul, agg_sul, bus_sul;
+    lws_sorted_usec_list_t flush_sul, tick_sul, agg_sul;
     int agg_scheduled;
     uint64_t pushed_seq;
     /* metrics */
@@ -108,23 +110,23 @@ struct crm_net {
     uint64_t origins_refused; /* upgrades answered 403 for a foreign Origin */
     uint64_t hosts_refused;   /* requests answered 403 for a Host name not allowed */
     uint64_t requests[OPI_LAST][CRM_CODE_LAST];
-    uint64_t batches, batch_writes, batch_hist[12], commit_hist[12];
-    double commit_sum_s;
-    int compact_pending;    /* an erasure committed; compact at the next safe point */
-    uint64_t compactions;
+    /* The write transaction's thread (writer.h): batches go there, and
+     * come back through crm_ops_collect once committed. */
+    crm_writer *writer;
+    struct crm_flight *flights; /* batches the writer has (ops.c) */
+    _Atomic uint64_t compactions; /* counted on the writer thread */
 };
 
 extern const char *const crm_op_names[OPI_LAST];
-/* upper bounds (seconds) of the commit latency histogram buckets */
-extern const double crm_commit_bounds[12];
 void crm_net_schedule_flush(crm_net *n);
-/* A flush in ms for the bus's next work (retries, timers); replaces the
- * previous such schedule. */
-void crm_net_schedule_bus(crm_net *n, int64_t ms);
 /* Runs crm_subs_agg_tick in ms (once, however often asked before it runs). */
 void crm_net_schedule_agg(crm_net *n, int ms);
 
 /* ---- net.c ---- */
+/* Serves store from now on (the in-process fuzz target gives every input
+ * a new store): settles the batch, restarts the writer over store.
+ * store NULL: settles and stops the writer (before the store is closed). */
+int crm_net_swap_store(crm_net *n, crm_store *store, crm_err *err);
 /* Queues bytes for the session (copied).  push: a subscription event, which
  * may overflow; returns -1 when the queue is past its limit. */
 int crm_sess_send(crm_sess *s, const void *buf, size_t len, int push);
@@ -187,15 +189,22 @@ int crm_batch_add_fn(crm_sess *s, crm_value *req, int opi,
 void crm_admin_audit(crm_sess *s, const crm_value *req, int opi);
 /* privacy.export / privacy.erase: checked, then queued in the batch; takes req. */
 void crm_admin_privacy(crm_sess *s, crm_value *req, int opi);
-/* Compacts the store when an erasure asked for it and no read transaction
- * is open; called between batches.  Returns 1 when it compacted. */
+/* Compacts the store after an erasure committed.  Writer thread only
+ * (between batches, readers held off meanwhile).  Returns 1 when it
+ * compacted; a failure is logged. */
 int crm_admin_compact_now(crm_net *n);
 
 /* ---- ops.c ---- */
 /* A whole message arrived on s. */
 void crm_ops_message(crm_sess *s, const unsigned char *buf, size_t len);
-/* Applies the pending batch, acknowledges it, runs held requests, pushes. */
+/* Hands the pending batch to the writer (no wait). */
 void crm_ops_flush(crm_net *n);
+/* Acknowledges the batches the writer has committed, pushes what they
+ * changed, runs requests held behind them.  Loop thread. */
+void crm_ops_collect(crm_net *n);
+/* flush, wait for the writer, collect: the batch is answered on return
+ * (shutdown; the in-process fuzz target). */
+void crm_ops_settle(crm_net *n);
 /* Session s is closing: drop its references. */
 void crm_ops_forget(crm_sess *s);
 /* Periodic: auth deadlines and revoked tokens. */

@@ -508,7 +508,9 @@ static void op_call(crm_sess *s, crm_value *req, int opi)
         crm_reply_crm_err(s, req, opi, &err);
     } else if (!crm_role_may_call(n->schema, s->role, method)) {
         crm_reply_err(s, req, opi, CRM_FORBIDDEN, "this role may not call that method", NULL);
-    } else if (!n->o.bus || !crm_bus_has_method(n->o.bus, method)) {
+    } else if (!n->o.bus) {
+        /* whether a method exists is asked on the writer (call_unit): a
+         * reload there changes the registry */
         crm_reply_err(s, req, opi, CRM_NOT_FOUND, "no such method", NULL);
     } else if (batch_add(n, s, req, NULL, 0, 0, opi) != 0) {
         crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
@@ -527,6 +529,8 @@ static int call_unit(void *ud, crm_txn *t, crm_err *err)
     crm_item *it = ud;
     crm_value *params = NULL;
     int rc;
+    if (!crm_bus_has_method(it->bus, it->method))
+        return crm_err_set(err, CRM_NOT_FOUND, "no such method");
     if (!it->params) /* absent params: an empty map, so methods need not check */
         params = crm_value_map();
     rc = crm_bus_call(it->bus, t, it->method, it->params ? it->params : params, it->user,
@@ -656,13 +660,6 @@ void crm_ops_message(crm_sess *s, const unsigned char *buf, size_t len)
 
 /* ---- flush: commit, acknowledge, run held requests, push ---- */
 
-static void bus_reschedule(crm_net *n)
-{
-    int64_t ms;
-    if (n->o.bus && (ms = crm_bus_next_work_ms(n->o.bus)) >= 0)
-        crm_net_schedule_bus(n, ms);
-}
-
 static void run_deferred(crm_sess *s)
 {
     while (s->deferred && s->deferred->u.arr.n && !s->pending) {
@@ -674,85 +671,102 @@ static void run_deferred(crm_sess *s)
     }
 }
 
+/* One batch in the writer's hands: the items it came from and their units. */
+typedef struct crm_flight flight;
+struct crm_flight {
+    crm_wsub sub;       /* first: the writer hands back &sub */
+    crm_net *n;
+    flight *next, *prev; /* crm_net.flights: handed over, not yet landed */
+    crm_item *items;
+    size_t ni;
+    crm_unit *units;
+    int compacted;      /* an erasure in it committed and the store was compacted */
+};
+
+/* Writer thread, once the batch committed: an erasure's values leave the
+ * data file before its reply (docs/privacy.md). */
+static void flight_after_commit(crm_wsub *sub)
+{
+    flight *f = (flight *)sub;
+    for (size_t i = 0; i < f->ni; i++)
+        if (f->items[i].compact && f->units[i].rc == CRM_OK) {
+            f->compacted = crm_admin_compact_now(f->n);
+            return;
+        }
+}
+
+static void fail_items(crm_net *n, crm_item *items, size_t ni, const char *why)
+{
+    (void)n;
+    for (size_t i = 0; i < ni; i++) {
+        if (items[i].s) {
+            crm_reply_err(items[i].s, items[i].req, items[i].op, CRM_UNAVAILABLE, why, NULL);
+            items[i].s->pending--;
+        }
+        free(items[i].writes);
+        crm_value_free(items[i].req);
+    }
+    free(items);
+}
+
 void crm_ops_flush(crm_net *n)
 {
     crm_item *items = n->batch;
     size_t ni = n->nbatch;
-    crm_unit *units;
-    int bus_work = n->o.bus && crm_bus_next_work_ms(n->o.bus) == 0;
-    crm_err err;
-    struct timespec t0, t1;
-    size_t nwrites = 0;
+    flight *f;
 
-    if (ni == 0 && !bus_work) {
-        crm_subs_fanout(n);
-        bus_reschedule(n);
+    if (ni == 0)
         return;
-    }
     n->batch = NULL;
     n->nbatch = n->capbatch = 0;
-    units = calloc(ni + 1, sizeof *units);
-    if (!units) {
-        for (size_t i = 0; i < ni; i++) {
-            if (items[i].s) {
-                crm_reply_err(items[i].s, items[i].req, items[i].op, CRM_UNAVAILABLE, "out of memory", NULL);
-                items[i].s->pending--;
-            }
-            free(items[i].writes);
-            crm_value_free(items[i].req);
-        }
-        free(items);
+    if (!(f = calloc(1, sizeof *f)) || !(f->units = calloc(ni, sizeof *f->units))) {
+        free(f);
+        fail_items(n, items, ni, "out of memory");
         return;
     }
+    f->n = n;
+    f->items = items;
+    f->ni = ni;
     for (size_t i = 0; i < ni; i++) {
-        units[i].writes = items[i].writes;
-        units[i].n = items[i].nw;
-        units[i].user = items[i].user;
-        units[i].role = items[i].role;
+        crm_unit *u = &f->units[i];
+        u->writes = items[i].writes;
+        u->n = items[i].nw;
+        u->user = items[i].user;
+        u->role = items[i].role;
         if (items[i].method) {
-            units[i].fn = call_unit;
-            units[i].fn_ud = &items[i];
+            u->fn = call_unit;
+            u->fn_ud = &items[i];
         } else if (items[i].unit_fn) {
-            units[i].fn = items[i].unit_fn;
-            units[i].fn_ud = &items[i];
+            u->fn = items[i].unit_fn;
+            u->fn_ud = &items[i];
         }
-        nwrites += items[i].nw;
+        f->sub.nwrites += items[i].nw;
+        if (items[i].compact)
+            f->sub.after_commit = flight_after_commit;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    /* the one fsync; after-hooks and due timers ride in the same commit.
-     * A failed batch fails every unit (crm_store_apply): each item's reply
-     * reads its own unit. */
-    if (n->o.bus)
-        crm_bus_apply(n->o.bus, units, ni, NULL, &err);
+    f->sub.units = f->units;
+    f->sub.n = ni;
+    f->sub.ud = f;
+    f->next = n->flights;
+    if (n->flights)
+        n->flights->prev = f;
+    n->flights = f;
+    crm_writer_submit(n->writer, &f->sub);
+}
+
+/* Replies to every item of a batch the writer has committed (or failed:
+ * then each unit's rc says why), and frees it. */
+static void land(crm_net *n, flight *f)
+{
+    crm_item *items = f->items;
+    crm_unit *units = f->units;
+    if (f->prev)
+        f->prev->next = f->next;
     else
-        crm_store_apply(n->store, units, ni, &err);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    n->batches++;
-    n->batch_writes += nwrites;
-    n->commit_sum_s += secs;
-    {
-        int b = 0;
-        while (b < 11 && (size_t)(1 << b) < nwrites)
-            b++;
-        n->batch_hist[b]++;
-        for (b = 0; b < 11 && secs > crm_commit_bounds[b]; b++)
-            ;
-        n->commit_hist[b]++;
-    }
-    /* an erasure committed: compact before its reply, so the reply means
-     * the erased values have left the data file (docs/privacy.md) */
-    for (size_t i = 0; i < ni; i++)
-        if (items[i].compact && units[i].rc == CRM_OK) {
-            n->compact_pending = 1;
-            if (crm_admin_compact_now(n) && items[i].result)
-                for (size_t j = i; j < ni; j++)
-                    if (items[j].compact && units[j].rc == CRM_OK && items[j].result)
-                        crm_map_set(items[j].result, "compacted", crm_value_bool(1));
-            break;
-        }
-    /* acknowledge: only now, after the commit returned */
-    for (size_t i = 0; i < ni; i++) {
+        n->flights = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    for (size_t i = 0; i < f->ni; i++) {
         crm_item *it = &items[i];
         crm_sess *s = it->s;
         if (s) {
@@ -762,6 +776,8 @@ void crm_ops_flush(crm_net *n)
                 if (it->method || it->unit_fn) {
                     res = it->result;
                     it->result = NULL;
+                    if (it->compact && f->compacted && res)
+                        crm_map_set(res, "compacted", crm_value_bool(1));
                 } else if (it->is_tx) {
                     res = crm_value_arr();
                     for (size_t j = 0; j < it->nw; j++) {
@@ -795,10 +811,29 @@ void crm_ops_flush(crm_net *n)
     }
     free(units);
     free(items);
+    free(f);
+}
+
+void crm_ops_collect(crm_net *n)
+{
+    crm_wsub *done = crm_writer_take_done(n->writer);
+    while (done) {
+        crm_wsub *next = done->next;
+        land(n, (flight *)done->ud);
+        done = next;
+    }
     crm_subs_fanout(n);
-    bus_reschedule(n);
     for (crm_sess *s = n->sessions; s; s = s->next)
         run_deferred(s);
+}
+
+void crm_ops_settle(crm_net *n)
+{
+    if (!n->writer)
+        return;
+    crm_ops_flush(n);
+    crm_writer_drain(n->writer);
+    crm_ops_collect(n);
 }
 
 void crm_ops_forget(crm_sess *s)
@@ -807,6 +842,12 @@ void crm_ops_forget(crm_sess *s)
     for (size_t i = 0; i < n->nbatch; i++)
         if (n->batch[i].s == s)
             n->batch[i].s = NULL; /* its writes still commit; nobody to tell */
+    /* batches in the writer's hands: their items' s is read again only
+     * by land() on this thread, once the writer handed them back */
+    for (flight *f = n->flights; f; f = f->next)
+        for (size_t i = 0; i < f->ni; i++)
+            if (f->items[i].s == s)
+                f->items[i].s = NULL;
     while (s->subs)
         crm_sub_remove(s, s->subs);
     crm_value_free(s->deferred);
@@ -819,8 +860,6 @@ void crm_ops_tick(crm_net *n)
     int64_t now = crm_net_now_ms();
     crm_txn *t = NULL;
     crm_err err;
-    if (n->compact_pending && n->nbatch == 0)
-        crm_admin_compact_now(n); /* one an erasure could not do at once */
     for (crm_sess *s = n->sessions; s; s = s->next) {
         if (s->close_code)
             continue;

@@ -307,11 +307,8 @@ void crm_admin_privacy(crm_sess *s, crm_value *req, int opi)
 int crm_admin_compact_now(crm_net *n)
 {
     crm_err err;
-    if (!n->compact_pending)
-        return 0;
     if (crm_store_compact(n->store, &err) != CRM_OK) {
-        if (err.code != CRM_CONFLICT) {
-            n->compact_pending = 0; /* a failed copy is not retried in a loop */
+        {
             crm_value *m = crm_value_map();
             char *line = NULL;
             if (m && !crm_map_set(m, "level", crm_value_cstr("error")) &&
@@ -325,7 +322,6 @@ int crm_admin_compact_now(crm_net *n)
         }
         return 0;
     }
-    n->compact_pending = 0;
-    n->compactions++;
+    atomic_fetch_add(&n->compactions, 1);
     return 1;
 }

@@ -12,7 +12,8 @@
  * the guide.  Not to be confused with that header: this one is the
  * kernel's ("plugin.h" in kernel/, <crm/plugin.h> in include/).
  *
- * Threads: the event-loop thread only (init and fini call into plugins,
+ * Threads: the main thread, before the writer starts and after it stopped
+ * (init and fini call into plugins,
  * which may only touch the api there).
  */
 #ifndef CRM_KERNEL_PLUGIN_H

@@ -74,7 +74,7 @@ int64_t crm_txn_now(const crm_txn *t) { return t->now; }
 uint64_t crm_txn_last_seq(const crm_txn *t) { return t->seq; }
 
 const crm_schema *crm_store_schema(const crm_store *s) { return s->schema; }
-uint64_t crm_store_last_seq(const crm_store *s) { return s->last_seq; }
+uint64_t crm_store_last_seq(const crm_store *s) { return atomic_load(&s->last_seq); }
 size_t crm_store_map_size(const crm_store *s) { return s->map_size; }
 crm_store *crm_txn_store(crm_txn *t) { return t->s; }
 
@@ -160,6 +160,8 @@ static void store_free(crm_store *s)
         free(s->pool[i]);
     }
     pthread_mutex_destroy(&s->pool_lock);
+    pthread_mutex_destroy(&s->excl_lock);
+    pthread_cond_destroy(&s->excl_cond);
     for (size_t i = 0; i < s->ncolls; i++) {
         free(s->colls[i].idx);
         free(s->colls[i].idx_fields);
@@ -196,7 +198,11 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
     s->schema = schema;
     atomic_init(&s->readers, 0);
     s->feed_floor = UINT64_MAX;
+    atomic_init(&s->exclusive, 0);
+    atomic_init(&s->failed, 0);
     pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_mutex_init(&s->excl_lock, NULL);
+    pthread_cond_init(&s->excl_cond, NULL);
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         rc = crm_err_set(err, CRM_UNAVAILABLE, "data folder %s: %s", dir, strerror(errno));
@@ -307,11 +313,13 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
             }
         }
     }
-    if ((mrc = meta_get_u64(txn, s->meta, META_SEQ, &s->last_seq)) ||
+    uint64_t seq0 = 0;
+    if ((mrc = meta_get_u64(txn, s->meta, META_SEQ, &seq0)) ||
         (mrc = meta_get_u64(txn, s->meta, META_IDCLOCK, &s->id_clock)) ||
         (mrc = meta_get_u64(txn, s->meta, META_FEEDBYTES, &s->feed_bytes)) ||
         (mrc = meta_get_u64(txn, s->meta, META_LASTCOMMIT, (uint64_t *)&s->last_commit_ms)))
         goto mdb_fail;
+    atomic_store(&s->last_seq, seq0);
     if ((mrc = mdb_txn_commit(txn))) {
         txn = NULL;
         goto mdb_fail;
@@ -394,6 +402,47 @@ void crm_store_set_before(crm_store *s, crm_before_fn fn, void *ud)
 
 /* ---- transactions ---- */
 
+/* Counts a new reader in, after any exclusive section (grow_map, the file
+ * swap of a compaction): the counter is raised first and the flag read
+ * after it (both sequentially consistent), so either the writer sees this
+ * reader and waits for it, or this reader sees the flag, steps back and
+ * waits for the writer. */
+static void reader_enter(crm_store *s)
+{
+    for (;;) {
+        atomic_fetch_add(&s->readers, 1);
+        if (!atomic_load(&s->exclusive))
+            return;
+        atomic_fetch_sub(&s->readers, 1);
+        pthread_mutex_lock(&s->excl_lock);
+        while (atomic_load(&s->exclusive))
+            pthread_cond_wait(&s->excl_cond, &s->excl_lock);
+        pthread_mutex_unlock(&s->excl_lock);
+    }
+}
+
+int crm_store_exclusive_begin(crm_store *s, int timeout_ms)
+{
+    struct timespec nap = {0, 200000}; /* 0.2 ms: readers are short */
+    atomic_store(&s->exclusive, 1);
+    for (int waited_us = 0; atomic_load(&s->readers) > 0; waited_us += 200) {
+        if (waited_us >= timeout_ms * 1000) {
+            crm_store_exclusive_end(s);
+            return -1;
+        }
+        nanosleep(&nap, NULL);
+    }
+    return 0;
+}
+
+void crm_store_exclusive_end(crm_store *s)
+{
+    pthread_mutex_lock(&s->excl_lock);
+    atomic_store(&s->exclusive, 0);
+    pthread_cond_broadcast(&s->excl_cond);
+    pthread_mutex_unlock(&s->excl_lock);
+}
+
 int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err)
 {
     crm_txn *t = NULL;
@@ -403,7 +452,7 @@ int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err)
     if (s->npool > 0)
         t = s->pool[--s->npool];
     pthread_mutex_unlock(&s->pool_lock);
-    atomic_fetch_add(&s->readers, 1);
+    reader_enter(s);
     if (t) {
         if ((mrc = mdb_txn_renew(t->txn)) == 0) {
             *out = t;
@@ -429,6 +478,16 @@ int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err)
     }
     *out = t;
     return CRM_OK;
+}
+
+uint64_t crm_txn_snapshot_seq(crm_txn *t)
+{
+    uint64_t seq = 0;
+    if (t->write)
+        return t->seq;
+    if (meta_get_u64(t->txn, t->s->meta, META_SEQ, &seq) != 0)
+        return crm_store_last_seq(t->s);
+    return seq;
 }
 
 void crm_txn_end(crm_txn *t)
@@ -1224,14 +1283,21 @@ static int reclaim_readers(crm_store *s)
 static int grow_map(crm_store *s)
 {
     size_t next = s->map_size * 2;
-    if (s->map_size >= s->o.map_max || atomic_load(&s->readers) > 0)
+    int rc;
+    if (s->map_size >= s->o.map_max)
         return -1;
     if (next > s->o.map_max)
         next = s->o.map_max;
-    if (mdb_env_set_mapsize(s->env, next) != 0)
+    /* the map is moved: no read txn of this process may be open (lmdb.h,
+     * mdb_env_set_mapsize); a reader held for a whole second (a long
+     * export in-process) keeps the map as it is */
+    if (crm_store_exclusive_begin(s, 1000) != 0)
         return -1;
-    s->map_size = next;
-    return 0;
+    rc = mdb_env_set_mapsize(s->env, next);
+    if (rc == 0)
+        s->map_size = next;
+    crm_store_exclusive_end(s);
+    return rc == 0 ? 0 : -1;
 }
 
 /* LMDB reports a short write as EIO (mdb_page_flush: "short write,
@@ -1327,7 +1393,7 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
             mrc = mdb_txn_commit(top.txn); /* the one fsync of the batch */
             top.txn = NULL;
             if (mrc == 0) {
-                s->last_seq = top.seq;
+                atomic_store(&s->last_seq, top.seq);
                 s->id_clock = top.id_clock;
                 s->feed_bytes = top.feed_bytes;
                 s->last_commit_ms = top.now;

@@ -10,8 +10,10 @@
  * commit = one fsync).  The record, its index entries and its feed entry are
  * written in the same transaction, so they are durable together or not at all.
  *
- * Threads: one thread writes (the event loop).  Read transactions may be
- * used from any thread (MDB_NOTLS), one thread at a time each.
+ * Threads: one thread writes (the writer, kernel/writer.h; the calling
+ * thread for in-process tools).  Read transactions may be used from any
+ * thread (MDB_NOTLS), one thread at a time each; crm_store_last_seq and
+ * crm_store_failed may be read from any thread.
  * Never: MDB_WRITEMAP (a full disk would kill the process with SIGBUS).
  */
 #ifndef CRM_STORE_H
@@ -182,6 +184,18 @@ int crm_txn_write(crm_txn *t, crm_write *w);
 
 /* A read transaction: a consistent snapshot until crm_txn_end. */
 int crm_store_begin_read(crm_store *s, crm_txn **out, crm_err *err);
+/* The last seq committed as of t's snapshot (a read txn sees every change
+ * up to it and none after): where a subscription's pushes must start. */
+uint64_t crm_txn_snapshot_seq(crm_txn *t);
+
+/* Takes the map for the calling thread alone (the writer, to grow the map
+ * or swap the file after a compaction): new read txns of this process
+ * wait, and this waits up to timeout_ms for the open ones to end.  0 =
+ * taken (end it with crm_store_exclusive_end), -1 = readers stayed open.
+ * The caller must hold no read txn of its own. */
+int crm_store_exclusive_begin(crm_store *s, int timeout_ms);
+void crm_store_exclusive_end(crm_store *s);
+
 /* Ends a read transaction (a write transaction is ended by apply). */
 void crm_txn_end(crm_txn *t);
 crm_store *crm_txn_store(crm_txn *t);

@@ -32,13 +32,20 @@ struct crm_store {
     char *dir;            /* the data folder (compaction reopens the env there) */
     uint64_t feed_floor;  /* trim keeps entries after this seq */
     /* committed counters (the write txn carries its own working copies) */
-    uint64_t last_seq, id_clock, feed_bytes;
+    _Atomic uint64_t last_seq; /* read by the loop thread (fanout, metrics) */
+    uint64_t id_clock, feed_bytes;
     int64_t last_commit_ms; /* the clock of the last committed batch */
     size_t map_size;
     /* An I/O error at commit (EIO, MDB_PANIC...): what reached the disk is
      * unknown, so no later write may be acknowledged (crm_store_failed). */
-    int failed;
+    atomic_int failed;
     atomic_int readers;   /* open read txns: the map may only grow at zero */
+    /* Set while the writer needs the map to itself (growing it, swapping
+     * the file after a compaction): new read txns wait until it clears,
+     * and the writer waits for readers to reach zero (crm_store_exclusive). */
+    atomic_int exclusive;
+    pthread_mutex_t excl_lock;
+    pthread_cond_t excl_cond;
     crm_before_fn before;
     void *before_ud;
     /* ended read txns kept reset for reuse (mdb_txn_renew is far cheaper

@@ -188,6 +188,7 @@ static void subscribe_aggregate(crm_sess *s, const crm_value *req, int opi, cons
     crm_value *res;
     crm_sub *sub;
     crm_err err;
+    uint64_t from_seq;
     if (a->type != CRM_T_MAP) {
         crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "aggregate must be a map", NULL);
         return;
@@ -203,6 +204,9 @@ static void subscribe_aggregate(crm_sess *s, const crm_value *req, int opi, cons
         return;
     }
     where = crm_map_get(sub->agg, "where");
+    /* read before the figures are: a change the writer commits meanwhile
+     * marks them dirty (one extra recomputation) instead of being missed */
+    from_seq = crm_store_last_seq(s->net->store);
     if (!(res = crm_run_aggregate(s, coll, sub->agg, &err)) ||
         crm_filter_compile(crm_schema_find(s->net->schema, coll),
                            where && where->type == CRM_T_MAP ? where : NULL, &sub->filter, &err) != CRM_OK) {
@@ -215,7 +219,7 @@ static void subscribe_aggregate(crm_sess *s, const crm_value *req, int opi, cons
     crm_value_free(res);
     snprintf(sub->coll, sizeof sub->coll, "%s", coll);
     sub->id = ++s->next_sub;
-    sub->from_seq = crm_store_last_seq(s->net->store);
+    sub->from_seq = from_seq;
     sub->pushed_ms = crm_net_now_ms();
     sub_add(s, sub);
     res = crm_value_map();
@@ -311,9 +315,11 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
     }
     snprintf(sub->coll, sizeof sub->coll, "%s", coll);
     sub->id = ++s->next_sub;
-    sub->from_seq = crm_store_last_seq(s->net->store);
     if ((rc = crm_store_begin_read(s->net->store, &t, &err)) != CRM_OK)
         goto fail;
+    /* the snapshot's own seq: the writer commits beside us, so the store's
+     * last seq read before or after could disagree with the snapshot */
+    sub->from_seq = crm_txn_snapshot_seq(t);
     if (has_since) {
         uint64_t first, last;
         if ((rc = crm_feed_bounds(t, &first, &last, &err)) != CRM_OK)

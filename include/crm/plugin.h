@@ -15,12 +15,20 @@
  *  - CRM_PLUGIN_ABI changes only if a member changes meaning (aim: never).
  *  - Error codes never move: a retired code keeps its number.
  *
- * Threads: every member is called on the kernel's event-loop thread, and
- * may be called only from it, during a call the kernel made into the plugin
- * (init, a hook, a timer, a method).  Never block, sleep or do network I/O
- * there: every client waits while a plugin runs.  Hand slow work to a thread
- * of your own and bring results back as records through a later hook or
- * timer (docs/plugins.md shows how).
+ * Threads: the kernel calls a plugin on one thread at a time.  init runs
+ * on the main thread before the server serves, fini after it stopped;
+ * every hook, timer and method runs on the kernel's writer thread, which
+ * owns the write transaction: one call at a time, never two at once, and
+ * each call sees the memory the previous one left (the kernel orders
+ * them), so a plugin
+ * needs no locks for state only its callbacks touch.  Every member may be
+ * called only from inside such a call (init, a hook, a timer, a method),
+ * on the thread that made it.  The event loop (sockets, reads, pushes) is
+ * another thread and does not wait for a plugin, but every write queued
+ * behind the running batch does: never block, sleep or do network I/O in
+ * a callback.  Hand slow work to a thread of your own and bring results
+ * back as records through a later hook or timer (docs/plugins.md shows
+ * how).
  *
  * Ownership, said once here and at each member: a crm_value* a member
  * *returns* through an out-parameter is the caller's (free it with
@@ -265,8 +273,8 @@ typedef struct crm_api {
      * does (unknown field of a strict collection, bad operator: BAD_REQUEST
      * with the message in err, which may be NULL); where NULL or nil matches
      * everything.  where is copied.  *out is the caller's: free it with
-     * where_free.  Loop thread (it reads the schemas); works in init, since
-     * it needs no ctx.  where_match and where_free may run on any thread. */
+     * where_free.  In init or a callback (it reads the schemas, which never
+     * change while serving); it needs no ctx.  where_match and where_free may run on any thread. */
     int (*where_compile)(crm_plugin *p, const char *coll, const crm_value *where,
                          crm_where **out, crm_err *err);
     int (*where_match)(const crm_where *w, const crm_value *rec); /* 1 match, 0 not (or not a map) */

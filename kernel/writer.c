@@ -1,0 +1,332 @@
+/*
+ * writer -- the write transaction on a thread of its own (writer.h).
+ */
+#include "writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crashguard.h"
+
+const double crm_writer_commit_bounds[12] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                             0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
+
+typedef struct job {
+    struct job *next;
+    void (*fn)(void *ud);
+    void *ud;
+} job;
+
+struct crm_writer {
+    crm_store *s;
+    crm_bus *bus;
+    void (*wake)(void *ud);
+    void *wake_ud;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;      /* the writer waits here for work */
+    pthread_cond_t idle_cond; /* drain waits here for the queue to empty */
+    /* under lock */
+    crm_wsub *qh, *qt;        /* submitted, not yet taken by the writer */
+    crm_wsub *dh, *dt;        /* done, not yet taken by the loop */
+    job *jh, *jt;
+    size_t in_flight;         /* submitted and not yet done */
+    int stop;
+    crm_writer_stats st;
+};
+
+static double secs_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+static void note_batch(crm_writer_stats *st, size_t nwrites, double secs)
+{
+    int b = 0;
+    st->batches++;
+    st->batch_writes += nwrites;
+    st->commit_sum_s += secs;
+    while (b < 11 && (size_t)1 << b < nwrites)
+        b++;
+    st->batch_hist[b]++;
+    for (b = 0; b < 11 && secs > crm_writer_commit_bounds[b]; b++)
+        ;
+    st->commit_hist[b]++;
+}
+
+/* One batch: every queued submission's units (in queue order) plus the
+ * bus's round when it has work, in one commit. */
+static void run_batch(crm_writer *w, crm_wsub *subs)
+{
+    size_t total = 0, nwrites = 0, at = 0;
+    crm_unit *units;
+    crm_err err;
+    struct timespec t0, t1;
+    int rc;
+
+    for (crm_wsub *x = subs; x; x = x->next) {
+        total += x->n;
+        nwrites += x->nwrites;
+    }
+    units = calloc(total + 1, sizeof *units); /* +1: the bus's unit */
+    if (!units) {
+        for (crm_wsub *x = subs; x; x = x->next) {
+            crm_err_set(&x->err, CRM_UNAVAILABLE, "out of memory");
+            x->rc = CRM_UNAVAILABLE;
+            for (size_t i = 0; i < x->n; i++) {
+                x->units[i].rc = CRM_UNAVAILABLE;
+                x->units[i].err = x->err;
+            }
+        }
+        return;
+    }
+    for (crm_wsub *x = subs; x; x = x->next) {
+        memcpy(units + at, x->units, x->n * sizeof *units);
+        at += x->n;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (w->bus)
+        rc = crm_bus_apply(w->bus, units, total, NULL, &err);
+    else if (total)
+        rc = crm_store_apply(w->s, units, total, &err);
+    else {
+        rc = CRM_OK;
+        crm_err_clear(&err);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    at = 0;
+    for (crm_wsub *x = subs; x; x = x->next) {
+        memcpy(x->units, units + at, x->n * sizeof *units);
+        at += x->n;
+        x->rc = rc;
+        x->err = err;
+    }
+    free(units);
+    if (rc == CRM_OK)
+        for (crm_wsub *x = subs; x; x = x->next)
+            if (x->after_commit)
+                x->after_commit(x);
+    if (total) {
+        pthread_mutex_lock(&w->lock);
+        note_batch(&w->st, nwrites, secs_between(&t0, &t1));
+        pthread_mutex_unlock(&w->lock);
+    }
+}
+
+static void publish_bus_stats(crm_writer *w)
+{
+    crm_bus_stats bs;
+    uint64_t seq = crm_store_last_seq(w->s);
+    if (!w->bus)
+        return;
+    crm_bus_stats_get(w->bus, &bs);
+    pthread_mutex_lock(&w->lock);
+    w->st.bus = bs;
+    w->st.bus_seq = seq;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Waits (lock held) until there is a submission, a job, a stop, or the bus
+ * has work now. */
+static void wait_for_work(crm_writer *w)
+{
+    while (!w->qh && !w->jh && !w->stop) {
+        int64_t ms = w->bus ? crm_bus_next_work_ms(w->bus) : -1;
+        if (ms == 0 || crm_store_failed(w->s, NULL) != CRM_OK) {
+            if (ms == 0 && crm_store_failed(w->s, NULL) == CRM_OK)
+                return;
+            ms = -1; /* a failed store: wait to be stopped */
+        }
+        if (ms < 0) {
+            pthread_cond_wait(&w->cond, &w->lock);
+        } else {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += ms / 1000;
+            until.tv_nsec += (ms % 1000) * 1000000;
+            if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+            }
+            if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT &&
+                !w->qh && !w->jh && !w->stop)
+                return; /* the bus's work is due (next_work_ms says so again) */
+        }
+    }
+}
+
+static void *writer_main(void *ud)
+{
+    crm_writer *w = ud;
+    void *altstack = crm_crashguard_thread_init();
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        crm_wsub *subs;
+        job *jobs;
+        uint64_t seq0;
+        wait_for_work(w);
+        if (w->stop && !w->qh && !w->jh)
+            break;
+        jobs = w->jh;
+        w->jh = w->jt = NULL;
+        subs = w->qh;
+        w->qh = w->qt = NULL;
+        pthread_mutex_unlock(&w->lock);
+
+        while (jobs) {
+            job *j = jobs;
+            jobs = j->next;
+            j->fn(j->ud);
+            free(j);
+        }
+        seq0 = crm_store_last_seq(w->s);
+        if (subs || (w->bus && !w->stop && crm_bus_next_work_ms(w->bus) == 0))
+            run_batch(w, subs);
+        publish_bus_stats(w);
+
+        pthread_mutex_lock(&w->lock);
+        if (subs) {
+            crm_wsub *last = subs;
+            size_t k = 1;
+            while (last->next) {
+                last = last->next;
+                k++;
+            }
+            if (w->dt)
+                w->dt->next = subs;
+            else
+                w->dh = subs;
+            w->dt = last;
+            w->in_flight -= k;
+            if (!w->in_flight)
+                pthread_cond_broadcast(&w->idle_cond);
+        }
+        if (subs || crm_store_last_seq(w->s) != seq0) {
+            pthread_mutex_unlock(&w->lock);
+            w->wake(w->wake_ud); /* acks to send, changes to push */
+            pthread_mutex_lock(&w->lock);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    crm_crashguard_thread_done(altstack);
+    return NULL;
+}
+
+int crm_writer_start(crm_store *s, crm_bus *b, void (*wake)(void *ud), void *wake_ud,
+                     crm_writer **out, crm_err *err)
+{
+    crm_writer *w = calloc(1, sizeof *w);
+    int rc;
+    *out = NULL;
+    if (!w)
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    w->s = s;
+    w->bus = b;
+    w->wake = wake;
+    w->wake_ud = wake_ud;
+    w->st.has_bus = b != NULL;
+    w->st.bus_seq = crm_store_last_seq(s);
+    if (b)
+        crm_bus_stats_get(b, &w->st.bus);
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    pthread_cond_init(&w->idle_cond, NULL);
+    if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        pthread_cond_destroy(&w->idle_cond);
+        free(w);
+        return crm_err_set(err, CRM_UNAVAILABLE, "writer thread: %s", strerror(rc));
+    }
+    *out = w;
+    return CRM_OK;
+}
+
+void crm_writer_submit(crm_writer *w, crm_wsub *sub)
+{
+    sub->next = NULL;
+    pthread_mutex_lock(&w->lock);
+    if (w->qt)
+        w->qt->next = sub;
+    else
+        w->qh = sub;
+    w->qt = sub;
+    w->in_flight++;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int crm_writer_post(crm_writer *w, void (*fn)(void *ud), void *ud)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->fn = fn;
+    j->ud = ud;
+    pthread_mutex_lock(&w->lock);
+    if (w->jt)
+        w->jt->next = j;
+    else
+        w->jh = j;
+    w->jt = j;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+crm_wsub *crm_writer_take_done(crm_writer *w)
+{
+    crm_wsub *d;
+    pthread_mutex_lock(&w->lock);
+    d = w->dh;
+    w->dh = w->dt = NULL;
+    pthread_mutex_unlock(&w->lock);
+    return d;
+}
+
+size_t crm_writer_in_flight(crm_writer *w)
+{
+    size_t n;
+    pthread_mutex_lock(&w->lock);
+    n = w->in_flight;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+void crm_writer_stats_get(crm_writer *w, crm_writer_stats *st)
+{
+    pthread_mutex_lock(&w->lock);
+    *st = w->st;
+    pthread_mutex_unlock(&w->lock);
+}
+
+void crm_writer_drain(crm_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->in_flight)
+        pthread_cond_wait(&w->idle_cond, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void crm_writer_stop(crm_writer *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    while (w->jh) { /* posted after the stop: never ran */
+        job *j = w->jh;
+        w->jh = j->next;
+        free(j);
+    }
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    pthread_cond_destroy(&w->idle_cond);
+    free(w);
+}
