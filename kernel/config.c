@@ -66,12 +66,13 @@ static const opt opts[] = {
     {"tls", "tls-key", K_OPTPATH, OFF(tls_key), 0, 0, 1},
     {"feed", "retention-days", K_I64, OFF(feed_max_age_ms), 0, 36500, 86400000},
     {"feed", "retention-bytes", K_U64, OFF(feed_max_bytes), 0, 1LL << 50, 1},
+    {"store", "commit-flushes", K_INT, OFF(commit_flushes), 1, 2, 1},
     {"", "time-scale", K_DOUBLE, OFF(time_scale), 0, 0, 1},
     {"", "map-size-mib", K_I64, OFF(map_size_mib), 0, 1LL << 20, 1},
     {"", "map-max-mib", K_I64, OFF(map_max_mib), 0, 1LL << 20, 1},
 };
 #define NOPTS (sizeof opts / sizeof *opts)
-static const char *const sections[] = {"server", "paths", "limits", "tls", "feed"};
+static const char *const sections[] = {"server", "paths", "limits", "tls", "feed", "store"};
 
 _Static_assert(NOPTS <= sizeof ((crm_config *)0)->line_of / sizeof(int), "line_of too small");
 
@@ -98,6 +99,7 @@ int crm_config_init(crm_config *c, crm_err *err)
     c->feed_max_bytes = so.feed_max_bytes;
     c->log_level = CRM_LOG_INFO;
     c->plugin_crashes = CRM_CRASHGUARD_DEFAULT_MAX;
+    c->commit_flushes = 1;
     c->time_scale = 1.0;
     c->listen = strdup("127.0.0.1:8420");
     c->data = strdup("./data");
@@ -368,7 +370,7 @@ static char *read_line(char *str, int num, void *stream)
         }
         if (!known_section(p + 1, (size_t)(end - p - 1))) {
             snprintf(r->why, sizeof r->why,
-                     "unknown section [%.*s] (the sections: server, paths, limits, tls, feed)",
+                     "unknown section [%.*s] (the sections: server, paths, limits, tls, feed, store)",
                      (int)(end - p - 1 > 64 ? 64 : end - p - 1), p + 1);
             return NULL;
         }

@@ -39,6 +39,8 @@ typedef struct crm_config {
                                                 * addresses and localhost; NULL-terminated */
     int log_level;                /* CRM_LOG_* */
     int plugin_crashes;           /* quarantine a plugin after this many crashes (0 = never) */
+    int commit_flushes;           /* 1: a commit's meta page rides on the next flush
+                                   * (store meta_async); 2: LMDB's two flushes per commit */
     crm_net_opts net;             /* the limits (host, port, origins etc. unused here) */
     int64_t feed_max_age_ms;      /* crm_store_opts' retention, by age (0 = forever) */
     uint64_t feed_max_bytes;      /* and by size (0 = no cap) */

@@ -237,6 +237,7 @@ static int cmd_serve(int argc, char **argv)
     crm_store_opts_default(&so);
     so.feed_max_age_ms = cfg.feed_max_age_ms;
     so.feed_max_bytes = cfg.feed_max_bytes;
+    so.meta_async = cfg.commit_flushes == 1; /* the writer acks after the next flush */
     if (cfg.map_size_mib) /* test flags (R5): a tiny map and its ceiling */
         so.map_size = (size_t)cfg.map_size_mib << 20;
     if (cfg.map_max_mib)

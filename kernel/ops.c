@@ -769,7 +769,9 @@ static void land(crm_net *n, flight *f)
     for (size_t i = 0; i < f->ni; i++) {
         crm_item *it = &items[i];
         crm_sess *s = it->s;
-        if (s) {
+        if (s && f->sub.outcome_unknown) {
+            s->pending--; /* no reply: committed, durability unknown (writer.h) */
+        } else if (s) {
             s->pending--;
             if (units[i].rc == CRM_OK) {
                 crm_value *res;

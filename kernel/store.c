@@ -151,6 +151,12 @@ static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t val
     return mdb_put(txn, dbi, &k, &v, 0);
 }
 
+static unsigned env_flags(const crm_store *s)
+{
+    /* MDB_NOTLS: read txns belong to the caller, not the thread */
+    return MDB_NOTLS | (s->o.no_sync ? MDB_NOSYNC : 0) | (s->o.meta_async ? MDB_NOMETASYNC : 0);
+}
+
 static void store_free(crm_store *s)
 {
     if (!s)
@@ -224,7 +230,7 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
     }
     /* MDB_NOTLS: read txns belong to the caller, not the thread.  Never
      * MDB_WRITEMAP (reliability-plan.md: ENOSPC becomes SIGBUS). */
-    if ((mrc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->o.no_sync ? MDB_NOSYNC : 0), 0600))) {
+    if ((mrc = mdb_env_open(s->env, dir, env_flags(s), 0600))) {
         rc = crm_err_set(err, CRM_UNAVAILABLE, "cannot open store in %s: %s", dir,
                          mdb_strerror(mrc));
         goto fail;
@@ -350,7 +356,7 @@ int crm_store_reopen_env(crm_store *s, crm_err *err)
     if ((mrc = mdb_env_create(&s->env)) || (mrc = mdb_env_set_maxdbs(s->env, (MDB_dbi)ndbs + 8)) ||
         (mrc = mdb_env_set_maxreaders(s->env, 512)) ||
         (mrc = mdb_env_set_mapsize(s->env, s->map_size)) ||
-        (mrc = mdb_env_open(s->env, s->dir, MDB_NOTLS | (s->o.no_sync ? MDB_NOSYNC : 0), 0600)))
+        (mrc = mdb_env_open(s->env, s->dir, env_flags(s), 0600)))
         goto fail;
     mdb_reader_check(s->env, &dead);
     if ((mrc = mdb_txn_begin(s->env, NULL, 0, &txn)) ||
@@ -1321,6 +1327,24 @@ static void note_commit_failure(crm_store *s, int mrc)
         s->failed = mrc;
 }
 
+uint64_t crm_store_commits(const crm_store *s) { return s->commits; }
+int crm_store_meta_async(const crm_store *s) { return s->o.meta_async; }
+
+int crm_store_sync(crm_store *s, crm_err *err)
+{
+    int mrc;
+    if (s->failed)
+        return crm_store_failed(s, err);
+    if (!s->env)
+        return crm_err_set(err, CRM_UNAVAILABLE, "the store is closed");
+    if ((mrc = mdb_env_sync(s->env, 1)) == 0)
+        return CRM_OK;
+    /* as after a failed commit: what reached the disk is unknown */
+    if (!s->failed)
+        s->failed = mrc;
+    return crm_err_set(err, CRM_UNAVAILABLE, "sync failed: %s", mdb_strerror(mrc));
+}
+
 int crm_store_failed(const crm_store *s, crm_err *err)
 {
     if (!s->failed)
@@ -1394,6 +1418,7 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err)
             top.txn = NULL;
             if (mrc == 0) {
                 atomic_store(&s->last_seq, top.seq);
+                s->commits++;
                 s->id_clock = top.id_clock;
                 s->feed_bytes = top.feed_bytes;
                 s->last_commit_ms = top.now;

@@ -35,6 +35,13 @@ typedef struct crm_store_opts {
     int64_t feed_max_age_ms;    /* retention by age; default 7 days; 0 = keep forever */
     uint64_t feed_max_bytes;    /* retention by size; default 0 = no size cap */
     int no_sync;                /* MDB_NOSYNC: tests and benchmarks only */
+    /* MDB_NOMETASYNC: a commit flushes its data pages but writes its meta
+     * page without a flush of its own, so it is durable only once the next
+     * commit's flush (or crm_store_sync) has run.  For a caller that
+     * acknowledges a batch only then (the writer: one flush per batch
+     * under load instead of two).  Default 0: every commit is durable when
+     * crm_store_apply returns. */
+    int meta_async;
     /* The clock for _created/_updated, ids and feed ages; NULL = real time.
      * Lets tests make time pass. */
     int64_t (*clock_ms)(void *ud);
@@ -128,6 +135,17 @@ int crm_store_apply(crm_store *s, crm_unit *units, size_t n, crm_err *err);
  * NULL.  A full disk or map is not a failure: writes resume once space
  * returns. */
 int crm_store_failed(const crm_store *s, crm_err *err);
+
+/* Flushes the data file: every batch committed so far is durable when it
+ * returns CRM_OK (with opts.meta_async, the last commit's meta page needs
+ * this or a later commit).  A failed flush is a failed store
+ * (crm_store_failed): UNAVAILABLE. */
+int crm_store_sync(crm_store *s, crm_err *err);
+/* Commits made so far by this process (a batch with nothing to write makes
+ * none): the writer tells by it whether a flush happened. */
+uint64_t crm_store_commits(const crm_store *s);
+/* Whether the store was opened with opts.meta_async. */
+int crm_store_meta_async(const crm_store *s);
 
 /* Convenience: one unit of one write, committed alone. */
 int crm_store_write1(crm_store *s, crm_write *w);

@@ -35,6 +35,7 @@ struct crm_store {
     _Atomic uint64_t last_seq; /* read by the loop thread (fanout, metrics) */
     uint64_t id_clock, feed_bytes;
     int64_t last_commit_ms; /* the clock of the last committed batch */
+    uint64_t commits;       /* successful crm_store_apply commits */
     size_t map_size;
     /* An I/O error at commit (EIO, MDB_PANIC...): what reached the disk is
      * unknown, so no later write may be acknowledged (crm_store_failed). */

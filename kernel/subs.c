@@ -19,6 +19,7 @@ typedef struct fanctx {
     crm_net *n;
     crm_sess *only;   /* replay for one subscription */
     crm_sub *only_sub;
+    uint64_t upto;    /* fanout: push no entry past this seq (not yet durable) */
 } fanctx;
 
 static void sub_free(crm_sub *sub)
@@ -121,6 +122,8 @@ static int fan_entry(void *ud, const crm_feed_entry *e)
         }
         return 0;
     }
+    if (e->seq > fc->upto)
+        return 1;
     for (crm_sess *s = fc->n->sessions; s; s = s->next) {
         crm_sub *sub = s->subs;
         while (sub) {
@@ -134,10 +137,11 @@ static int fan_entry(void *ud, const crm_feed_entry *e)
 
 void crm_subs_fanout(crm_net *n)
 {
-    uint64_t last = crm_store_last_seq(n->store);
+    /* durable changes only: a push is as final as an acknowledgement */
+    uint64_t last = crm_writer_durable_seq(n->writer);
     crm_txn *t;
     crm_err err;
-    fanctx fc = {n, NULL, NULL};
+    fanctx fc = {n, NULL, NULL, last};
     if (last <= n->pushed_seq)
         return;
     if (n->subs_now == 0 || crm_store_begin_read(n->store, &t, &err) != CRM_OK) {
@@ -369,7 +373,7 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
         crm_map_set(res, "records", snap);
     crm_reply_ok(s, req, opi, res);
     if (has_since) { /* replay, then live: no gap, no repeat (one thread) */
-        fanctx fc = {s->net, s, sub};
+        fanctx fc = {s->net, s, sub, UINT64_MAX};
         uint64_t upto = sub->from_seq;
         sub->from_seq = (uint64_t)since;
         crm_feed_read(t, (uint64_t)since, 0, fan_entry, &fc, NULL, &err);

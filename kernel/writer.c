@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,6 +37,11 @@ struct crm_writer {
     size_t in_flight;         /* submitted and not yet done */
     int stop;
     crm_writer_stats st;
+    /* writer thread only: committed, waiting for the flush that makes
+     * them durable (meta_async stores) */
+    crm_wsub *ph, *pt;
+    int meta_async;
+    _Atomic uint64_t durable_seq;
 };
 
 static double secs_between(const struct timespec *a, const struct timespec *b)
@@ -107,8 +113,12 @@ static void run_batch(crm_writer *w, crm_wsub *subs)
     free(units);
     if (rc == CRM_OK)
         for (crm_wsub *x = subs; x; x = x->next)
-            if (x->after_commit)
+            if (x->after_commit) {
+                /* the after-commit work (a compaction) sees a durable batch */
+                if (w->meta_async && crm_store_sync(w->s, &err) != CRM_OK)
+                    break;
                 x->after_commit(x);
+            }
     if (total) {
         pthread_mutex_lock(&w->lock);
         note_batch(&w->st, nwrites, secs_between(&t0, &t1));
@@ -158,15 +168,109 @@ static void wait_for_work(crm_writer *w)
     }
 }
 
+static size_t list_len(const crm_wsub *x)
+{
+    size_t k = 0;
+    for (; x; x = x->next)
+        k++;
+    return k;
+}
+
+static void list_append(crm_wsub **h, crm_wsub **t, crm_wsub *x)
+{
+    crm_wsub *last = x;
+    if (!x)
+        return;
+    while (last->next)
+        last = last->next;
+    if (*t)
+        (*t)->next = x;
+    else
+        *h = x;
+    *t = last;
+}
+
+/* a, then b: one list */
+static crm_wsub *concat(crm_wsub *a, crm_wsub *b)
+{
+    crm_wsub *t = a;
+    if (!a)
+        return b;
+    while (t->next)
+        t = t->next;
+    t->next = b;
+    return a;
+}
+
+/* Hands subs back to the loop (lock held); returns whether it did. */
+static int hand_back(crm_writer *w, crm_wsub *subs)
+{
+    size_t k = list_len(subs);
+    if (!k)
+        return 0;
+    list_append(&w->dh, &w->dt, subs);
+    w->in_flight -= k;
+    if (!w->in_flight)
+        pthread_cond_broadcast(&w->idle_cond);
+    return 1;
+}
+
+/* A flush could not make committed batches durable: the store has failed
+ * (the server exits), and none of their writes may be acknowledged. */
+static void fail_undurable(crm_wsub *subs, const crm_err *why)
+{
+    for (crm_wsub *x = subs; x; x = x->next) {
+        x->rc = CRM_UNAVAILABLE;
+        x->err = *why;
+        x->outcome_unknown = 1;
+        for (size_t i = 0; i < x->n; i++) {
+            x->units[i].rc = CRM_UNAVAILABLE;
+            x->units[i].err = *why;
+        }
+    }
+}
+
+/* Makes every committed batch durable with an explicit flush and returns
+ * the waiting submissions (failed when the flush failed). */
+static crm_wsub *sync_pending(crm_writer *w)
+{
+    crm_wsub *p = w->ph;
+    uint64_t seq = crm_store_last_seq(w->s);
+    crm_err err;
+    w->ph = w->pt = NULL;
+    if (crm_store_sync(w->s, &err) != CRM_OK) {
+        fail_undurable(p, &err);
+        return p;
+    }
+    atomic_store(&w->durable_seq, seq);
+    return p;
+}
+
 static void *writer_main(void *ud)
 {
     crm_writer *w = ud;
     void *altstack = crm_crashguard_thread_init();
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        crm_wsub *subs;
+        crm_wsub *subs, *durable = NULL;
         job *jobs;
-        uint64_t seq0;
+        uint64_t seq0, commits0, durable0 = atomic_load(&w->durable_seq);
+        int woke;
+        /* nothing more to commit now: flush what waits for durability */
+        if (!w->qh && !w->jh &&
+            (w->ph || (atomic_load(&w->durable_seq) < crm_store_last_seq(w->s) &&
+                       crm_store_failed(w->s, NULL) == CRM_OK)) &&
+            (w->stop || !w->bus || crm_bus_next_work_ms(w->bus) != 0 ||
+             crm_store_failed(w->s, NULL) != CRM_OK)) {
+            pthread_mutex_unlock(&w->lock);
+            durable = sync_pending(w); /* a failed store fails them */
+            pthread_mutex_lock(&w->lock);
+            hand_back(w, durable);
+            pthread_mutex_unlock(&w->lock);
+            w->wake(w->wake_ud);
+            pthread_mutex_lock(&w->lock);
+            continue;
+        }
         wait_for_work(w);
         if (w->stop && !w->qh && !w->jh)
             break;
@@ -183,34 +287,49 @@ static void *writer_main(void *ud)
             free(j);
         }
         seq0 = crm_store_last_seq(w->s);
+        commits0 = crm_store_commits(w->s);
         if (subs || (w->bus && !w->stop && crm_bus_next_work_ms(w->bus) == 0))
             run_batch(w, subs);
         publish_bus_stats(w);
+        if (!w->meta_async) {
+            /* every commit flushed its meta page: durable on return */
+            atomic_store(&w->durable_seq, crm_store_last_seq(w->s));
+            durable = subs;
+        } else if (crm_store_commits(w->s) != commits0) {
+            /* this commit's flush carried the previous commit's meta page */
+            int synced = 0;
+            for (crm_wsub *x = subs; x; x = x->next)
+                synced |= x->after_commit != NULL; /* run_batch flushed */
+            durable = w->ph;
+            w->ph = w->pt = NULL;
+            if (synced) {
+                atomic_store(&w->durable_seq, crm_store_last_seq(w->s));
+                durable = concat(durable, subs);
+            } else {
+                atomic_store(&w->durable_seq, seq0);
+                list_append(&w->ph, &w->pt, subs);
+            }
+        } else {
+            /* nothing committed (the batch failed, or had nothing to do):
+             * its replies go out behind those still waiting, in order */
+            durable = concat(w->ph ? sync_pending(w) : NULL, subs);
+        }
 
         pthread_mutex_lock(&w->lock);
-        if (subs) {
-            crm_wsub *last = subs;
-            size_t k = 1;
-            while (last->next) {
-                last = last->next;
-                k++;
-            }
-            if (w->dt)
-                w->dt->next = subs;
-            else
-                w->dh = subs;
-            w->dt = last;
-            w->in_flight -= k;
-            if (!w->in_flight)
-                pthread_cond_broadcast(&w->idle_cond);
-        }
-        if (subs || crm_store_last_seq(w->s) != seq0) {
+        woke = hand_back(w, durable);
+        if (woke || atomic_load(&w->durable_seq) != durable0) {
             pthread_mutex_unlock(&w->lock);
             w->wake(w->wake_ud); /* acks to send, changes to push */
             pthread_mutex_lock(&w->lock);
         }
     }
     pthread_mutex_unlock(&w->lock);
+    if (w->ph) { /* stopping: what waits for durability gets its flush */
+        crm_wsub *durable = sync_pending(w);
+        pthread_mutex_lock(&w->lock);
+        hand_back(w, durable);
+        pthread_mutex_unlock(&w->lock);
+    }
     crm_crashguard_thread_done(altstack);
     return NULL;
 }
@@ -228,6 +347,8 @@ int crm_writer_start(crm_store *s, crm_bus *b, void (*wake)(void *ud), void *wak
     w->wake = wake;
     w->wake_ud = wake_ud;
     w->st.has_bus = b != NULL;
+    w->meta_async = crm_store_meta_async(s);
+    atomic_init(&w->durable_seq, crm_store_last_seq(s));
     w->st.bus_seq = crm_store_last_seq(s);
     if (b)
         crm_bus_stats_get(b, &w->st.bus);
@@ -285,6 +406,11 @@ crm_wsub *crm_writer_take_done(crm_writer *w)
     w->dh = w->dt = NULL;
     pthread_mutex_unlock(&w->lock);
     return d;
+}
+
+uint64_t crm_writer_durable_seq(crm_writer *w)
+{
+    return atomic_load(&w->durable_seq);
 }
 
 size_t crm_writer_in_flight(crm_writer *w)

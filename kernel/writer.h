@@ -8,8 +8,17 @@
  * applies them as one batch (crm_bus_apply: their units, then the bus's
  * due after-hooks and timers; one commit), then hands each submission back
  * (crm_writer_take_done) and wakes the loop, which acknowledges it: a
- * submission comes back only after its commit returned, that is after the
- * fsync.  While a batch commits, the next one gathers in the queue.
+ * submission comes back only once its commit is durable.  While a batch
+ * commits, the next one gathers in the queue.
+ *
+ * Flushes: over a store opened with meta_async (MDB_NOMETASYNC) a commit
+ * flushes its data pages and the previous commit's meta page, but not its
+ * own meta page.  So batch K is handed back when batch K+1 has committed
+ * (its flush made K durable), or, when nothing follows K, after an explicit
+ * crm_store_sync: one flush per batch under load, two when idle, as an
+ * ordinary LMDB commit.  A read on the loop may see batch K before it is
+ * durable (a power loss could still take it back); acknowledgements and
+ * pushes never do (crm_writer_durable_seq).
  *
  * With nothing submitted the writer still runs the bus: after-hooks behind
  * the feed, retries and timers as they fall due.  Jobs (a script reload, a
@@ -36,6 +45,11 @@ typedef struct crm_wsub {
     /* result: the batch's crm_store_apply code (each unit has its own) */
     int rc;
     crm_err err;
+    /* Set when the batch committed but the flush that was to make it
+     * durable failed: whether it is on disk is unknown (the store has
+     * failed and the server stops), so it gets no reply, as after a crash;
+     * a client must not read UNAVAILABLE ("not written") into it. */
+    int outcome_unknown;
     /* Runs on the writer once the batch committed (rc CRM_OK), before the
      * submission is handed back: work that needs the writer's side (a
      * compaction after an erasure).  May be NULL. */
@@ -73,6 +87,8 @@ int crm_writer_post(crm_writer *w, void (*fn)(void *ud), void *ud);
 /* The submissions done since the last call, oldest first (linked by next),
  * or NULL. */
 crm_wsub *crm_writer_take_done(crm_writer *w);
+/* The last seq known durable: changes up to it may be pushed.  Any thread. */
+uint64_t crm_writer_durable_seq(crm_writer *w);
 /* Submissions handed over and not yet taken back. */
 size_t crm_writer_in_flight(crm_writer *w);
 void crm_writer_stats_get(crm_writer *w, crm_writer_stats *st);

@@ -208,7 +208,7 @@ static void test_bad_files_are_refused_with_file_line_and_reason(void **state)
     (void)state;
     REFUSED("[limits]\nmax-mesage = 5\n", 2, "unknown key \"max-mesage\" in [limits]");
     REFUSED("# c\n[limit]\nrate = 5\n", 2,
-            "unknown section [limit] (the sections: server, paths, limits, tls, feed)");
+            "unknown section [limit] (the sections: server, paths, limits, tls, feed, store)");
     REFUSED("[server]\nmax-message = 2048\n", 2, "max-message belongs in [limits], not in [server]");
     REFUSED("max-message = 2048\n", 1, "max-message belongs in [limits], not before any section");
     REFUSED("[limits]\nmax-message = 1k\n", 2,
