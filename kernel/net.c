@@ -218,6 +218,15 @@ static void metrics_text(crm_net *n, sbuf *sb)
     sb_printf(sb, "crmd_commit_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)ws.batches);
     sb_printf(sb, "crmd_commit_seconds_sum %.6f\ncrmd_commit_seconds_count %llu\n", ws.commit_sum_s,
               (unsigned long long)ws.batches);
+    sb_printf(sb, "# HELP crmd_writer_batches_in_flight Batches handed to the writer thread, not yet answered.\n"
+                  "# TYPE crmd_writer_batches_in_flight gauge\ncrmd_writer_batches_in_flight %zu\n",
+              ws.in_flight);
+    sb_printf(sb, "# HELP crmd_writer_awaiting_flush Of them: committed, waiting for the flush that makes them durable.\n"
+                  "# TYPE crmd_writer_awaiting_flush gauge\ncrmd_writer_awaiting_flush %zu\n",
+              ws.awaiting_flush);
+    sb_printf(sb, "# HELP crmd_writer_idle_flushes_total Flushes the writer made on its own (nothing followed a commit).\n"
+                  "# TYPE crmd_writer_idle_flushes_total counter\ncrmd_writer_idle_flushes_total %llu\n",
+              (unsigned long long)ws.flushes_own);
     sb_printf(sb, "# TYPE crmd_feed_seq gauge\ncrmd_feed_seq %llu\n",
               (unsigned long long)crm_store_last_seq(n->store));
     sb_printf(sb, "# TYPE crmd_subscriptions gauge\ncrmd_subscriptions %llu\n",

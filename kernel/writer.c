@@ -41,6 +41,7 @@ struct crm_writer {
      * them durable (meta_async stores) */
     crm_wsub *ph, *pt;
     int meta_async;
+    size_t awaiting;          /* under lock: submissions in ph (stats) */
     _Atomic uint64_t durable_seq;
 };
 
@@ -238,6 +239,9 @@ static crm_wsub *sync_pending(crm_writer *w)
     uint64_t seq = crm_store_last_seq(w->s);
     crm_err err;
     w->ph = w->pt = NULL;
+    pthread_mutex_lock(&w->lock);
+    w->st.flushes_own++;
+    pthread_mutex_unlock(&w->lock);
     if (crm_store_sync(w->s, &err) != CRM_OK) {
         fail_undurable(p, &err);
         return p;
@@ -250,6 +254,7 @@ static void *writer_main(void *ud)
 {
     crm_writer *w = ud;
     void *altstack = crm_crashguard_thread_init();
+    pthread_setname_np(pthread_self(), "crmd-writer"); /* top -H, perf, gdb */
     pthread_mutex_lock(&w->lock);
     for (;;) {
         crm_wsub *subs, *durable = NULL;
@@ -265,6 +270,7 @@ static void *writer_main(void *ud)
             pthread_mutex_unlock(&w->lock);
             durable = sync_pending(w); /* a failed store fails them */
             pthread_mutex_lock(&w->lock);
+            w->awaiting = 0;
             hand_back(w, durable);
             pthread_mutex_unlock(&w->lock);
             w->wake(w->wake_ud);
@@ -316,6 +322,7 @@ static void *writer_main(void *ud)
         }
 
         pthread_mutex_lock(&w->lock);
+        w->awaiting = list_len(w->ph);
         woke = hand_back(w, durable);
         if (woke || atomic_load(&w->durable_seq) != durable0) {
             pthread_mutex_unlock(&w->lock);
@@ -426,6 +433,8 @@ void crm_writer_stats_get(crm_writer *w, crm_writer_stats *st)
 {
     pthread_mutex_lock(&w->lock);
     *st = w->st;
+    st->in_flight = w->in_flight;
+    st->awaiting_flush = w->awaiting;
     pthread_mutex_unlock(&w->lock);
 }
 

@@ -70,6 +70,10 @@ typedef struct crm_writer_stats {
     int has_bus;
     crm_bus_stats bus;         /* as of the last batch (taken on the writer) */
     uint64_t bus_seq;          /* the store's last seq when bus was taken */
+    size_t in_flight;          /* submissions handed over, not yet handed back */
+    size_t awaiting_flush;     /* of them: committed, waiting for the flush that
+                                * makes them durable (commit-flushes = 1) */
+    uint64_t flushes_own;      /* explicit flushes (crm_store_sync) when idle */
 } crm_writer_stats;
 
 /* Starts the writer thread over store s and bus b (b may be NULL: no

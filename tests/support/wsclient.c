@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -313,8 +314,14 @@ int crmd_spawn(crmd_proc *p, const char *data, const char *schemas, const char *
             close(log_fd);
         return -1;
     }
+    pid_t parent = getpid();
     p->pid = fork();
     if (p->pid == 0) {
+        /* a test killed by ctest's timeout takes its crmd with it (the
+         * log copier below ends at the pipe's EOF) */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         dup2(errpipe[1], 2);
         close(errpipe[0]);
         execv(argv[0], (char *const *)argv);
