@@ -12,11 +12,11 @@
  *                              file's size) are appended to path; a
  *                              successful fdatasync/fsync of data.mdb empties
  *                              it.  After a SIGKILL, undoing the journal
- *                              (power_loss.c) leaves data.mdb as a disk
- *                              that lost every write not yet synced.  Writes
- *                              through the O_DSYNC descriptor (LMDB's meta
- *                              page) are durable when they return: not
- *                              journaled.
+ *                              (fault_journal_undo, faultutil.c) leaves
+ *                              data.mdb as a disk that lost every write
+ *                              not yet synced.  Writes through the O_DSYNC
+ *                              descriptor (LMDB's meta page) are durable
+ *                              when they return: not journaled.
  *   CRM_FAULT_SYNC_IGNORED=1   with the journal: a sync does not empty it (a
  *                              disk that ignores flushes; the negative
  *                              control of power_loss.c: acked writes must

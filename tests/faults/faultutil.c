@@ -1,11 +1,14 @@
 /* faultutil -- see faultutil.h. */
 #include "faultutil.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -250,4 +253,63 @@ int fault_reader_finish(pid_t pid, int cmd)
     if (waitpid(pid, &st, 0) != pid)
         return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* The journal is fault_shim's (its header comment): records of u64 offset,
+ * u64 length of the old bytes, u64 file size before the write, then the old
+ * bytes. */
+long fault_journal_undo(const char *journal, const char *mdb, long *bytes)
+{
+    char *j = NULL;
+    size_t n = 0, off = 0;
+    long count = 0;
+    size_t *at = NULL;
+    uint64_t synced_size = 0;
+    int fd;
+    FILE *f = fopen(journal, "r");
+    struct stat st;
+    *bytes = 0;
+    if (!f)
+        return 0; /* nothing written since the last sync */
+    if (fstat(fileno(f), &st) != 0 || !(j = malloc((size_t)st.st_size + 1)) ||
+        fread(j, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        fclose(f);
+        free(j);
+        return -1;
+    }
+    fclose(f);
+    n = (size_t)st.st_size;
+    /* index the records, then undo from the last */
+    while (off + 24 <= n) {
+        uint64_t h[3];
+        memcpy(h, j + off, sizeof h);
+        if (off + 24 + h[1] > n)
+            break; /* killed while appending: its write never happened */
+        if (!(at = realloc(at, (size_t)(count + 1) * sizeof *at)))
+            abort();
+        at[count++] = off;
+        if (count == 1)
+            synced_size = h[2];
+        off += 24 + h[1];
+    }
+    if ((fd = open(mdb, O_WRONLY)) < 0) {
+        free(j);
+        free(at);
+        return -1;
+    }
+    for (long i = count - 1; i >= 0; i--) {
+        uint64_t h[3];
+        memcpy(h, j + at[i], sizeof h);
+        if (h[1] && pwrite(fd, j + at[i] + 24, h[1], (off_t)h[0]) != (ssize_t)h[1]) {
+            count = -1;
+            break;
+        }
+        *bytes += (long)h[1];
+    }
+    if (count > 0 && ftruncate(fd, (off_t)synced_size) != 0)
+        count = -1;
+    close(fd);
+    free(j);
+    free(at);
+    return count;
 }

@@ -1,7 +1,8 @@
 /*
- * faultutil -- what the fault tests (reliability plan R2, R4-R7) share: a
+ * faultutil -- what the fault tests (reliability plan R2-R7) share: a
  * pipelined write storm over one WebSocket with a ledger of what the server
- * answered, and a check that every acknowledged write is in the store.
+ * answered, a check that every acknowledged write is in the store, and the
+ * undo of fault_shim's power-loss journal.
  */
 #ifndef CRM_TEST_FAULTUTIL_H
 #define CRM_TEST_FAULTUTIL_H
@@ -57,6 +58,14 @@ pid_t fault_reader_start(const char *data, int *cmd);
  * reaps it: 0 when it could read (its snapshot holds contacts), else
  * non-zero. */
 int fault_reader_finish(pid_t pid, int cmd);
+
+/* Power loss (fault_shim's CRM_FAULT_JOURNAL): undoes the journal on the
+ * data file mdb from its last record back, and truncates the file to its
+ * size at the last sync -- the disk of a machine that lost power, with every
+ * write not yet synced lost.  Returns the number of writes undone (0 when
+ * there is no journal, -1 on error); *bytes gets how many bytes were
+ * restored.  The caller removes the journal. */
+long fault_journal_undo(const char *journal, const char *mdb, long *bytes);
 
 /* $CRM_SCHEMAS or the source tree's schemas. */
 const char *fault_schemas(void);

@@ -22,13 +22,10 @@
  * Env: CRMD_BIN, CRM_SCHEMAS, CRM_FAULT_SHIM, CRM_POWER_CYCLES (default 5;
  * make soak 50), CRM_POWER_SEED.
  */
-#include <fcntl.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,64 +37,6 @@
 #include "tmpdir.h"
 
 #define NAME "power_loss"
-
-/* Undoes the journal on the data file: returns the number of writes undone
- * (-1 on error); *bytes gets how many bytes were restored. */
-static long undo(const char *journal, const char *mdb, long *bytes)
-{
-    char *j = NULL;
-    size_t n = 0, off = 0;
-    long count = 0;
-    size_t *at = NULL;
-    uint64_t synced_size = 0;
-    int fd;
-    FILE *f = fopen(journal, "r");
-    struct stat st;
-    *bytes = 0;
-    if (!f)
-        return 0; /* nothing written since the last sync */
-    if (fstat(fileno(f), &st) != 0 || !(j = malloc((size_t)st.st_size + 1)) ||
-        fread(j, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        fclose(f);
-        free(j);
-        return -1;
-    }
-    fclose(f);
-    n = (size_t)st.st_size;
-    /* index the records, then undo from the last */
-    while (off + 24 <= n) {
-        uint64_t h[3];
-        memcpy(h, j + off, sizeof h);
-        if (off + 24 + h[1] > n)
-            break; /* killed while appending: its write never happened */
-        if (!(at = realloc(at, (size_t)(count + 1) * sizeof *at)))
-            abort();
-        at[count++] = off;
-        if (count == 1)
-            synced_size = h[2];
-        off += 24 + h[1];
-    }
-    if ((fd = open(mdb, O_WRONLY)) < 0) {
-        free(j);
-        free(at);
-        return -1;
-    }
-    for (long i = count - 1; i >= 0; i--) {
-        uint64_t h[3];
-        memcpy(h, j + at[i], sizeof h);
-        if (h[1] && pwrite(fd, j + at[i] + 24, h[1], (off_t)h[0]) != (ssize_t)h[1]) {
-            count = -1;
-            break;
-        }
-        *bytes += (long)h[1];
-    }
-    if (count > 0 && ftruncate(fd, (off_t)synced_size) != 0)
-        count = -1;
-    close(fd);
-    free(j);
-    free(at);
-    return count;
-}
 
 int main(void)
 {
@@ -160,7 +99,7 @@ int main(void)
         ws_close(&c);
         waitpid(killer, NULL, 0);
         crmd_stop_keep(&p); /* reaps the killed server */
-        undone = undo(journal, mdb, &bytes);
+        undone = fault_journal_undo(journal, mdb, &bytes);
         if (undone < 0)
             return fault_fail(NAME, "cycle %d: cannot undo the journal", cycle);
         unlink(journal);
