@@ -637,11 +637,13 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
     uint64_t work = h->cursor, last = 0;
     crm_err e;
     int rc;
+    size_t take = h->take ? h->take : 16, ran;
 
+    if (take > b->o.max_per_round)
+        take = b->o.max_per_round;
     memset(&c, 0, sizeof c);
     c.h = h;
-    rc = crm_feed_read_where(t, h->cursor, b->o.max_per_round, collect_want, collect_cb, &c, &last,
-                             &e);
+    rc = crm_feed_read_where(t, h->cursor, take, collect_want, collect_cb, &c, &last, &e);
     if (rc == CRM_CONFLICT) {
         /* retention dropped entries this consumer never saw (it was not
          * registered while they aged out): say so and go on from the oldest */
@@ -656,6 +658,7 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
     if (rc != CRM_OK || c.oom)
         goto out; /* try again next round */
     work = last;
+    ran = c.n;
     for (size_t i = 0; i < c.n; i++) {
         pending_ev *pe = &c.evs[i];
         hook_call hc = {b, h, pe};
@@ -663,6 +666,7 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
         int final = 0;
         if (i > 0 && round_over(b)) { /* the rest next round */
             work = c.evs[i - 1].seq;
+            ran = i;
             break;
         }
         if (pe->depth >= CRM_MAX_HOOK_DEPTH) { /* not run at all: retrying cannot help */
@@ -705,6 +709,10 @@ static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
             h->lasterr[0] = '\0';
         }
     }
+    if (ran < c.n)
+        h->take = ran > 4 ? ran : 4;
+    else if (c.n == take)
+        h->take = take * 2;
 save:
     if (work != h->cursor) {
         uint8_t be[8];
@@ -723,7 +731,23 @@ int crm_bus_round(void *ud, crm_txn *t, crm_err *err)
     int64_t now = crm_txn_now(t);
     size_t nafter = 0, first, k;
     b->sched_min = INT64_MAX;
-    b->round_deadline = mono_ms() + b->o.round_budget_ms;
+    {
+        /* at least as long as the client writes of this batch took: under
+         * a steady stream of writes the hooks get half of the writer; and
+         * when the slowest consumer is more than 4 rounds' worth behind
+         * (hooks that cost more than the writes they follow), no time
+         * limit: each consumer runs all it takes (up to max_per_round)
+         * before the next client batch, so the lag stays bounded and the
+         * clients' writes slow down instead */
+        double now_mono = mono_ms(), spent = b->batch_start > 0 ? now_mono - b->batch_start : 0;
+        uint64_t last = crm_txn_last_seq(t), lag = 0;
+        for (crm_hook *h = b->hooks; h; h = h->next)
+            if (h->phase == CRM_AFTER && last > h->cursor && last - h->cursor > lag)
+                lag = last - h->cursor;
+        b->round_deadline = now_mono + (spent > b->o.round_budget_ms ? spent : b->o.round_budget_ms);
+        if (lag > 4 * (uint64_t)b->o.max_per_round)
+            b->round_deadline = now_mono + 3600e3;
+    }
     for (crm_hook *h = b->hooks; h; h = h->next)
         if (h->phase == CRM_AFTER) {
             h->next_cursor = h->cursor;
@@ -787,6 +811,7 @@ int crm_bus_apply(crm_bus *b, crm_unit *units, size_t n, int *ran_bus, crm_err *
 {
     crm_unit *bu = crm_bus_unit(b);
     int rc;
+    b->batch_start = mono_ms();
     if (ran_bus)
         *ran_bus = bu != NULL;
     crm_err_clear(err);

@@ -32,9 +32,15 @@ typedef struct crm_bus_opts {
     int backoff_ms;        /* first retry delay, doubled per attempt; default 50 */
     size_t max_per_round;  /* feed entries per consumer, and due timers, per batch; default 512 */
     int round_budget_ms;   /* after-hooks stop taking further events in a round once it has
-                            * run this long (each consumer that gets a turn runs at least
-                            * one), so a burst of hook work cannot hold the loop; turns
-                            * rotate among consumers; default 10; 0 = no limit */
+                            * run this long, or as long as the batch's client writes took
+                            * before it if that is longer (each consumer that gets a turn
+                            * runs at least one), so a burst of hook work cannot hold the
+                            * writes behind it, and hooks keep up with a busy writer
+                            * instead of falling ever further behind; with the slowest
+                            * consumer over 4 x max_per_round changes behind, a round
+                            * has no time limit (the hooks' lag stays bounded, client
+                            * writes wait instead); turns rotate among consumers;
+                            * default 10; 0 = no limit */
     /* Log sink (level CRM_LOG_*, who: "plugin loyalty", "script lifecycle.lua"
      * or "bus").  NULL = stderr JSON lines. */
     void (*log)(void *ud, int level, const char *who, const char *msg);

@@ -42,6 +42,13 @@ typedef struct crm_hook {
     int attempts;         /* failures in a row on the entry after cursor */
     int64_t retry_at;     /* store clock, ms */
     char lasterr[256];
+    /* Events to decode next round (0: not yet known).  A round decodes what
+     * it takes before running any, and the round budget may stop it after
+     * a few: taking max_per_round every time decoded hundreds of entries
+     * per round to run a handful (after-hooks then fell behind a busy
+     * writer).  Doubles while a round runs all it took, shrinks to what
+     * the budget let run. */
+    size_t take;
 } crm_hook;
 
 typedef struct crm_named {  /* a timer handler or a method */
@@ -86,6 +93,7 @@ struct crm_bus {
     int64_t next_due;     /* earliest known due timer (store clock); INT64_MAX = none */
     int64_t sched_min;    /* earliest timer scheduled during the current round */
     double round_deadline; /* monotonic ms: the current round's budget ends */
+    double batch_start;    /* monotonic ms: crm_bus_apply began the batch */
     size_t round_turn;    /* which after-hook consumer goes first in the next round */
     uint64_t timer_ctr;
     crm_timer_retry *retries;

@@ -224,9 +224,12 @@ static void metrics_text(crm_net *n, sbuf *sb)
     sb_printf(sb, "# HELP crmd_writer_awaiting_flush Of them: committed, waiting for the flush that makes them durable.\n"
                   "# TYPE crmd_writer_awaiting_flush gauge\ncrmd_writer_awaiting_flush %zu\n",
               ws.awaiting_flush);
-    sb_printf(sb, "# HELP crmd_writer_idle_flushes_total Flushes the writer made on its own (nothing followed a commit).\n"
-                  "# TYPE crmd_writer_idle_flushes_total counter\ncrmd_writer_idle_flushes_total %llu\n",
+    sb_printf(sb, "# HELP crmd_writer_sync_flushes_total Flushes the syncer made to make commits durable (commit-flushes = 1).\n"
+                  "# TYPE crmd_writer_sync_flushes_total counter\ncrmd_writer_sync_flushes_total %llu\n",
               (unsigned long long)ws.flushes_own);
+    sb_printf(sb, "# HELP crmd_writer_sync_skipped_total Syncer flushes saved: a later commit's flush had made the batch durable.\n"
+                  "# TYPE crmd_writer_sync_skipped_total counter\ncrmd_writer_sync_skipped_total %llu\n",
+              (unsigned long long)ws.flushes_skipped);
     sb_printf(sb, "# TYPE crmd_feed_seq gauge\ncrmd_feed_seq %llu\n",
               (unsigned long long)crm_store_last_seq(n->store));
     sb_printf(sb, "# TYPE crmd_subscriptions gauge\ncrmd_subscriptions %llu\n",

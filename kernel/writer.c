@@ -15,6 +15,8 @@
 const double crm_writer_commit_bounds[12] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                              0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
 
+struct pend;
+
 typedef struct job {
     struct job *next;
     void (*fn)(void *ud);
@@ -37,12 +39,17 @@ struct crm_writer {
     size_t in_flight;         /* submitted and not yet done */
     int stop;
     crm_writer_stats st;
-    /* writer thread only: committed, waiting for the flush that makes
-     * them durable (meta_async stores) */
-    crm_wsub *ph, *pt;
     int meta_async;
-    size_t awaiting;          /* under lock: submissions in ph (stats) */
-    _Atomic uint64_t durable_seq;
+    /* the syncer (meta_async stores only) */
+    pthread_t syncer;
+    int has_syncer;
+    pthread_cond_t sync_cond;   /* the syncer waits here for batches */
+    pthread_cond_t sync_idle;   /* sync_drain waits here */
+    struct pend *st_head, *st_tail; /* under lock: committed, not yet flushed */
+    int syncing, sync_stop;     /* under lock */
+    size_t awaiting;            /* under lock: submissions queued at the syncer */
+    _Atomic uint64_t covered_seq; /* durable through a later commit's flush */
+    _Atomic uint64_t durable_seq; /* durable and handed back: may be pushed */
 };
 
 static double secs_between(const struct timespec *a, const struct timespec *b)
@@ -63,6 +70,8 @@ static void note_batch(crm_writer_stats *st, size_t nwrites, double secs)
         ;
     st->commit_hist[b]++;
 }
+
+static void sync_drain(crm_writer *w);
 
 /* One batch: every queued submission's units (in queue order) plus the
  * bus's round when it has work, in one commit. */
@@ -115,9 +124,14 @@ static void run_batch(crm_writer *w, crm_wsub *subs)
     if (rc == CRM_OK)
         for (crm_wsub *x = subs; x; x = x->next)
             if (x->after_commit) {
-                /* the after-commit work (a compaction) sees a durable batch */
-                if (w->meta_async && crm_store_sync(w->s, &err) != CRM_OK)
-                    break;
+                /* the after-commit work (a compaction, which reopens the
+                 * environment) sees a durable batch and no flush running */
+                if (w->meta_async) {
+                    sync_drain(w);
+                    if (crm_store_sync(w->s, &err) != CRM_OK)
+                        break;
+                    atomic_store(&w->covered_seq, crm_store_last_seq(w->s));
+                }
                 x->after_commit(x);
             }
     if (total) {
@@ -231,23 +245,118 @@ static void fail_undurable(crm_wsub *subs, const crm_err *why)
     }
 }
 
-/* Makes every committed batch durable with an explicit flush and returns
- * the waiting submissions (failed when the flush failed). */
-static crm_wsub *sync_pending(crm_writer *w)
+/* ---- the syncer: the flush that makes a meta_async commit durable ----
+ *
+ * After the writer commits batch K (its data pages flushed, its meta page
+ * written but not flushed) it queues K here and goes on with batch K+1.
+ * The syncer flushes the file (K's meta page is then on disk) and hands
+ * K's submissions back: the second flush of a commit leaves the writer's
+ * path and overlaps with the next batch's work.  When the writer's next
+ * commit has already flushed (covered_seq), the syncer's flush is skipped:
+ * under load one flush per batch.  Entries are taken in order, so replies
+ * keep the order of the batches. */
+
+typedef struct pend {
+    struct pend *next;
+    crm_wsub *subs;   /* may be NULL (a bus round: changes to push) */
+    uint64_t seq;     /* the store's last seq after this batch */
+    int committed;    /* 0: the batch failed; its subs keep their errors */
+} pend;
+
+/* Queues a batch for the syncer (writer thread).  0, or -1 on OOM (then
+ * the caller flushes itself). */
+static int sync_push(crm_writer *w, crm_wsub *subs, uint64_t seq, int committed)
 {
-    crm_wsub *p = w->ph;
-    uint64_t seq = crm_store_last_seq(w->s);
-    crm_err err;
-    w->ph = w->pt = NULL;
+    pend *p = malloc(sizeof *p);
+    if (!p)
+        return -1;
+    p->next = NULL;
+    p->subs = subs;
+    p->seq = seq;
+    p->committed = committed;
+    pthread_mutex_lock(&w->lock);
+    if (w->st_tail)
+        w->st_tail->next = p;
+    else
+        w->st_head = p;
+    w->st_tail = p;
+    w->awaiting += list_len(subs);
+    pthread_cond_signal(&w->sync_cond);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+/* Flushes unless a commit already did (covered_seq >= seq); returns
+ * CRM_OK or the failed flush's code (err filled). */
+static int make_durable(crm_writer *w, uint64_t seq, crm_err *err)
+{
+    if (atomic_load(&w->covered_seq) >= seq) {
+        pthread_mutex_lock(&w->lock);
+        w->st.flushes_skipped++;
+        pthread_mutex_unlock(&w->lock);
+        return CRM_OK;
+    }
     pthread_mutex_lock(&w->lock);
     w->st.flushes_own++;
     pthread_mutex_unlock(&w->lock);
-    if (crm_store_sync(w->s, &err) != CRM_OK) {
-        fail_undurable(p, &err);
-        return p;
+    return crm_store_sync(w->s, err);
+}
+
+static void *syncer_main(void *ud)
+{
+    crm_writer *w = ud;
+    pthread_setname_np(pthread_self(), "crmd-sync");
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        pend *batch, *p;
+        crm_wsub *done = NULL;
+        uint64_t seq = 0;
+        crm_err err;
+        int rc;
+        while (!w->st_head && !w->sync_stop)
+            pthread_cond_wait(&w->sync_cond, &w->lock);
+        if (!w->st_head)
+            break;
+        batch = w->st_head;
+        w->st_head = w->st_tail = NULL;
+        w->syncing = 1;
+        pthread_mutex_unlock(&w->lock);
+
+        for (p = batch; p; p = p->next)
+            seq = p->seq > seq ? p->seq : seq;
+        rc = make_durable(w, seq, &err);
+        if (rc == CRM_OK && seq > atomic_load(&w->durable_seq))
+            atomic_store(&w->durable_seq, seq);
+        while (batch) {
+            p = batch;
+            batch = p->next;
+            if (rc != CRM_OK && p->committed)
+                fail_undurable(p->subs, &err);
+            done = concat(done, p->subs);
+            free(p);
+        }
+
+        pthread_mutex_lock(&w->lock);
+        w->awaiting -= list_len(done);
+        hand_back(w, done);
+        w->syncing = 0;
+        pthread_cond_broadcast(&w->sync_idle);
+        pthread_mutex_unlock(&w->lock);
+        w->wake(w->wake_ud); /* acks to send, changes to push */
+        pthread_mutex_lock(&w->lock);
     }
-    atomic_store(&w->durable_seq, seq);
-    return p;
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Waits until the syncer has nothing queued or running (writer thread:
+ * before a compaction reopens the environment under it). */
+static void sync_drain(crm_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    while (w->st_head || w->syncing)
+        pthread_cond_wait(&w->sync_idle, &w->lock);
+    pthread_mutex_unlock(&w->lock);
 }
 
 static void *writer_main(void *ud)
@@ -257,26 +366,10 @@ static void *writer_main(void *ud)
     pthread_setname_np(pthread_self(), "crmd-writer"); /* top -H, perf, gdb */
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        crm_wsub *subs, *durable = NULL;
+        crm_wsub *subs;
         job *jobs;
-        uint64_t seq0, commits0, durable0 = atomic_load(&w->durable_seq);
-        int woke;
-        /* nothing more to commit now: flush what waits for durability */
-        if (!w->qh && !w->jh &&
-            (w->ph || (atomic_load(&w->durable_seq) < crm_store_last_seq(w->s) &&
-                       crm_store_failed(w->s, NULL) == CRM_OK)) &&
-            (w->stop || !w->bus || crm_bus_next_work_ms(w->bus) != 0 ||
-             crm_store_failed(w->s, NULL) != CRM_OK)) {
-            pthread_mutex_unlock(&w->lock);
-            durable = sync_pending(w); /* a failed store fails them */
-            pthread_mutex_lock(&w->lock);
-            w->awaiting = 0;
-            hand_back(w, durable);
-            pthread_mutex_unlock(&w->lock);
-            w->wake(w->wake_ud);
-            pthread_mutex_lock(&w->lock);
-            continue;
-        }
+        uint64_t seq0, commits0;
+        int committed;
         wait_for_work(w);
         if (w->stop && !w->qh && !w->jh)
             break;
@@ -297,48 +390,68 @@ static void *writer_main(void *ud)
         if (subs || (w->bus && !w->stop && crm_bus_next_work_ms(w->bus) == 0))
             run_batch(w, subs);
         publish_bus_stats(w);
+        committed = crm_store_commits(w->s) != commits0;
         if (!w->meta_async) {
             /* every commit flushed its meta page: durable on return */
             atomic_store(&w->durable_seq, crm_store_last_seq(w->s));
-            durable = subs;
-        } else if (crm_store_commits(w->s) != commits0) {
-            /* this commit's flush carried the previous commit's meta page */
-            int synced = 0;
-            for (crm_wsub *x = subs; x; x = x->next)
-                synced |= x->after_commit != NULL; /* run_batch flushed */
-            durable = w->ph;
-            w->ph = w->pt = NULL;
-            if (synced) {
-                atomic_store(&w->durable_seq, crm_store_last_seq(w->s));
-                durable = concat(durable, subs);
-            } else {
-                atomic_store(&w->durable_seq, seq0);
-                list_append(&w->ph, &w->pt, subs);
-            }
-        } else {
-            /* nothing committed (the batch failed, or had nothing to do):
-             * its replies go out behind those still waiting, in order */
-            durable = concat(w->ph ? sync_pending(w) : NULL, subs);
-        }
-
-        pthread_mutex_lock(&w->lock);
-        w->awaiting = list_len(w->ph);
-        woke = hand_back(w, durable);
-        if (woke || atomic_load(&w->durable_seq) != durable0) {
-            pthread_mutex_unlock(&w->lock);
-            w->wake(w->wake_ud); /* acks to send, changes to push */
             pthread_mutex_lock(&w->lock);
+            if (hand_back(w, subs) || crm_store_last_seq(w->s) != seq0) {
+                pthread_mutex_unlock(&w->lock);
+                w->wake(w->wake_ud); /* acks to send, changes to push */
+                pthread_mutex_lock(&w->lock);
+            }
+            continue;
         }
+        if (committed) /* its flush carried every earlier commit's meta page */
+            atomic_store(&w->covered_seq, seq0);
+        if (subs || committed) {
+            /* after the syncer's flush (or a later commit's); a failed
+             * batch goes the same way, so that replies keep their order */
+            if (sync_push(w, subs, crm_store_last_seq(w->s), committed) != 0) {
+                crm_err err;
+                sync_drain(w);
+                if (make_durable(w, crm_store_last_seq(w->s), &err) != CRM_OK && committed)
+                    fail_undurable(subs, &err);
+                else if (crm_store_failed(w->s, NULL) == CRM_OK)
+                    atomic_store(&w->durable_seq, crm_store_last_seq(w->s));
+                pthread_mutex_lock(&w->lock);
+                hand_back(w, subs);
+                pthread_mutex_unlock(&w->lock);
+                w->wake(w->wake_ud);
+            }
+        }
+        pthread_mutex_lock(&w->lock);
     }
     pthread_mutex_unlock(&w->lock);
-    if (w->ph) { /* stopping: what waits for durability gets its flush */
-        crm_wsub *durable = sync_pending(w);
-        pthread_mutex_lock(&w->lock);
-        hand_back(w, durable);
-        pthread_mutex_unlock(&w->lock);
-    }
     crm_crashguard_thread_done(altstack);
     return NULL;
+}
+
+static void stop_syncer(crm_writer *w)
+{
+    if (!w->has_syncer)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->sync_stop = 1;
+    pthread_cond_signal(&w->sync_cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->syncer, NULL);
+    w->has_syncer = 0;
+}
+
+static void destroy(crm_writer *w)
+{
+    while (w->jh) { /* posted after the stop: never ran */
+        job *j = w->jh;
+        w->jh = j->next;
+        free(j);
+    }
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    pthread_cond_destroy(&w->idle_cond);
+    pthread_cond_destroy(&w->sync_cond);
+    pthread_cond_destroy(&w->sync_idle);
+    free(w);
 }
 
 int crm_writer_start(crm_store *s, crm_bus *b, void (*wake)(void *ud), void *wake_ud,
@@ -356,17 +469,23 @@ int crm_writer_start(crm_store *s, crm_bus *b, void (*wake)(void *ud), void *wak
     w->st.has_bus = b != NULL;
     w->meta_async = crm_store_meta_async(s);
     atomic_init(&w->durable_seq, crm_store_last_seq(s));
+    atomic_init(&w->covered_seq, crm_store_last_seq(s));
     w->st.bus_seq = crm_store_last_seq(s);
     if (b)
         crm_bus_stats_get(b, &w->st.bus);
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     pthread_cond_init(&w->idle_cond, NULL);
+    pthread_cond_init(&w->sync_cond, NULL);
+    pthread_cond_init(&w->sync_idle, NULL);
+    if (w->meta_async && (rc = pthread_create(&w->syncer, NULL, syncer_main, w)) != 0) {
+        destroy(w);
+        return crm_err_set(err, CRM_UNAVAILABLE, "syncer thread: %s", strerror(rc));
+    }
+    w->has_syncer = w->meta_async;
     if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
-        pthread_mutex_destroy(&w->lock);
-        pthread_cond_destroy(&w->cond);
-        pthread_cond_destroy(&w->idle_cond);
-        free(w);
+        stop_syncer(w);
+        destroy(w);
         return crm_err_set(err, CRM_UNAVAILABLE, "writer thread: %s", strerror(rc));
     }
     *out = w;
@@ -455,13 +574,6 @@ void crm_writer_stop(crm_writer *w)
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
-    while (w->jh) { /* posted after the stop: never ran */
-        job *j = w->jh;
-        w->jh = j->next;
-        free(j);
-    }
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
-    pthread_cond_destroy(&w->idle_cond);
-    free(w);
+    stop_syncer(w); /* after the writer: it flushes what the writer's last batches left */
+    destroy(w);
 }

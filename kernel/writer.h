@@ -12,14 +12,15 @@
  * commits, the next one gathers in the queue.
  *
  * Flushes: over a store opened with meta_async (MDB_NOMETASYNC) a commit
- * flushes its data pages and the previous commit's meta page, but not its
- * own meta page.  So batch K is handed back when batch K+1 has committed
- * (its flush made K durable), or, when nothing follows K, after an explicit
- * crm_store_sync: one flush per batch under load, two when idle, as an
- * ordinary LMDB commit.  A read on the loop may see batch K before it is
- * durable (a power loss could still take it back); acknowledgements and
- * pushes never do (crm_writer_durable_seq).
- *
+ * flushes its data pages and writes its meta page without a flush of its
+ * own.  The writer then queues the batch for the syncer thread and goes on
+ * with the next one; the syncer flushes the file (the meta page is then on
+ * disk) and hands the batch back.  So the second flush of a commit is off
+ * the writer's path, overlapping the next batch's work, and when the next
+ * commit's own flush got there first the syncer skips it.  A read on the
+ * loop may see batch K before it is durable (a power loss could still take
+ * it back); acknowledgements and pushes never do (crm_writer_durable_seq).
+
  * With nothing submitted the writer still runs the bus: after-hooks behind
  * the feed, retries and timers as they fall due.  Jobs (a script reload, a
  * compaction) run on the writer between two batches, so scripts and plugins
@@ -73,7 +74,8 @@ typedef struct crm_writer_stats {
     size_t in_flight;          /* submissions handed over, not yet handed back */
     size_t awaiting_flush;     /* of them: committed, waiting for the flush that
                                 * makes them durable (commit-flushes = 1) */
-    uint64_t flushes_own;      /* explicit flushes (crm_store_sync) when idle */
+    uint64_t flushes_own;      /* the syncer's flushes (crm_store_sync) */
+    uint64_t flushes_skipped;  /* syncer turns a later commit's flush had covered */
 } crm_writer_stats;
 
 /* Starts the writer thread over store s and bus b (b may be NULL: no
