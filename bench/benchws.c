@@ -745,19 +745,10 @@ int bench_crmd_stop(bench_crmd_proc *e)
     return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* crmd's /metrics: group commits, writes in them, seconds spent in them. */
-static double metric(const char *body, const char *name)
+/* crmd's /metrics, the whole body (malloc'd, NUL-terminated; empty when the
+ * server did not answer within 3 s). */
+char *crmd_metrics(int port)
 {
-    char key[128];
-    const char *p;
-    snprintf(key, sizeof key, "\n%s ", name);
-    p = strstr(body, key);
-    return p ? strtod(p + strlen(key), NULL) : 0;
-}
-
-commits crmd_commits(int port)
-{
-    commits cm = {0, 0, 0};
     struct sockaddr_in sa = {0};
     char req[256], *buf = bench_xmalloc(1 << 20);
     size_t n = 0;
@@ -782,6 +773,31 @@ commits crmd_commits(int port)
     if (fd >= 0)
         close(fd);
     buf[n] = 0;
+    return buf;
+}
+
+int crmd_metric(const char *body, const char *name, double *v)
+{
+    char key[128];
+    const char *p;
+    snprintf(key, sizeof key, "\n%s ", name);
+    if (!(p = strstr(body, key)))
+        return -1;
+    *v = strtod(p + strlen(key), NULL);
+    return 0;
+}
+
+/* crmd's /metrics: group commits, writes in them, seconds spent in them. */
+static double metric(const char *body, const char *name)
+{
+    double v = 0;
+    return crmd_metric(body, name, &v) == 0 ? v : 0;
+}
+
+commits crmd_commits(int port)
+{
+    commits cm = {0, 0, 0};
+    char *buf = crmd_metrics(port);
     cm.batches = metric(buf, "crmd_commit_batch_size_count");
     cm.writes = metric(buf, "crmd_commit_batch_size_sum");
     cm.secs = metric(buf, "crmd_commit_seconds_sum");

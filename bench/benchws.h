@@ -158,5 +158,11 @@ typedef struct commits {
     double batches, writes, secs;
 } commits;
 commits crmd_commits(int port);
+/* crmd's /metrics, the whole body (malloc'd, NUL-terminated; empty when the
+ * server did not answer within 3 s). */
+char *crmd_metrics(int port);
+/* The value of metric name (a line "name value") in body: 0, or -1 when the
+ * body has no such line. */
+int crmd_metric(const char *body, const char *name, double *v);
 
 #endif

@@ -742,5 +742,6 @@ void crm_net_destroy(crm_net *n)
         crm_value_free(n->batch[i].req);
     }
     free(n->batch);
+    free(n->spare);
     free(n);
 }

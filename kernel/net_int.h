@@ -101,6 +101,8 @@ struct crm_net {
     crm_sess *sessions;
     crm_item *batch;
     size_t nbatch, capbatch;
+    crm_item *spare;        /* a landed batch's items array, kept for the next one */
+    size_t spare_cap;
     int flush_scheduled;
     lws_sorted_usec_list_t flush_sul, tick_sul, agg_sul;
     int agg_scheduled;

@@ -161,6 +161,12 @@ crm_value *crm_strip_copy(const crm_value *hidden, const crm_value *rec)
 static int batch_add(crm_net *n, crm_sess *s, crm_value *req, crm_write *writes, size_t nw,
                      int is_tx, int opi)
 {
+    if (!n->batch && n->spare) { /* the array of a landed batch: no new large allocation */
+        n->batch = n->spare;
+        n->capbatch = n->spare_cap;
+        n->spare = NULL;
+        n->spare_cap = 0;
+    }
     if (n->nbatch == n->capbatch) {
         size_t nc = n->capbatch ? n->capbatch * 2 : 64;
         crm_item *nb = realloc(n->batch, nc * sizeof *nb);
@@ -678,7 +684,7 @@ struct crm_flight {
     crm_net *n;
     flight *next, *prev; /* crm_net.flights: handed over, not yet landed */
     crm_item *items;
-    size_t ni;
+    size_t ni, cap;     /* cap: the items array's size (reused, crm_net.spare) */
     crm_unit *units;
     int compacted;      /* an erasure in it committed and the store was compacted */
 };
@@ -712,7 +718,7 @@ static void fail_items(crm_net *n, crm_item *items, size_t ni, const char *why)
 void crm_ops_flush(crm_net *n)
 {
     crm_item *items = n->batch;
-    size_t ni = n->nbatch;
+    size_t ni = n->nbatch, cap = n->capbatch;
     flight *f;
 
     if (ni == 0)
@@ -727,6 +733,7 @@ void crm_ops_flush(crm_net *n)
     f->n = n;
     f->items = items;
     f->ni = ni;
+    f->cap = cap;
     for (size_t i = 0; i < ni; i++) {
         crm_unit *u = &f->units[i];
         u->writes = items[i].writes;
@@ -812,7 +819,13 @@ static void land(crm_net *n, flight *f)
         crm_value_free(it->req);
     }
     free(units);
-    free(items);
+    if (!n->spare || n->spare_cap < f->cap) { /* keep the larger array for the next batch */
+        free(n->spare);
+        n->spare = items;
+        n->spare_cap = f->cap;
+    } else {
+        free(items);
+    }
     free(f);
 }
 

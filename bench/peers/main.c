@@ -19,7 +19,10 @@
  * does for each):
  *  (1) create a ~250-byte contact, durable, a hook crediting 10 loyalty
  *      points in the same transaction, one subscriber connected and notified
- *      (it reads every push; the report says how many arrived);
+ *      (it reads every push; the report says how many arrived); crmd alone
+ *      also runs an after-hook writing one activity record per create, whose
+ *      lag this program reads from crmd's /metrics every 100 ms of the row
+ *      (a table of its own: crmd's derived-data path, not a comparison);
  *  (2) get by id, random among 10,000 contacts created beforehand;
  *  (3) an indexed query returning 10 records (city = X, exactly 10 match);
  *  (4) fan-out: CRM_BENCH_FANOUT_SUBS subscribers (1,000) while one writer
@@ -79,6 +82,13 @@ typedef struct row {
     double ops, p50, p99, p999, srv_cpu, cli_cpu;
     uint64_t n, errors, acked, pushes;
     double per_commit, commit_ms; /* crmd: writes per group commit, ms per commit */
+    /* crmd's create rows: its after-hook (activity.lua), from /metrics */
+    int hooked;                   /* 1: sampled */
+    int hook_fails;               /* readings /metrics did not answer */
+    double lag_start, lag_max, lag_end; /* feed changes behind */
+    double lag_trend;             /* least-squares slope over the measured window, per s */
+    double caught_ms;             /* end of the window -> lag 0; < 0: not within HOOK_CATCHUP_S */
+    double hook_runs, feed_changes; /* from the row's start until caught up (or given up) */
     char err[200];
 } row;
 
@@ -115,6 +125,52 @@ typedef struct load {
 } load;
 
 static uint64_t g_seq; /* the creates of one system: every contact unique */
+
+/* ---- crmd's after-hook: its lag, read from /metrics during a create row ---- */
+
+#define HOOK_EVERY_NS 100000000LL  /* a reading every 100 ms of the row */
+#define HOOK_DRAIN_NS 10000000LL   /* after the window: every 10 ms until the lag is 0 */
+#define HOOK_CATCHUP_S 10          /* ... for 10 s at most */
+
+typedef struct hooksamp {
+    peer *p;
+    int on, fails, n, nw; /* n readings, nw of them in the measured window */
+    int64_t next;         /* the next reading */
+    int64_t caught;       /* after the window: when the lag first read 0 (0: not yet) */
+    double lag, max, runs0, seq0, runs, seq;
+    double sx, sy, sxx, sxy; /* least squares over the measured window */
+} hooksamp;
+
+/* One reading of the after-hooks' lag at now; which part of the row it falls
+ * in comes from l (warm-up, measured window, after the window). */
+static void hook_take(hooksamp *h, const load *l, int64_t now)
+{
+    double out[3];
+    h->next = now + (l->stop ? HOOK_DRAIN_NS : HOOK_EVERY_NS);
+    if (h->p->hooks(h->p, out) != 0) {
+        h->fails++;
+        return;
+    }
+    if (!h->n++) {
+        h->runs0 = out[1];
+        h->seq0 = out[2];
+    }
+    h->lag = out[0];
+    h->runs = out[1];
+    h->seq = out[2];
+    if (!l->stop && h->lag > h->max)
+        h->max = h->lag;
+    if (l->measuring && !l->stop) {
+        double x = (double)(now - l->t_warm) / 1e9;
+        h->sx += x;
+        h->sy += h->lag;
+        h->sxx += x * x;
+        h->sxy += x * h->lag;
+        h->nw++;
+    }
+    if (l->stop && h->lag == 0 && !h->caught)
+        h->caught = now;
+}
 
 static void issue(load *l, pconn *c)
 {
@@ -290,8 +346,12 @@ static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32]
     uint64_t closed = 0;
     int64_t drain_until = 0;
     double srv0 = 0, srv1 = 0, cli0 = 0, cli1 = 0, cm0[3] = {0}, cm1[3] = {0};
+    hooksamp hs;
     memset(&rw, 0, sizeof rw);
     memset(&l, 0, sizeof l);
+    memset(&hs, 0, sizeof hs);
+    hs.p = p;
+    hs.on = op == PEER_CREATE && p->hooks;
     rw.conns = nconns;
     l.op = op;
     l.ids = ids;
@@ -307,6 +367,8 @@ static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32]
         pc_open(p, &cs[i], ep, 0);
     if (p->commits)
         p->commits(p, cm0);
+    if (hs.on) /* the row's first reading: the previous row's lag, if any is left */
+        hook_take(&hs, &l, bench_now_ns());
     l.t_warm = bench_now_ns() + (int64_t)(cf->warm * 1e9);
     l.t_end = l.t_warm + (int64_t)(cf->secs * 1e9);
     for (int i = 0; i < nconns; i++) {
@@ -319,8 +381,16 @@ static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32]
             l.measuring = 1;
             srv0 = peer_tree_cpu_s(p->pid);
             cli0 = bench_self_cpu_s();
+            if (hs.on) { /* the lag at the start of the measured window */
+                hook_take(&hs, &l, now);
+                rw.lag_start = hs.lag;
+            }
         }
         if (!l.stop && now >= l.t_end) {
+            if (hs.on) { /* ... and at its end (in the window: before stop is set) */
+                hook_take(&hs, &l, now);
+                rw.lag_end = hs.lag;
+            }
             l.stop = 1;
             srv1 = peer_tree_cpu_s(p->pid);
             cli1 = bench_self_cpu_s();
@@ -333,8 +403,34 @@ static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32]
             if ((replies_in && (pushes_in || push_wait_over)) || now > drain_until)
                 break;
         }
+        if (hs.on && !hs.caught && now >= hs.next)
+            hook_take(&hs, &l, now);
         wait_ns = l.stop ? 50000000 : (l.measuring ? l.t_end : l.t_warm) - now;
+        if (hs.on && !hs.caught && hs.next - now < wait_ns)
+            wait_ns = hs.next - now > 0 ? hs.next - now : 0;
         pump(ep, &l, &l, (int)(wait_ns / 1000000) + 1, &closed, load_reply);
+    }
+    if (hs.on) { /* the row is over: how long until the after-hook caught up */
+        int64_t give_up = l.t_end + HOOK_CATCHUP_S * (int64_t)1000000000;
+        for (int64_t now = bench_now_ns(); !hs.caught && now < give_up; now = bench_now_ns()) {
+            if (now < hs.next)
+                usleep((useconds_t)((hs.next - now) / 1000));
+            hook_take(&hs, &l, bench_now_ns());
+        }
+        rw.hooked = 1;
+        rw.hook_fails = hs.fails;
+        rw.lag_max = hs.max;
+        rw.caught_ms = hs.caught ? (double)(hs.caught - l.t_end) / 1e6 : -1;
+        rw.hook_runs = hs.runs - hs.runs0;
+        rw.feed_changes = hs.seq - hs.seq0;
+        if (hs.nw >= 2 && hs.nw * hs.sxx - hs.sx * hs.sx > 0)
+            rw.lag_trend = (hs.nw * hs.sxy - hs.sx * hs.sy) / (hs.nw * hs.sxx - hs.sx * hs.sx);
+        fprintf(stderr,
+                "bench_peers: crmd's after-hook: lag %.0f at the start, at most %.0f, %.0f at the "
+                "end; caught up after %.0f ms; %.0f runs, %.0f feed changes for %" PRIu64
+                " creates acked (%d readings, %d unanswered)\n",
+                rw.lag_start, rw.lag_max, rw.lag_end, rw.caught_ms, rw.hook_runs, rw.feed_changes,
+                l.acked, hs.n, hs.fails);
     }
     if (l.in_flight)
         fprintf(stderr, "bench_peers: %" PRIu64 " requests unanswered 10 s after the end\n",
@@ -408,6 +504,25 @@ static size_t preload(peer *p, char (**ids)[32])
     close(ep);
     *ids = l.ids;
     return l.nids;
+}
+
+/* Waits (up to secs) until the peer's after-hooks (crmd's) have run every
+ * change so far, so that the rows after the preload do not share the server
+ * with a hook still catching up. */
+static void hooks_settle(peer *p, double secs)
+{
+    int64_t t0 = bench_now_ns(), until = t0 + (int64_t)(secs * 1e9);
+    double out[3] = {0};
+    while (bench_now_ns() < until) {
+        if (p->hooks(p, out) == 0 && out[0] == 0) {
+            fprintf(stderr, "bench_peers: %s: its after-hook caught up %.0f ms after the preload\n",
+                    p->name, (double)(bench_now_ns() - t0) / 1e6);
+            return;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "bench_peers: %s: its after-hook still lags %.0f changes %g s after the preload\n",
+            p->name, out[0], secs);
 }
 
 /* ---- fan-out ---- */
@@ -513,6 +628,8 @@ static void run_system(sysres *s, const cfg *cf, const char *base, const char *c
     for (int i = 0; i < NCONC; i++)
         s->rows[PEER_CREATE][i] = run_row(s, cf, PEER_CREATE, CONNS[i], NULL, 0);
     nids = preload(&s->p, &ids);
+    if (s->p.hooks)
+        hooks_settle(&s->p, 60);
     for (int i = 0; i < NCONC; i++)
         s->rows[PEER_GET][i] = run_row(s, cf, PEER_GET, CONNS[i], ids, nids);
     for (int i = 0; i < NCONC; i++)

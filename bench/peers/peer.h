@@ -8,6 +8,8 @@
  *  - PEER_CREATE: store the contact durably (fsync before the reply), credit
  *    10 loyalty points to the new contact's account in the same transaction,
  *    and notify the subscribers of the change (the record in the payload);
+ *    crmd alone also runs an after-hook that writes one activity record per
+ *    new contact (its derived-data path, reported apart: hooks below);
  *  - PEER_GET: the contact by the id its create returned;
  *  - PEER_QUERY: at most 10 contacts of a city, through an index on city.
  * A broken invariant dies (bench_die): there is no caller to hand it to. */
@@ -84,6 +86,11 @@ typedef struct peer {
     /* Optional (crmd): its group commits so far: commits, writes in them and
      * seconds spent in them (from /metrics). */
     void (*commits)(struct peer *p, double out[3]);
+    /* Optional (crmd): its after-hooks (from /metrics): out[0] the lag
+     * (crmd_after_hook_lag: feed changes the slowest after-hook has not run
+     * yet), out[1] after-hook runs so far, out[2] the feed's last seq; 0, or
+     * -1 when /metrics did not answer with them. */
+    int (*hooks)(struct peer *p, double out[3]);
 } peer;
 
 /* The four peers. */

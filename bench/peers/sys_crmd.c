@@ -1,8 +1,10 @@
 /* sys_crmd -- crmd as a peer: the bench schemas (bench/peers/crmd/schemas:
- * contacts with one index, on city, and loyalty) and the Lua before-hook
- * that credits the loyalty account in the create's own transaction
- * (bench/peers/crmd/scripts/loyalty.lua); over WebSocket, JSON subprotocol,
- * with benchws's client. */
+ * contacts with one index, on city, loyalty and activity), the Lua
+ * before-hook that credits the loyalty account in the create's own
+ * transaction (bench/peers/crmd/scripts/loyalty.lua) and the Lua after-hook
+ * that writes one activity record per new contact from the change feed
+ * (bench/peers/crmd/scripts/activity.lua; its lag is read from /metrics);
+ * over WebSocket, JSON subprotocol, with benchws's client. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,10 +49,12 @@ static void crmd_peer_start(peer *p, const peer_cfg *cfg)
     }
     snprintf(p->setup, sizeof p->setup,
              "`crmd serve --rate 10000000` (LMDB, durable group commit: one fsync per event-loop "
-             "pass), schemas `bench/peers/crmd/schemas` (contacts indexed on city; loyalty), the "
-             "Lua before-hook `bench/peers/crmd/scripts/loyalty.lua` (get + create/update of the "
-             "loyalty account in the create's transaction); WebSocket, `crm.v1.json`; the "
-             "subscriber: `subscribe` to contacts (the record in each push)");
+             "pass), schemas `bench/peers/crmd/schemas` (contacts indexed on city; loyalty; "
+             "activity), the Lua before-hook `bench/peers/crmd/scripts/loyalty.lua` (get + "
+             "create/update of the loyalty account in the create's transaction) and the Lua "
+             "after-hook `bench/peers/crmd/scripts/activity.lua` (one activity record per new "
+             "contact, from the change feed after the commit: crmd only); WebSocket, "
+             "`crm.v1.json`; the subscriber: `subscribe` to contacts (the record in each push)");
 }
 
 static int crmd_peer_stop(peer *p)
@@ -175,6 +179,19 @@ static void crmd_peer_commits(peer *p, double out[3])
     out[2] = cm.secs;
 }
 
+static int crmd_peer_hooks(peer *p, double out[3])
+{
+    char *body = crmd_metrics(proc.port);
+    int rc = crmd_metric(body, "crmd_after_hook_lag", &out[0]) == 0 &&
+                     crmd_metric(body, "crmd_hook_runs_total", &out[1]) == 0 &&
+                     crmd_metric(body, "crmd_feed_seq", &out[2]) == 0
+                 ? 0
+                 : -1;
+    (void)p;
+    free(body);
+    return rc;
+}
+
 void peer_crmd_init(peer *p)
 {
     memset(p, 0, sizeof *p);
@@ -189,4 +206,5 @@ void peer_crmd_init(peer *p)
     p->read = crmd_peer_read;
     p->subscribe = crmd_peer_subscribe;
     p->commits = crmd_peer_commits;
+    p->hooks = crmd_peer_hooks;
 }
