@@ -41,6 +41,32 @@ void crm_reply_ok(crm_sess *s, const crm_value *req, int opi, crm_value *result)
     crm_value_free(m);
 }
 
+/* {ref, ok: true, result: <raw>} in msgpack, raw being an encoded value
+ * (a record's stored bytes): the reply without decoding the record. */
+static void reply_ok_raw(crm_sess *s, const crm_value *req, int opi, const void *raw, size_t rawlen)
+{
+    static const uint8_t ref_key[] = {0x83, 0xa3, 'r', 'e', 'f'};
+    static const uint8_t ok_result[] = {0xa2, 'o', 'k', 0xc3, 0xa6, 'r', 'e', 's', 'u', 'l', 't'};
+    crm_value *ref = ref_copy(req);
+    size_t reflen = 0;
+    uint8_t *refb = ref ? crm_mp_encode(ref, &reflen) : NULL, *m;
+    size_t len = sizeof ref_key + reflen + sizeof ok_result + rawlen;
+    crm_value_free(ref);
+    if (!refb || !(m = malloc(len))) {
+        free(refb);
+        crm_reply_err(s, req, opi, CRM_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    memcpy(m, ref_key, sizeof ref_key);
+    memcpy(m + sizeof ref_key, refb, reflen);
+    memcpy(m + sizeof ref_key + reflen, ok_result, sizeof ok_result);
+    memcpy(m + sizeof ref_key + reflen + sizeof ok_result, raw, rawlen);
+    free(refb);
+    s->net->requests[opi][CRM_OK]++;
+    crm_sess_send(s, m, len, 0);
+    free(m);
+}
+
 /* Takes details. */
 void crm_reply_err(crm_sess *s, const crm_value *req, int opi, int code, const char *msg,
                       crm_value *details)
@@ -309,6 +335,19 @@ static void op_get(crm_sess *s, const crm_value *req, int opi)
     }
     if (crm_store_begin_read(s->net->store, &t, &err) != CRM_OK) {
         crm_reply_crm_err(s, req, opi, &err);
+        return;
+    }
+    if (s->msgpack && !crm_role_hidden(s->net->schema, s->role, coll)) {
+        /* the stored bytes are the reply's record: no decode, no re-encode */
+        const void *raw;
+        size_t rawlen;
+        if (crm_txn_get_raw(t, coll, id, &raw, &rawlen, &err) != CRM_OK) {
+            crm_txn_end(t);
+            crm_reply_crm_err(s, req, opi, &err);
+            return;
+        }
+        reply_ok_raw(s, req, opi, raw, rawlen);
+        crm_txn_end(t);
         return;
     }
     if (crm_txn_get(t, coll, id, &rec, &err) != CRM_OK) {

@@ -390,6 +390,7 @@ static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32]
             if (hs.on) { /* ... and at its end (in the window: before stop is set) */
                 hook_take(&hs, &l, now);
                 rw.lag_end = hs.lag;
+                hs.next = now + HOOK_DRAIN_NS; /* from now on, every 10 ms */
             }
             l.stop = 1;
             srv1 = peer_tree_cpu_s(p->pid);
@@ -410,7 +411,23 @@ static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32]
             wait_ns = hs.next - now > 0 ? hs.next - now : 0;
         pump(ep, &l, &l, (int)(wait_ns / 1000000) + 1, &closed, load_reply);
     }
-    if (hs.on) { /* the row is over: how long until the after-hook caught up */
+    if (l.in_flight)
+        fprintf(stderr, "bench_peers: %" PRIu64 " requests unanswered 10 s after the end\n",
+                l.in_flight);
+    if (closed)
+        fprintf(stderr, "bench_peers: %" PRIu64 " connections closed by the server\n", closed);
+    if (l.errors)
+        fprintf(stderr, "bench_peers: %" PRIu64 " errors; the first: %s\n", l.errors,
+                l.first_err);
+    if (p->commits) {
+        p->commits(p, cm1);
+        if (cm1[0] > cm0[0]) {
+            rw.per_commit = (cm1[1] - cm0[1]) / (cm1[0] - cm0[0]);
+            rw.commit_ms = (cm1[2] - cm0[2]) / (cm1[0] - cm0[0]) * 1e3;
+        }
+    }
+    if (hs.on) { /* the row is over (its commits read first): how long until the
+                  * after-hook caught up */
         int64_t give_up = l.t_end + HOOK_CATCHUP_S * (int64_t)1000000000;
         for (int64_t now = bench_now_ns(); !hs.caught && now < give_up; now = bench_now_ns()) {
             if (now < hs.next)
@@ -431,21 +448,6 @@ static row run_row(sysres *s, const cfg *cf, int op, int nconns, char (*ids)[32]
                 " creates acked (%d readings, %d unanswered)\n",
                 rw.lag_start, rw.lag_max, rw.lag_end, rw.caught_ms, rw.hook_runs, rw.feed_changes,
                 l.acked, hs.n, hs.fails);
-    }
-    if (l.in_flight)
-        fprintf(stderr, "bench_peers: %" PRIu64 " requests unanswered 10 s after the end\n",
-                l.in_flight);
-    if (closed)
-        fprintf(stderr, "bench_peers: %" PRIu64 " connections closed by the server\n", closed);
-    if (l.errors)
-        fprintf(stderr, "bench_peers: %" PRIu64 " errors; the first: %s\n", l.errors,
-                l.first_err);
-    if (p->commits) {
-        p->commits(p, cm1);
-        if (cm1[0] > cm0[0]) {
-            rw.per_commit = (cm1[1] - cm0[1]) / (cm1[0] - cm0[0]);
-            rw.commit_ms = (cm1[2] - cm0[2]) / (cm1[0] - cm0[0]) * 1e3;
-        }
     }
     qsort(l.lat, l.nlat, sizeof *l.lat, bench_cmp_i64);
     rw.n = l.nlat;
@@ -701,6 +703,50 @@ static void print_targets(const sysres *sys)
     printf("| RSS per idle connection ≤ 20 KiB | measured by bench_ws (`bench/results/ws.md`) | |\n\n");
 }
 
+/* crmd's after-hook in its create rows: its own derived-data path, no peer's. */
+static void print_hooks(const sysres *sys)
+{
+    const sysres *c = &sys[0];
+    if (!c->ran || !c->rows[PEER_CREATE][0].hooked)
+        return;
+    printf("### crmd's after-hook (`activity.lua`, one write per change)\n\n"
+           "crmd's create rows above also ran this after-hook: after each create is durable, it "
+           "writes one `activity` record from the change feed, on crmd's writer thread (more "
+           "work per create than the peers do).  This measures crmd's own derived-data path; "
+           "the peers have no after-hook equivalent, so it is not a comparison.  Lag: "
+           "`crmd_after_hook_lag` from crmd's /metrics, in feed changes (a create adds three: "
+           "the contact, its loyalty account, its activity record), read by the load generator "
+           "every 100 ms of the row.  At start / at end: at the start and the end of the "
+           "measured window; max: the highest reading from the row's start to the end of the "
+           "measured window; grew: the end against the start; trend: the least-squares slope of "
+           "the window's readings; caught up after: from the end of the window until the lag "
+           "read 0 (every 10 ms, %d s at most); runs: after-hook runs from the row's start "
+           "until then, of the creates acknowledged in the row.\n\n",
+           HOOK_CATCHUP_S);
+    printf("| conns | creates/s | lag at start | max lag | lag at end | grew (end − start) | "
+           "trend (changes/s) | caught up after | runs of creates |\n"
+           "|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
+    for (int i = 0; i < NCONC; i++) {
+        const row *x = &c->rows[PEER_CREATE][i];
+        char caught[48];
+        if (x->caught_ms >= 0)
+            snprintf(caught, sizeof caught, "%.0f ms", x->caught_ms);
+        else
+            snprintf(caught, sizeof caught, "**not in %d s**", HOOK_CATCHUP_S);
+        printf("| %d | %.0f | %.0f | %.0f | %.0f | %s (%+.0f) | %+.0f | %s | %.0f of %" PRIu64
+               " |\n",
+               x->conns, x->ops, x->lag_start, x->lag_max, x->lag_end,
+               x->lag_end > x->lag_start ? "yes" : "no", x->lag_end - x->lag_start, x->lag_trend,
+               caught, x->hook_runs, x->acked);
+    }
+    int any = 0;
+    for (int i = 0; i < NCONC; i++)
+        if (c->rows[PEER_CREATE][i].hook_fails)
+            printf("%sAt %d connections, %d readings of /metrics went unanswered.",
+                   any++ ? " " : "\n", CONNS[i], c->rows[PEER_CREATE][i].hook_fails);
+    printf(any ? "\n\n" : "\n");
+}
+
 static void print_workload(const sysres *sys, int w, const char *title, const char *what)
 {
     printf("## %s\n\n%s\n\n", title, what);
@@ -738,6 +784,8 @@ static void print_workload(const sysres *sys, int w, const char *title, const ch
                 printf("\n%s at %d connections, the first error: `%s`", sys[k].p.name, CONNS[i],
                        sys[k].rows[w][i].err);
     printf("\n\n");
+    if (w == PEER_CREATE)
+        print_hooks(sys);
 }
 
 static void write_chart_data(const char *path, const sysres *sys)
@@ -888,7 +936,9 @@ int main(int argc, char **argv)
                    "A ~250-byte contact (11 fields), durable; the hook credits 10 loyalty points "
                    "to the new contact's account in the same transaction; one subscriber "
                    "connected and notified (\"subscriber got\": pushes it read of the creates "
-                   "acknowledged in the row, warm-up included).");
+                   "acknowledged in the row, warm-up included).  crmd alone also runs an "
+                   "after-hook that writes one activity record per create after the commit, so "
+                   "its rows do more work than the peers' (its lag: the table under this one).");
     print_workload(sys, PEER_GET, "(2) Get by id",
                    "Random ids among the 10,000 contacts preloaded after the create rows.");
     print_workload(sys, PEER_QUERY, "(3) Indexed query returning 10 records",
