@@ -416,8 +416,17 @@ static void *writer_main(void *ud)
             atomic_store(&w->covered_seq, seq0);
         if (subs || committed) {
             /* after the syncer's flush (or a later commit's); a failed
-             * batch goes the same way, so that replies keep their order */
-            if (sync_push(w, subs, crm_store_last_seq(w->s), committed) != 0) {
+             * batch goes the same way, so that replies keep their order.
+             * With nothing else to do, the writer flushes itself: handing
+             * over to the syncer would only add a thread's wake-up to the
+             * reply's latency (one client, one request at a time). */
+            int idle;
+            pthread_mutex_lock(&w->lock);
+            idle = !w->qh && !w->jh && !w->st_head && !w->syncing;
+            pthread_mutex_unlock(&w->lock);
+            if (idle && w->bus && crm_bus_next_work_ms(w->bus) == 0)
+                idle = 0; /* after-hooks to run: they overlap with the syncer's flush */
+            if (idle || sync_push(w, subs, crm_store_last_seq(w->s), committed) != 0) {
                 crm_err err;
                 sync_drain(w);
                 if (make_durable(w, crm_store_last_seq(w->s), &err) != CRM_OK && committed)
