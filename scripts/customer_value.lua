@@ -340,7 +340,7 @@ crm.on_timer("page", function(p)
       finish_job(job)
     end
   end
-  -- wall time (crm.clock): a page that waits for the disk holds the loop as
+  -- wall time (crm.clock): a page that waits for the disk holds the writer as
   -- surely as one that computes
   local dt = crm.clock() - t0
   job.cpu_s = job.cpu_s + (os.clock() - c0)

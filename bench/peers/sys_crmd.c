@@ -48,8 +48,9 @@ static void crmd_peer_start(peer *p, const peer_cfg *cfg)
         pclose(f);
     }
     snprintf(p->setup, sizeof p->setup,
-             "`crmd serve --rate 10000000` (LMDB, durable group commit: one fsync per event-loop "
-             "pass), schemas `bench/peers/crmd/schemas` (contacts indexed on city; loyalty; "
+             "`crmd serve --rate 10000000` (LMDB, durable group commit on a writer thread, "
+             "commit-flushes 1: data flushed by the commit, meta page by the syncer or the next "
+             "commit), schemas `bench/peers/crmd/schemas` (contacts indexed on city; loyalty; "
              "activity), the Lua before-hook `bench/peers/crmd/scripts/loyalty.lua` (get + "
              "create/update of the loyalty account in the create's transaction) and the Lua "
              "after-hook `bench/peers/crmd/scripts/activity.lua` (one activity record per new "

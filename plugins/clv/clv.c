@@ -44,7 +44,7 @@ static struct {
 enum { IDLE, COLLECTING, FITTING, WRITING };
 static const char *phase_name[] = {"idle", "collecting", "fitting", "writing"};
 
-/* the running job: loop thread only */
+/* the running job: writer thread only */
 static struct {
     int phase;
     char id[64];
@@ -244,7 +244,7 @@ static int fail_job(crm_ctx *ctx, const char *why)
     return model_put(ctx, patch);
 }
 
-/* ---- predictions for one contact record (loop thread) ---- */
+/* ---- predictions for one contact record (writer thread) ---- */
 typedef struct pred {
     double x, tx, T, p_alive, exp_purchases, exp_spend, clv;
 } pred;

@@ -39,7 +39,7 @@
 #include <crm/plugin.h>
 
 /* The table, kept from init (SQLite's SQLITE_EXTENSION_INIT2, in spirit).
- * Every member is called on the loop thread during a call into us. */
+ * Every member is called on the writer thread during a call into us. */
 static const crm_api *api;
 
 /* Used for a key example.json does not set (or when there is no file). */
@@ -50,7 +50,7 @@ static const char DEFAULTS[] = "{\"forbidden_words\": [\"lottery\", \"crypto giv
 static crm_value *defaults; /* ours: freed in fini */
 static crm_where *big_order; /* ours: where_free in fini */
 
-/* Counters for example.stats (the loop thread is the only one touching them). */
+/* Counters for example.stats (the writer thread is the only one touching them). */
 static struct {
     long long screened, rejected, orders, amount, followups, cancelled, echoes, own_writes, big_orders;
 } stats;

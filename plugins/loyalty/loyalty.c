@@ -34,7 +34,7 @@
  *
  * Every change to an account is one read, in-memory changes, one update
  * guarded by the revision read: hooks, timers and methods run inside a
- * transaction on the loop thread, so the read-check-write is atomic and a
+ * transaction on the writer thread, so the read-check-write is atomic and a
  * redemption can never take the balance below zero.
  */
 #include <stdio.h>

@@ -16,7 +16,7 @@
  *    (at least once).
  *  - webhook_dead_letters: deliveries given up on.
  *
- * Flow (all on the loop thread but the HTTP, which is webhooks_http.c's):
+ * Flow (all on the writer thread but the HTTP, which is webhooks_http.c's):
  *  1. after-hook "*.*" (one feed consumer for every collection): for each
  *     active subscription watching the collection whose where matches the
  *     record after or before the change, a webhook_outbox record (or, when
@@ -59,7 +59,7 @@ static struct {
     wh_http_cfg http;
 } cfg;
 
-/* ---- subscriptions in memory (loop thread only) ---- */
+/* ---- subscriptions in memory (writer thread only) ---- */
 
 typedef struct sub {
     char id[WH_ID_MAX + 1];

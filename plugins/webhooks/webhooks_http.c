@@ -22,7 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-/* ---- shared with the loop thread, under lock ---- */
+/* ---- shared with the writer thread, under lock ---- */
 
 typedef struct drop_msg {
     struct drop_msg *next;
@@ -376,7 +376,7 @@ static void *work(void *arg)
     return NULL;
 }
 
-/* ---- the loop thread's side ---- */
+/* ---- the writer thread's side ---- */
 
 int wh_http_start(const wh_http_cfg *c, char *err, size_t cap)
 {

@@ -4,7 +4,7 @@
  * event loop and a slow or dead receiver holds up nothing but its own
  * subscription (docs/features/webhooks.md).
  *
- * The loop thread hands jobs in (wh_http_submit) and takes results out
+ * The writer thread (the plugin's hooks and timers) hands jobs in (wh_http_submit) and takes results out
  * (wh_http_results); the worker never touches crm_api record members, a
  * crm_ctx or a crm_event.  Per subscription the worker keeps a FIFO and has
  * at most one transfer in flight, so deliveries of one subscription happen
