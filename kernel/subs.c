@@ -15,11 +15,26 @@
 
 #define SNAPSHOT_MAX 100000
 
+/* One feed entry's change event, encoded once for every subscriber that
+ * sees it the same way (format, hidden fields, op, record or not): all but
+ * its first two keys, {"event": "change", "sub": N}, which differ per
+ * subscription.  Encoding per subscriber made the fan-out to 1,000
+ * subscribers cost the loop 1,000 record copies and encodings a change. */
+typedef struct enc_cache {
+    int msgpack, with_record;
+    const crm_value *hidden;
+    const char *op;
+    unsigned char *body; /* owned: the encoded map of the other keys */
+    size_t len;
+} enc_cache;
+
 typedef struct fanctx {
     crm_net *n;
     crm_sess *only;   /* replay for one subscription */
     crm_sub *only_sub;
     uint64_t upto;    /* fanout: push no entry past this seq (not yet durable) */
+    enc_cache cache[8]; /* for the entry being pushed (fan_entry) */
+    size_t ncache;
 } fanctx;
 
 static void sub_free(crm_sub *sub)
@@ -45,12 +60,97 @@ void crm_sub_remove(crm_sess *s, crm_sub *sub)
 
 /* Pushes entry e to sub if it concerns it.  Returns -1 when the
  * subscription overflowed and was ended. */
-static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e)
+/* The other keys of e's change event as seen by (msgpack, hidden, op,
+ * with_record), encoded once per entry; NULL when it cannot be (OOM, cache
+ * full): the caller then encodes the event itself. */
+static const enc_cache *cached_body(fanctx *fc, int msgpack, int with_record,
+                                    const crm_value *hidden, const char *op,
+                                    const crm_feed_entry *e)
+{
+    enc_cache *c;
+    crm_value *m;
+    for (size_t i = 0; i < fc->ncache; i++) {
+        c = &fc->cache[i];
+        if (c->msgpack == msgpack && c->with_record == with_record && c->hidden == hidden &&
+            c->op == op)
+            return c->body ? c : NULL;
+    }
+    if (fc->ncache == sizeof fc->cache / sizeof *fc->cache)
+        return NULL;
+    c = &fc->cache[fc->ncache++];
+    memset(c, 0, sizeof *c);
+    c->msgpack = msgpack;
+    c->with_record = with_record;
+    c->hidden = hidden;
+    c->op = op;
+    /* the same keys in the same order as the event push_entry builds */
+    m = crm_value_map();
+    crm_map_set(m, "seq", crm_value_int((int64_t)e->seq));
+    crm_map_set(m, "collection", crm_value_cstr(e->coll));
+    crm_map_set(m, "op", crm_value_cstr(op));
+    crm_map_set(m, "id", crm_value_cstr(e->id));
+    if (with_record)
+        crm_map_set(m, "record", crm_strip_copy(hidden, e->record));
+    crm_map_set(m, "prev_rev", crm_value_int(e->prev_rev));
+    c->body = msgpack ? (unsigned char *)crm_mp_encode(m, &c->len)
+                      : (unsigned char *)crm_json_encode(m, &c->len);
+    crm_value_free(m);
+    /* a fixmap header (msgpack) or "{" and "}" (JSON) around the keys */
+    if (c->body && (msgpack ? (c->len < 1 || (c->body[0] & 0xf0) != 0x80)
+                            : (c->len < 2 || c->body[0] != '{'))) {
+        free(c->body);
+        c->body = NULL;
+    }
+    return c->body ? c : NULL;
+}
+
+static void cache_clear(fanctx *fc)
+{
+    for (size_t i = 0; i < fc->ncache; i++)
+        free(fc->cache[i].body);
+    fc->ncache = 0;
+}
+
+/* {"event": "change", "sub": id, <the cached keys>} to s; -1 on overflow. */
+static int send_change(crm_sess *s, int id, const enc_cache *c)
+{
+    char head[64];
+    size_t hl, len;
+    unsigned char *buf;
+    int rc;
+    if (c->msgpack) {
+        /* fixmap of 2 + n entries; "event": "change", "sub": int32 */
+        unsigned n = (unsigned)(c->body[0] & 0x0f);
+        unsigned char *h = (unsigned char *)head;
+        if (n + 2 > 15)
+            return -1; /* cannot happen: at most 6 keys */
+        h[0] = (unsigned char)(0x80 | (n + 2));
+        memcpy(h + 1, "\xa5" "event" "\xa6" "change" "\xa3" "sub", 17);
+        h[18] = 0xd2;
+        h[19] = (unsigned char)((uint32_t)id >> 24);
+        h[20] = (unsigned char)((uint32_t)id >> 16);
+        h[21] = (unsigned char)((uint32_t)id >> 8);
+        h[22] = (unsigned char)id;
+        hl = 23;
+    } else {
+        hl = (size_t)snprintf(head, sizeof head, "{\"event\":\"change\",\"sub\":%d,", id);
+    }
+    len = hl + c->len - 1; /* the body without its "{" or map header */
+    if (!(buf = malloc(len)))
+        return -1;
+    memcpy(buf, head, hl);
+    memcpy(buf + hl, c->body + 1, c->len - 1);
+    rc = crm_sess_send(s, buf, len, 1);
+    free(buf);
+    return rc;
+}
+
+static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e, fanctx *fc)
 {
     int now = e->record && crm_filter_match(sub->filter, e->record);
     int before = e->prev && crm_filter_match(sub->filter, e->prev);
     const char *op;
-    crm_value *m;
+    crm_value *m = NULL;
     int rc = 0;
     if (e->seq <= sub->from_seq || strcmp(sub->coll, e->coll) != 0)
         return 0;
@@ -82,6 +182,16 @@ static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e)
         op = "delete";
         break;
     }
+    {
+        const crm_value *hidden = now ? crm_role_hidden(s->net->schema, s->role, e->coll) : NULL;
+        const enc_cache *ec = fc ? cached_body(fc, s->msgpack, now, hidden, op, e) : NULL;
+        if (ec) {
+            sub->from_seq = e->seq;
+            if (send_change(s, sub->id, ec) == 0)
+                return 0;
+            goto overflow;
+        }
+    }
     m = crm_value_map();
     crm_map_set(m, "event", crm_value_cstr("change"));
     crm_map_set(m, "sub", crm_value_int(sub->id));
@@ -94,8 +204,10 @@ static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e)
     crm_map_set(m, "prev_rev", crm_value_int(e->prev_rev));
     sub->from_seq = e->seq;
     if (crm_sess_send_value(s, m, 1) != 0) {
+        crm_value *o;
+    overflow:
         /* past its send-queue limit: tell it (always queued) and end the subscription */
-        crm_value *o = crm_value_map();
+        o = crm_value_map();
         crm_map_set(o, "event", crm_value_cstr("overflow"));
         crm_map_set(o, "sub", crm_value_int(sub->id));
         crm_map_set(o, "seq", crm_value_int((int64_t)e->seq - 1));
@@ -116,7 +228,7 @@ static int fan_entry(void *ud, const crm_feed_entry *e)
         /* A replay for one subscription: when it overflows push_entry ends
          * (frees) it, so stop reading the feed for it (found by
          * fuzz/fuzz_request.c: a use after free on the next entry). */
-        if (fc->only_sub && push_entry(fc->only, fc->only_sub, e) != 0) {
+        if (fc->only_sub && push_entry(fc->only, fc->only_sub, e, NULL) != 0) {
             fc->only_sub = NULL;
             return 1;
         }
@@ -128,10 +240,11 @@ static int fan_entry(void *ud, const crm_feed_entry *e)
         crm_sub *sub = s->subs;
         while (sub) {
             crm_sub *next = sub->next;
-            push_entry(s, sub, e);
+            push_entry(s, sub, e, fc);
             sub = next;
         }
     }
+    cache_clear(fc);
     return 0;
 }
 
@@ -141,7 +254,7 @@ void crm_subs_fanout(crm_net *n)
     uint64_t last = crm_writer_durable_seq(n->writer);
     crm_txn *t;
     crm_err err;
-    fanctx fc = {n, NULL, NULL, last};
+    fanctx fc = {.n = n, .upto = last};
     if (last <= n->pushed_seq)
         return;
     if (n->subs_now == 0 || crm_store_begin_read(n->store, &t, &err) != CRM_OK) {
@@ -373,7 +486,7 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
         crm_map_set(res, "records", snap);
     crm_reply_ok(s, req, opi, res);
     if (has_since) { /* replay, then live: no gap, no repeat (one thread) */
-        fanctx fc = {s->net, s, sub, UINT64_MAX};
+        fanctx fc = {.n = s->net, .only = s, .only_sub = sub, .upto = UINT64_MAX};
         uint64_t upto = sub->from_seq;
         sub->from_seq = (uint64_t)since;
         crm_feed_read(t, (uint64_t)since, 0, fan_entry, &fc, NULL, &err);
