@@ -60,6 +60,20 @@ void crm_sub_remove(crm_sess *s, crm_sub *sub)
 
 /* Pushes entry e to sub if it concerns it.  Returns -1 when the
  * subscription overflowed and was ended. */
+/* The keys of e's change event after {"event", "sub"}, in their order,
+ * set on m: the record (without the hidden fields) when with_record. */
+static void change_fields(crm_value *m, const crm_feed_entry *e, const char *op, int with_record,
+                          const crm_value *hidden)
+{
+    crm_map_set(m, "seq", crm_value_int((int64_t)e->seq));
+    crm_map_set(m, "collection", crm_value_cstr(e->coll));
+    crm_map_set(m, "op", crm_value_cstr(op));
+    crm_map_set(m, "id", crm_value_cstr(e->id));
+    if (with_record)
+        crm_map_set(m, "record", crm_strip_copy(hidden, e->record));
+    crm_map_set(m, "prev_rev", crm_value_int(e->prev_rev));
+}
+
 /* The other keys of e's change event as seen by (msgpack, hidden, op,
  * with_record), encoded once per entry; NULL when it cannot be (OOM, cache
  * full): the caller then encodes the event itself. */
@@ -83,15 +97,8 @@ static const enc_cache *cached_body(fanctx *fc, int msgpack, int with_record,
     c->with_record = with_record;
     c->hidden = hidden;
     c->op = op;
-    /* the same keys in the same order as the event push_entry builds */
     m = crm_value_map();
-    crm_map_set(m, "seq", crm_value_int((int64_t)e->seq));
-    crm_map_set(m, "collection", crm_value_cstr(e->coll));
-    crm_map_set(m, "op", crm_value_cstr(op));
-    crm_map_set(m, "id", crm_value_cstr(e->id));
-    if (with_record)
-        crm_map_set(m, "record", crm_strip_copy(hidden, e->record));
-    crm_map_set(m, "prev_rev", crm_value_int(e->prev_rev));
+    change_fields(m, e, op, with_record, hidden);
     c->body = msgpack ? (unsigned char *)crm_mp_encode(m, &c->len)
                       : (unsigned char *)crm_json_encode(m, &c->len);
     crm_value_free(m);
@@ -195,13 +202,7 @@ static int push_entry(crm_sess *s, crm_sub *sub, const crm_feed_entry *e, fanctx
     m = crm_value_map();
     crm_map_set(m, "event", crm_value_cstr("change"));
     crm_map_set(m, "sub", crm_value_int(sub->id));
-    crm_map_set(m, "seq", crm_value_int((int64_t)e->seq));
-    crm_map_set(m, "collection", crm_value_cstr(e->coll));
-    crm_map_set(m, "op", crm_value_cstr(op));
-    crm_map_set(m, "id", crm_value_cstr(e->id));
-    if (now)
-        crm_map_set(m, "record", crm_strip_copy(crm_role_hidden(s->net->schema, s->role, e->coll), e->record));
-    crm_map_set(m, "prev_rev", crm_value_int(e->prev_rev));
+    change_fields(m, e, op, now, crm_role_hidden(s->net->schema, s->role, e->coll));
     sub->from_seq = e->seq;
     if (crm_sess_send_value(s, m, 1) != 0) {
         crm_value *o;
