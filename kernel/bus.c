@@ -465,13 +465,19 @@ int crm_bus_cursor_load(crm_bus *b, crm_hook *h)
     }
 }
 
+/* The slowest after-hook consumer's cursor (UINT64_MAX with none). */
+static uint64_t slowest_cursor(const crm_bus *b)
+{
+    uint64_t min = UINT64_MAX;
+    for (const crm_hook *h = b->hooks; h; h = h->next)
+        if (h->phase == CRM_AFTER && h->cursor < min)
+            min = h->cursor;
+    return min;
+}
+
 static void update_floor(crm_bus *b)
 {
-    uint64_t floor = UINT64_MAX;
-    for (crm_hook *h = b->hooks; h; h = h->next)
-        if (h->phase == CRM_AFTER && h->cursor < floor)
-            floor = h->cursor;
-    crm_store_set_feed_floor(b->s, floor);
+    crm_store_set_feed_floor(b->s, slowest_cursor(b));
 }
 
 /* ---- the round: after-hooks and timers in one unit of the batch ---- */
@@ -740,10 +746,8 @@ int crm_bus_round(void *ud, crm_txn *t, crm_err *err)
          * before the next client batch, so the lag stays bounded and the
          * clients' writes slow down instead */
         double now_mono = mono_ms(), spent = b->batch_start > 0 ? now_mono - b->batch_start : 0;
-        uint64_t last = crm_txn_last_seq(t), lag = 0;
-        for (crm_hook *h = b->hooks; h; h = h->next)
-            if (h->phase == CRM_AFTER && last > h->cursor && last - h->cursor > lag)
-                lag = last - h->cursor;
+        uint64_t last = crm_txn_last_seq(t), slowest = slowest_cursor(b);
+        uint64_t lag = slowest < last ? last - slowest : 0;
         b->round_deadline = now_mono + (spent > b->o.round_budget_ms ? spent : b->o.round_budget_ms);
         if (lag > 4 * (uint64_t)b->o.max_per_round)
             b->round_deadline = now_mono + 3600e3;
@@ -933,15 +937,12 @@ int crm_bus_call_now(crm_bus *b, const char *method, const crm_value *params, co
 
 void crm_bus_stats_get(crm_bus *b, crm_bus_stats *st)
 {
+    uint64_t last = crm_store_last_seq(b->s), slowest = slowest_cursor(b);
     *st = b->stats;
-    st->min_cursor = crm_store_last_seq(b->s);
+    st->min_cursor = slowest < last ? slowest : last;
     st->consumers = 0;
     for (crm_hook *h = b->hooks; h; h = h->next)
-        if (h->phase == CRM_AFTER) {
-            st->consumers++;
-            if (h->cursor < st->min_cursor)
-                st->min_cursor = h->cursor;
-        }
+        st->consumers += h->phase == CRM_AFTER;
     st->timers_pending = crm_bus_timers_pending(b);
 }
 

@@ -740,9 +740,8 @@ static void flight_after_commit(crm_wsub *sub)
         }
 }
 
-static void fail_items(crm_net *n, crm_item *items, size_t ni, const char *why)
+static void fail_items(crm_item *items, size_t ni, const char *why)
 {
-    (void)n;
     for (size_t i = 0; i < ni; i++) {
         if (items[i].s) {
             crm_reply_err(items[i].s, items[i].req, items[i].op, CRM_UNAVAILABLE, why, NULL);
@@ -766,7 +765,7 @@ void crm_ops_flush(crm_net *n)
     n->nbatch = n->capbatch = 0;
     if (!(f = calloc(1, sizeof *f)) || !(f->units = calloc(ni, sizeof *f->units))) {
         free(f);
-        fail_items(n, items, ni, "out of memory");
+        fail_items(items, ni, "out of memory");
         return;
     }
     f->n = n;

@@ -96,10 +96,7 @@ static void run_batch(crm_writer *w, crm_wsub *subs)
             w->ucap = total + 1;
         }
     }
-    units = total + 1 <= w->ucap ? w->units : NULL;
-    if (units)
-        memset(units, 0, (total + 1) * sizeof *units); /* +1: the bus's unit */
-    if (!units) {
+    if (total + 1 > w->ucap) {
         for (crm_wsub *x = subs; x; x = x->next) {
             crm_err_set(&x->err, CRM_UNAVAILABLE, "out of memory");
             x->rc = CRM_UNAVAILABLE;
@@ -110,6 +107,8 @@ static void run_batch(crm_writer *w, crm_wsub *subs)
         }
         return;
     }
+    units = w->units;
+    memset(units, 0, (total + 1) * sizeof *units); /* +1: the bus's unit */
     for (crm_wsub *x = subs; x; x = x->next) {
         memcpy(units + at, x->units, x->n * sizeof *units);
         at += x->n;
@@ -170,11 +169,10 @@ static void wait_for_work(crm_writer *w)
 {
     while (!w->qh && !w->jh && !w->stop) {
         int64_t ms = w->bus ? crm_bus_next_work_ms(w->bus) : -1;
-        if (ms == 0 || crm_store_failed(w->s, NULL) != CRM_OK) {
-            if (ms == 0 && crm_store_failed(w->s, NULL) == CRM_OK)
-                return;
+        if (crm_store_failed(w->s, NULL) != CRM_OK)
             ms = -1; /* a failed store: wait to be stopped */
-        }
+        else if (ms == 0)
+            return;
         if (ms < 0) {
             pthread_cond_wait(&w->cond, &w->lock);
         } else {
@@ -312,6 +310,28 @@ static int make_durable(crm_writer *w, uint64_t seq, crm_err *err)
     return crm_store_sync(w->s, err);
 }
 
+/* Makes everything up to seq durable (make_durable), then hands subs back
+ * and wakes the loop; when the flush failed, the subs of committed batches
+ * get no reply (fail_undurable).  Syncer thread, or the writer when it
+ * flushes itself.  The lock is not held. */
+static void flush_and_hand_back(crm_writer *w, uint64_t seq, pend *list)
+{
+    crm_wsub *done = NULL;
+    crm_err err;
+    int rc = make_durable(w, seq, &err);
+    if (rc == CRM_OK && seq > atomic_load(&w->durable_seq))
+        atomic_store(&w->durable_seq, seq);
+    for (pend *p = list; p; p = p->next) {
+        if (rc != CRM_OK && p->committed)
+            fail_undurable(p->subs, &err);
+        done = concat(done, p->subs);
+    }
+    pthread_mutex_lock(&w->lock);
+    hand_back(w, done);
+    pthread_mutex_unlock(&w->lock);
+    w->wake(w->wake_ud); /* acks to send, changes to push */
+}
+
 static void *syncer_main(void *ud)
 {
     crm_writer *w = ud;
@@ -319,10 +339,8 @@ static void *syncer_main(void *ud)
     pthread_mutex_lock(&w->lock);
     for (;;) {
         pend *batch, *p;
-        crm_wsub *done = NULL;
         uint64_t seq = 0;
-        crm_err err;
-        int rc;
+        size_t n = 0;
         while (!w->st_head && !w->sync_stop)
             pthread_cond_wait(&w->sync_cond, &w->lock);
         if (!w->st_head)
@@ -332,28 +350,21 @@ static void *syncer_main(void *ud)
         w->syncing = 1;
         pthread_mutex_unlock(&w->lock);
 
-        for (p = batch; p; p = p->next)
+        for (p = batch; p; p = p->next) {
             seq = p->seq > seq ? p->seq : seq;
-        rc = make_durable(w, seq, &err);
-        if (rc == CRM_OK && seq > atomic_load(&w->durable_seq))
-            atomic_store(&w->durable_seq, seq);
+            n += list_len(p->subs);
+        }
+        flush_and_hand_back(w, seq, batch);
         while (batch) {
             p = batch;
             batch = p->next;
-            if (rc != CRM_OK && p->committed)
-                fail_undurable(p->subs, &err);
-            done = concat(done, p->subs);
             free(p);
         }
 
         pthread_mutex_lock(&w->lock);
-        w->awaiting -= list_len(done);
-        hand_back(w, done);
+        w->awaiting -= n;
         w->syncing = 0;
         pthread_cond_broadcast(&w->sync_idle);
-        pthread_mutex_unlock(&w->lock);
-        w->wake(w->wake_ud); /* acks to send, changes to push */
-        pthread_mutex_lock(&w->lock);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -427,16 +438,9 @@ static void *writer_main(void *ud)
             if (idle && w->bus && crm_bus_next_work_ms(w->bus) == 0)
                 idle = 0; /* after-hooks to run: they overlap with the syncer's flush */
             if (idle || sync_push(w, subs, crm_store_last_seq(w->s), committed) != 0) {
-                crm_err err;
-                sync_drain(w);
-                if (make_durable(w, crm_store_last_seq(w->s), &err) != CRM_OK && committed)
-                    fail_undurable(subs, &err);
-                else if (crm_store_failed(w->s, NULL) == CRM_OK)
-                    atomic_store(&w->durable_seq, crm_store_last_seq(w->s));
-                pthread_mutex_lock(&w->lock);
-                hand_back(w, subs);
-                pthread_mutex_unlock(&w->lock);
-                w->wake(w->wake_ud);
+                pend self = {NULL, subs, crm_store_last_seq(w->s), committed};
+                sync_drain(w); /* replies keep their order */
+                flush_and_hand_back(w, self.seq, &self);
             }
         }
         pthread_mutex_lock(&w->lock);

@@ -313,3 +313,14 @@ long fault_journal_undo(const char *journal, const char *mdb, long *bytes)
     free(at);
     return count;
 }
+
+int fault_start_journaled(crmd_proc *p, const char *shim, const char *journal, const char *data)
+{
+    int rc;
+    setenv("LD_PRELOAD", shim, 1);
+    setenv("CRM_FAULT_JOURNAL", journal, 1);
+    rc = crmd_start(p, fault_crmd(), fault_schemas(), data);
+    unsetenv("LD_PRELOAD");
+    unsetenv("CRM_FAULT_JOURNAL");
+    return rc;
+}

@@ -59,6 +59,12 @@ pid_t fault_reader_start(const char *data, int *cmd);
  * non-zero. */
 int fault_reader_finish(pid_t pid, int cmd);
 
+/* crmd_start of fault_crmd() on data with fault_shim preloaded and its undo
+ * journal at journal (CRM_FAULT_JOURNAL); the variables are unset again
+ * afterwards, so later processes (a restart after the power loss) run
+ * without the shim.  crmd_start's code. */
+int fault_start_journaled(crmd_proc *p, const char *shim, const char *journal, const char *data);
+
 /* Power loss (fault_shim's CRM_FAULT_JOURNAL): undoes the journal on the
  * data file mdb from its last record back, and truncates the file to its
  * size at the last sync -- the disk of a machine that lost power, with every

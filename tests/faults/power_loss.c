@@ -73,11 +73,7 @@ int main(void)
         long undone, bytes;
         pid_t killer;
         int delay_ms = 50 + rand() % 251;
-        setenv("LD_PRELOAD", shim, 1);
-        setenv("CRM_FAULT_JOURNAL", journal, 1);
-        rc = crmd_start(&p, fault_crmd(), fault_schemas(), data);
-        unsetenv("LD_PRELOAD");
-        unsetenv("CRM_FAULT_JOURNAL");
+        rc = fault_start_journaled(&p, shim, journal, data);
         if (rc != 0)
             return fault_fail(NAME, "cycle %d: crmd did not open the store after the power loss",
                               cycle);

@@ -241,11 +241,7 @@ int main(void)
     for (cycle = 0; cycle < cycles || (undone_total == 0 && cycle < 4 * cycles + 20); cycle++) {
         long undone, bytes, in_flight, awaiting, acked_before;
         int scrapes = 0, hit, acked, lost, kept, nth = 0;
-        setenv("LD_PRELOAD", shim, 1);
-        setenv("CRM_FAULT_JOURNAL", journal, 1);
-        rc = crmd_start(&p, fault_crmd(), fault_schemas(), data);
-        unsetenv("LD_PRELOAD");
-        unsetenv("CRM_FAULT_JOURNAL");
+        rc = fault_start_journaled(&p, shim, journal, data);
         if (rc != 0)
             return fault_fail(NAME, "cycle %d: crmd did not start with the shim", cycle);
         for (int k = 0; k < NCLIENTS; k++, nth++) {
