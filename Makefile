@@ -17,6 +17,11 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+# Warnings are errors in the test builds (make test, test-fast: CI) and not in
+# a user's or packager's build (make run, a plain cmake), where a newer or older
+# compiler's new warning must not stop the build.
+WERROR     ?= OFF
+RELEASE_BUILD ?= build-release
 DEB_PACKAGES = build-essential cmake pkg-config liblmdb-dev liblua5.4-dev \
                libwebsockets-dev libmsgpack-dev libjansson-dev libcmocka-dev libssl-dev lmdb-utils \
                libcurl4-openssl-dev libcsv-dev libinih-dev openssl strace
@@ -40,7 +45,7 @@ VALGRIND_PACKAGES = valgrind
 VALGRIND_BUILD ?= build-valgrind
 FUZZ_SECONDS ?= 600
 
-.PHONY: deps node-deps interop-deps browser-deps fuzz-deps peer-packages build build-asan build-fuzz run test test-fast bench soak \
+.PHONY: deps node-deps interop-deps browser-deps fuzz-deps peer-packages build build-asan build-fuzz build-release run test test-fast bench soak \
         fuzz fuzz-smoke clean demo demo-serve valgrind lint
 
 deps:
@@ -87,16 +92,16 @@ peer-packages:
 	@echo $(PEER_PACKAGES)
 
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCRM_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCRM_SANITIZE=ON -DCRM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 # libFuzzer binaries (fuzz/), the kernel instrumented for them (CRM_FUZZ).
 build-fuzz: deps fuzz-deps
-	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRM_FUZZ=ON >/dev/null
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRM_FUZZ=ON -DCRM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 
 run: build
@@ -112,12 +117,19 @@ demo: build
 demo-serve: build
 	$(BUILD)/crmd serve --data $(DEMO_DATA) --schemas ./schemas --scripts ./scripts --plugins $(BUILD)/plugins
 
+# Everything as a packager builds it (Release: -O3,
+# where gcc finds warnings -O2 does not), warnings as errors: part of make test.
+build-release: deps
+	cmake -S . -B $(RELEASE_BUILD) -DCMAKE_BUILD_TYPE=Release -DCRM_WERROR=ON >/dev/null
+	cmake --build $(RELEASE_BUILD) -j$(JOBS)
+
 # The whole suite twice: an optimised build, then under ASan + UBSan.
-test: build build-asan interop-deps browser-deps
+test test-fast: WERROR = ON
+test: build build-asan build-release interop-deps browser-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
-	$(MAKE) fuzz-smoke
+	$(MAKE) fuzz-smoke WERROR=ON
 	$(MAKE) lint
 
 test-fast: build interop-deps browser-deps
@@ -147,4 +159,4 @@ soak: build
 	cd $(BUILD)/tests && CRM_ACK_WRITES=20000 CRM_OOM_FULL=1 CRM_POWER_CYCLES=50 ctest -L fault --output-on-failure
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(VALGRIND_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) $(VALGRIND_BUILD) $(RELEASE_BUILD)

@@ -414,7 +414,7 @@ int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids,
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == CRM_OK;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const scrub_target *hit = NULL;
-        scrub_target key;
+        scrub_target key = {0};
         crm_value *m;
         size_t changed = 0;
         if (v.mv_size < 8 || k.mv_size != 8)

@@ -1039,7 +1039,7 @@ static int m_redeem(crm_ctx *ctx, const crm_value *params, crm_value **result, v
     const char *contact = param_str(params, "contact"), *order = param_str(params, "order"),
                *why = param_str(params, "reason"), *k = param_str(params, "key"), *line = NULL;
     char key[160], *dedupe = NULL;
-    int64_t n;
+    int64_t n = 0; /* param_points sets it; gcc -O3 cannot see that */
     acc a;
     int rc;
     (void)ud;
@@ -1092,7 +1092,7 @@ static int m_adjust(crm_ctx *ctx, const crm_value *params, crm_value **result, v
     const char *contact = param_str(params, "contact"), *why = param_str(params, "reason"),
                *line = NULL, *user = api->caller_user(ctx);
     crm_value *extra = NULL, *from = NULL;
-    int64_t n;
+    int64_t n = 0; /* param_points sets it; gcc -O3 cannot see that */
     acc a;
     int rc;
     (void)ud;

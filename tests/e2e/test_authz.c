@@ -712,7 +712,9 @@ static void refill_seed(world *w, const crm_collection *coll);
  * when the op is not granted at all); otherwise the op goes through. */
 static void usage_cells(world *w, ws_client *c, const char *role, const crm_collection *coll)
 {
-    const char *cn = coll->name;
+    /* never NULL; said so because gcc -O3 follows req_new's NULL check back
+     * to the names printed below (format-truncation) */
+    const char *cn = coll->name ? coll->name : "";
     const crm_value *fill = w->fill[coll_index(w, coll)];
     int p = exp_perms(w->roles, role, cn);
     for (size_t k = 0; k < fill->u.arr.n; k++) {

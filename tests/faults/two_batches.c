@@ -239,7 +239,7 @@ int main(void)
      * undone nothing yet goes on (up to 4x + 20 cycles), as power_loss.c
      * does, so it proves something on a slow (sanitized) build too */
     for (cycle = 0; cycle < cycles || (undone_total == 0 && cycle < 4 * cycles + 20); cycle++) {
-        long undone, bytes, in_flight, awaiting, acked_before;
+        long undone, bytes, in_flight = -1, awaiting = -1, acked_before = -1;
         int scrapes = 0, hit, acked, lost, kept, nth = 0;
         rc = fault_start_journaled(&p, shim, journal, data);
         if (rc != 0)
