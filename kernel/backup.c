@@ -119,6 +119,10 @@ static int env_open_ro(const char *dir, int nolock, MDB_env **out, crm_err *err)
         mdb_env_close(env);
         return mdb_fail(err, CRM_UNAVAILABLE, "cannot open", dir, mrc);
     }
+    if ((mrc = crm_store_env_whole(env, dir, err)) != CRM_OK) {
+        mdb_env_close(env);
+        return mrc;
+    }
     *out = env;
     return CRM_OK;
 }

@@ -1330,6 +1330,24 @@ static void note_commit_failure(crm_store *s, int mrc)
 uint64_t crm_store_commits(const crm_store *s) { return s->commits; }
 int crm_store_meta_async(const crm_store *s) { return s->o.meta_async; }
 
+int crm_store_env_whole(MDB_env *env, const char *dir, crm_err *err)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fs;
+    mdb_filehandle_t fd;
+    unsigned long long need;
+    if (mdb_env_info(env, &info) || mdb_env_stat(env, &st) || mdb_env_get_fd(env, &fd) ||
+        fstat(fd, &fs) != 0)
+        return crm_err_set(err, CRM_UNAVAILABLE, "%s/data.mdb: cannot read its size", dir);
+    need = ((unsigned long long)info.me_last_pgno + 1) * st.ms_psize;
+    if ((unsigned long long)fs.st_size < need)
+        return crm_err_set(err, CRM_BAD_REQUEST,
+                           "%s/data.mdb is truncated: %lld bytes, but its pages need %llu",
+                           dir, (long long)fs.st_size, need);
+    return CRM_OK;
+}
+
 int crm_store_sync(crm_store *s, crm_err *err)
 {
     int mrc;

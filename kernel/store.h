@@ -147,6 +147,16 @@ uint64_t crm_store_commits(const crm_store *s);
 /* Whether the store was opened with opts.meta_async. */
 int crm_store_meta_async(const crm_store *s);
 
+/* CRM_OK when the file of an opened LMDB environment holds every page its
+ * meta page counts; BAD_REQUEST naming dir's data.mdb and both sizes when it
+ * is shorter (a truncated copy).  LMDB maps the file and trusts the meta
+ * page: a page past the end is a SIGBUS at the first read, not an error, so
+ * an open of a copy (a backup: its pages are written end to end) checks this
+ * first.  Not for a live store: pages freed in the transaction that made
+ * them may lie past its end without being referenced. */
+struct MDB_env;
+int crm_store_env_whole(struct MDB_env *env, const char *dir, crm_err *err);
+
 /* Convenience: one unit of one write, committed alone. */
 int crm_store_write1(crm_store *s, crm_write *w);
 

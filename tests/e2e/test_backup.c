@@ -10,6 +10,8 @@
  *  - a backup whose manifest does not match its data is refused and the
  *    data folder is left as it was; a good restore over existing data
  *    keeps the old data in DATA.pre-restore-*;
+ *  - a truncated backup (4 KiB short, or half) is refused with a message
+ *    (it was a SIGBUS), the data folder left as it was;
  *  - a second backup to the same path is refused.
  */
 #include <dirent.h>
@@ -238,6 +240,30 @@ static void backup_under_load_then_restore(void **state)
     free(out);
     assert_int_equal(count_prefixed(work, "restored.pre-restore-"), 0);
     assert_int_equal(count_prefixed(work, "restored.restore-"), 0); /* staging cleaned up */
+
+    /* a truncated copy (4 KiB short, and half its size): refused with a
+     * message, not a SIGBUS from a page past the end of the mapped file */
+    for (int cut = 0; cut < 2; cut++) {
+        char trunc[1100], path[1200];
+        struct stat st;
+        snprintf(trunc, sizeof trunc, "%s/trunc%d", work, cut);
+        snprintf(path, sizeof path, "%s/data.mdb", trunc);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", bk, trunc);
+        assert_int_equal(crm_test_run(cmd, NULL), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_size > 8 * 4096);
+        assert_int_equal(truncate(path, cut == 0 ? st.st_size - 4096 : st.st_size / 2), 0);
+        snprintf(cmd, sizeof cmd, "'%s' restore '%s' --data '%s' --schemas '%s' 2>&1", bin, trunc,
+                 restored, schemas);
+        rc = crm_test_run(cmd, &out);
+        fprintf(stderr, "%s", out);
+        assert_int_equal(rc, 1);
+        assert_non_null(strstr(out, "is truncated"));
+        assert_non_null(strstr(out, "is unchanged"));
+        free(out);
+    }
+    assert_int_equal(count_prefixed(work, "restored.pre-restore-"), 0);
+    assert_int_equal(count_prefixed(work, "restored.restore-"), 0);
 
     /* a good restore over existing data keeps the old data beside it */
     snprintf(cmd, sizeof cmd, "'%s' restore '%s' --data '%s' --schemas '%s' 2>&1", bin, bk,
