@@ -375,6 +375,42 @@ static int scrub_in(crm_value *m, const char *key, const scrub_target *tg, size_
     return crm_scrub_record(tg->c, r, tg->id, changed);
 }
 
+/* The collection named (len bytes) when it declares "about", else NULL. */
+static const crm_collection *about_coll(const crm_schema *sc, const char *name, size_t len)
+{
+    for (size_t i = 0; i < sc->ncolls; i++)
+        if (sc->colls[i].about_coll && strlen(sc->colls[i].name) == len &&
+            memcmp(sc->colls[i].name, name, len) == 0)
+            return &sc->colls[i];
+    return NULL;
+}
+
+/* Whether the record or the prev of entry m (of about-collection c) is
+ * about one of the targets. */
+static int about_target(const crm_value *m, const crm_collection *c, const scrub_target *tg,
+                        size_t n)
+{
+    static const char *const keys[2] = {"record", "prev"};
+    for (int i = 0; i < 2; i++) {
+        const crm_value *r = crm_map_get(m, keys[i]);
+        const char *coll, *id;
+        scrub_target key;
+        if (!r || r->type != CRM_T_MAP)
+            continue;
+        coll = crm_map_str(r, c->about_coll, NULL);
+        id = crm_map_str(r, c->about_id, NULL);
+        if (!coll || !id)
+            continue;
+        key.coll = coll;
+        key.clen = strlen(coll);
+        key.id = id;
+        key.idlen = strlen(id);
+        if (bsearch(&key, tg, n, sizeof *tg, target_cmp))
+            return 1;
+    }
+    return 0;
+}
+
 int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids, size_t n,
                    uint64_t *rewritten, crm_err *err)
 {
@@ -414,24 +450,38 @@ int crm_feed_scrub(crm_txn *t, const char *const *colls, const char *const *ids,
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == CRM_OK;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const scrub_target *hit = NULL;
-        scrub_target key = {0};
+        scrub_target key = {0}, self;
+        const crm_collection *about = NULL;
         crm_value *m;
         size_t changed = 0;
         if (v.mv_size < 8 || k.mv_size != 8)
             continue;
         if (entry_subject((const uint8_t *)v.mv_data + 8, v.mv_size - 8, &key) == 0) {
-            if (!(hit = bsearch(&key, tg, n, sizeof *tg, target_cmp)))
+            /* not a target itself: only an entry of an about-collection may
+             * still carry a target's data (a webhook delivery's body) */
+            if (!(hit = bsearch(&key, tg, n, sizeof *tg, target_cmp)) &&
+                !(about = about_coll(t->s->schema, key.coll, key.clen)))
                 continue;
         }
         if (!(m = crm_mp_decode_trusted((uint8_t *)v.mv_data + 8, v.mv_size - 8)))
             continue;
-        if (!hit) { /* an entry laid out otherwise: look it up decoded */
+        if (!hit && !about) { /* an entry laid out otherwise: look it up decoded */
             const char *c = crm_map_str(m, "collection", ""), *id = crm_map_str(m, "id", "");
             key.coll = c;
             key.clen = strlen(c);
             key.id = id;
             key.idlen = strlen(id);
-            hit = bsearch(&key, tg, n, sizeof *tg, target_cmp);
+            if (!(hit = bsearch(&key, tg, n, sizeof *tg, target_cmp)))
+                about = about_coll(t->s->schema, c, strlen(c));
+        }
+        if (!hit && about && about_target(m, about, tg, n)) {
+            /* scrubbed as a record of its own collection, under its own id */
+            self.c = about;
+            self.coll = about->name;
+            self.clen = strlen(about->name);
+            self.id = crm_map_str(m, "id", "");
+            self.idlen = strlen(self.id);
+            hit = &self;
         }
         if (hit && (scrub_in(m, "record", hit, &changed) || scrub_in(m, "prev", hit, &changed)))
             rc = crm_err_set(err, CRM_INTERNAL, "out of memory");

@@ -86,9 +86,81 @@ void crm_admin_audit(crm_sess *s, const crm_value *req, int opi)
 
 /* ---- privacy ---- */
 
-/* Every record of every collection with a ref field pointing at coll/id:
- * a new map collection -> array of records, caller owns.  *total counts
- * them.  TOO_LARGE past MAX_RELATED. */
+typedef struct named {
+    const char *coll, *id;
+} named;
+
+static int named_cmp(const void *a, const void *b)
+{
+    const named *x = a, *y = b;
+    int c = strcmp(x->coll, y->coll);
+    return c ? c : strcmp(x->id, y->id);
+}
+
+/* Adds to related (collection -> records) the records of every
+ * about-collection (schema "about") that are about coll/id or about one of
+ * the records already in related: copies of their data kept elsewhere,
+ * such as a webhook delivery's body.  Each about-collection is read whole
+ * (it holds deliveries and the like, not the bulk of the data). */
+static int add_about_records(crm_txn *t, const crm_schema *sc, const char *coll, const char *id,
+                             crm_value *related, size_t *total, crm_err *err)
+{
+    size_t n = 1, at = 0;
+    named *set;
+    int rc = CRM_OK;
+    for (size_t i = 0; i < related->u.map.n; i++)
+        n += related->u.map.kv[i].val->u.arr.n;
+    if (!(set = calloc(n, sizeof *set)))
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    set[at++] = (named){coll, id};
+    for (size_t i = 0; i < related->u.map.n; i++) {
+        const crm_value *list = related->u.map.kv[i].val;
+        for (size_t j = 0; j < list->u.arr.n; j++)
+            set[at++] = (named){related->u.map.kv[i].key, crm_map_str(list->u.arr.items[j], "id", "")};
+    }
+    qsort(set, n, sizeof *set, named_cmp);
+    for (size_t i = 0; rc == CRM_OK && i < sc->ncolls; i++) {
+        const crm_collection *c = &sc->colls[i];
+        char *after = NULL;
+        crm_value *list = (crm_value *)crm_map_get(related, c->name); /* refs found some */
+        if (!c->about_coll)
+            continue;
+        do {
+            crm_query q = {c->name, NULL, NULL, CRM_QUERY_MAX_LIMIT, after};
+            crm_value *recs = NULL;
+            char *next = NULL;
+            rc = crm_txn_query(t, &q, &recs, &next, err);
+            free(after);
+            after = next;
+            for (size_t k = 0; rc == CRM_OK && k < recs->u.arr.n; k++) {
+                crm_value *r = recs->u.arr.items[k];
+                named key = {crm_map_str(r, c->about_coll, NULL), crm_map_str(r, c->about_id, NULL)};
+                named self = {c->name, crm_map_str(r, "id", "")};
+                if (!key.coll || !key.id || !bsearch(&key, set, n, sizeof *set, named_cmp) ||
+                    bsearch(&self, set, n, sizeof *set, named_cmp))
+                    continue; /* not about them, or related already (a ref) */
+                if (!list && (!(list = crm_value_arr()) || crm_map_set(related, c->name, list) != 0)) {
+                    list = NULL;
+                    rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+                } else if (++*total > MAX_RELATED) {
+                    rc = crm_err_set(err, CRM_TOO_LARGE, "more than %d records refer to %s/%s",
+                                     MAX_RELATED, coll, id);
+                } else if (crm_arr_push(list, crm_value_dup(r)) != 0) {
+                    rc = crm_err_set(err, CRM_INTERNAL, "out of memory");
+                }
+            }
+            crm_value_free(recs);
+        } while (rc == CRM_OK && after);
+        free(after);
+    }
+    free(set);
+    return rc;
+}
+
+/* Every record of every collection with a ref field pointing at coll/id,
+ * and the records of about-collections about any of them: a new map
+ * collection -> array of records, caller owns.  *total counts them.
+ * TOO_LARGE past MAX_RELATED. */
 static crm_value *related_records(crm_txn *t, const crm_schema *sc, const char *coll,
                                   const char *id, size_t *total, crm_err *err)
 {
@@ -159,6 +231,10 @@ static crm_value *related_records(crm_txn *t, const crm_schema *sc, const char *
             crm_err_set(err, CRM_INTERNAL, "out of memory");
             return NULL;
         }
+    }
+    if (add_about_records(t, sc, coll, id, out, total, err) != CRM_OK) {
+        crm_value_free(out);
+        return NULL;
     }
     return out;
 }

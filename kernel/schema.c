@@ -314,6 +314,8 @@ void crm_collection_clear(crm_collection *c)
     free(c->fields);
     free(c->name);
     free(c->id_prefix);
+    free(c->about_coll);
+    free(c->about_id);
     crm_value_free(c->source);
     memset(c, 0, sizeof *c);
 }
@@ -361,6 +363,14 @@ int crm_collection_parse(const crm_value *src, crm_collection *c, crm_err *err)
                 return crm_err_set(err, CRM_INTERNAL, "out of memory");
         } else if (strcmp(k, "fields") == 0) {
             fields = v;
+        } else if (strcmp(k, "about") == 0) {
+            const crm_value *ac = crm_map_get(v, "collection"), *ai = crm_map_get(v, "id");
+            if (v->type != CRM_T_MAP || v->u.map.n != 2 || !ac || ac->type != CRM_T_STR ||
+                !ai || ai->type != CRM_T_STR)
+                return crm_err_set(err, CRM_BAD_REQUEST,
+                                   "\"about\" must be {\"collection\": FIELD, \"id\": FIELD}");
+            if (!(c->about_coll = strdup(ac->u.str.s)) || !(c->about_id = strdup(ai->u.str.s)))
+                return crm_err_set(err, CRM_INTERNAL, "out of memory");
         } else {
             return crm_err_set(err, CRM_BAD_REQUEST, "unknown key \"%s\"", k);
         }
@@ -380,6 +390,16 @@ int crm_collection_parse(const crm_value *src, crm_collection *c, crm_err *err)
             return rc;
         if (f->index)
             f->slot = (int)c->nindexes++;
+    }
+    if (c->about_coll) {
+        const char *names[2] = {c->about_coll, c->about_id};
+        for (int i = 0; i < 2; i++) {
+            const crm_field *f = crm_collection_field(c, names[i]);
+            if (!f || (f->type != CRM_F_STRING && f->type != CRM_F_ENUM && f->type != CRM_F_REF))
+                return crm_err_set(err, CRM_BAD_REQUEST,
+                                   "\"about\": %s must name a string field of the collection",
+                                   names[i]);
+        }
     }
     if (!(c->source = crm_value_dup(src)))
         return crm_err_set(err, CRM_INTERNAL, "out of memory");

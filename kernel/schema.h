@@ -56,6 +56,12 @@ typedef struct crm_collection {
     size_t nfields;
     size_t nindexes; /* fields with index != NONE */
     crm_value *source; /* the schema as loaded (served by the `schema` op) */
+    /* "about": {"collection": F1, "id": F2}: each record is about the record
+     * its string fields F1 and F2 name (a copy of that record's data kept
+     * elsewhere, such as a webhook delivery's body).  privacy.export and
+     * privacy.erase treat such records, and their feed entries, as related
+     * to the record they name (docs/privacy.md).  NULL when not declared. */
+    char *about_coll, *about_id;
 } crm_collection;
 
 typedef struct crm_schema {

@@ -133,6 +133,14 @@ static void run_batch(crm_writer *w, crm_wsub *subs)
     if (rc == CRM_OK)
         for (crm_wsub *x = subs; x; x = x->next)
             if (x->after_commit) {
+                /* an erasure's batch: one bus round first, so that a plugin
+                 * keeping copies of records in memory (the webhooks worker's
+                 * deliveries) hears of the erasure before its reply */
+                if (w->bus && crm_bus_next_work_ms(w->bus) == 0) {
+                    crm_unit room[1]; /* the round's own unit goes here */
+                    crm_err ignored;
+                    (void)crm_bus_apply(w->bus, room, 0, NULL, &ignored);
+                }
                 /* the after-commit work (a compaction, which reopens the
                  * environment) sees a durable batch and no flush running */
                 if (w->meta_async) {

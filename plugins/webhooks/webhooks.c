@@ -47,6 +47,7 @@
 #define SUBS "webhooks"
 #define POLL_TIMER "webhooks.poll"
 #define MAX_COLLS 32
+#define ERASED "[erased]" /* what privacy.erase leaves in a required string */
 
 static const crm_api *api;
 static crm_plugin *self;
@@ -76,6 +77,7 @@ typedef struct sub {
     uint64_t count_from, count_upto; /* counting: keys (count_from, count_upto] */
     int full_logged;
     int64_t delivered, failed, dead; /* since start */
+    int64_t dropped;    /* since start: deliveries privacy.erase erased, never sent */
 } sub;
 
 static sub **subs;
@@ -446,13 +448,37 @@ static int on_sub_change(crm_ctx *ctx, const crm_event *ev)
     return api->schedule(ctx, 0, POLL_TIMER, NULL, "poll");
 }
 
+/* privacy.erase replaced a delivery's body (docs/privacy.md): the worker
+ * may hold the old body in memory, queued or waiting for a retry.  Every
+ * job of that webhook is forgotten and handed again from the outbox, where
+ * feed() drops the erased ones. */
+static int on_outbox_change(crm_ctx *ctx, crm_event *ev)
+{
+    const char *body = str_of(ev->record, "body");
+    sub *s;
+    int rc;
+    /* the erasure scrubs its own change's prev too: the body alone tells */
+    if (strcmp(ev->op, "update") != 0 || !body || strcmp(body, ERASED) != 0)
+        return CRM_OK;
+    if ((rc = ensure_loaded(ctx)) != CRM_OK)
+        return rc;
+    if (!(s = find_sub(str_of(ev->record, "webhook"))) || s->deleted)
+        return CRM_OK;
+    wh_http_drop(s->id, ++s->gen);
+    s->handed = 0;
+    s->inflight = 0;
+    return api->schedule(ctx, 0, POLL_TIMER, NULL, "poll");
+}
+
 static int on_change(crm_ctx *ctx, crm_event *ev, void *ud)
 {
     char *body = NULL;
     size_t blen = 0;
     int rc, queued = 0;
     (void)ud;
-    if (strcmp(ev->collection, OUTBOX) == 0 || strcmp(ev->collection, DEAD) == 0)
+    if (strcmp(ev->collection, OUTBOX) == 0)
+        return on_outbox_change(ctx, ev);
+    if (strcmp(ev->collection, DEAD) == 0)
         return CRM_OK;
     if ((rc = ensure_loaded(ctx)) != CRM_OK)
         return rc;
@@ -599,7 +625,27 @@ static int feed(crm_ctx *ctx, sub *s, int *progress)
         const crm_value *r = recs->u.arr.items[i];
         const char *body = str_of(r, "body"), *id = str_of(r, "id");
         int64_t seq = int_of(r, "seq", 0);
-        wh_job *j = calloc(1, sizeof *j);
+        wh_job *j;
+        if (body && id && seq > 0 && strcmp(body, ERASED) == 0) {
+            /* erased by privacy.erase: never sent; the erasure's own
+             * update of the record is delivered in its place */
+            if ((rc = api->remove(ctx, OUTBOX, id, 0)) != CRM_OK && rc != CRM_NOT_FOUND) {
+                api->value_free(page);
+                return rc;
+            }
+            api->log(self, CRM_LOG_INFO,
+                     "webhook %s: delivery seq %lld (%s %s/%s) dropped: privacy.erase erased it",
+                     s->id, (long long)seq, str_of(r, "op") ? str_of(r, "op") : "?",
+                     str_of(r, "collection") ? str_of(r, "collection") : "?",
+                     str_of(r, "record_id") ? str_of(r, "record_id") : "?");
+            if (rc == CRM_OK && s->pending > 0)
+                s->pending--;
+            s->handed = (uint64_t)seq;
+            s->dropped++;
+            n++;
+            continue;
+        }
+        j = calloc(1, sizeof *j);
         if (!j || !body || !id || seq <= 0 || !(j->url = strdup(s->url)) ||
             !(j->secret = strdup(s->secret)) || !(j->outbox_id = strdup(id)) ||
             !(j->body = strdup(body))) {
@@ -807,7 +853,8 @@ static int m_status(crm_ctx *ctx, const crm_value *params, crm_value **result, v
             api->map_set(m, "handed_seq", api->value_int((int64_t)s->handed)) ||
             api->map_set(m, "delivered", api->value_int(s->delivered)) ||
             api->map_set(m, "failed_attempts", api->value_int(s->failed)) ||
-            api->map_set(m, "dead", api->value_int(s->dead)) || api->arr_push(arr, m)) {
+            api->map_set(m, "dead", api->value_int(s->dead)) ||
+            api->map_set(m, "dropped", api->value_int(s->dropped)) || api->arr_push(arr, m)) {
             api->value_free(res);
             return oom(ctx);
         }

@@ -47,28 +47,7 @@ static size_t hits_total;
 /* Occurrences of marker in one file. */
 static size_t hits_in(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    size_t n = 0, len = strlen(marker), cap = 1 << 20, have = 0;
-    char *buf = malloc(cap + len);
-    if (!f || !buf) {
-        if (f)
-            fclose(f);
-        free(buf);
-        return 0;
-    }
-    for (;;) {
-        size_t r = fread(buf + have, 1, cap, f), total = have + r;
-        for (char *p = buf; (p = memmem(p, total - (size_t)(p - buf), marker, len)); p++)
-            n++;
-        if (r == 0)
-            break;
-        /* keep a tail so a marker across two reads is found once */
-        have = total < len - 1 ? total : len - 1;
-        memmove(buf, buf + total - have, have);
-    }
-    fclose(f);
-    free(buf);
-    return n;
+    return crm_test_file_hits(path, marker);
 }
 
 static int walk_cb(const char *path, const struct stat *st, int type, struct FTW *ftw)

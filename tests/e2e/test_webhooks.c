@@ -27,7 +27,10 @@
  *  - restart_no_gap: crmd is SIGKILLed while deliveries to a slow receiver
  *    are queued, restarted on the same data, and more changes are written:
  *    every change arrives, the first arrivals of distinct seqs rise, and a
- *    repeated seq carries the same change.
+ *    repeated seq carries the same change;
+ *  - erase_drops_deliveries: privacy.erase of a contact whose deliveries
+ *    wait on a down receiver: none is sent, nothing sent after carries the
+ *    erased values, data.mdb holds none of them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -646,6 +649,85 @@ static void restart_no_gap(void **state)
     stop(f);
 }
 
+
+/* Deliveries that keep the receiver's attempts going for as long as the
+ * test needs (the erasure test's receiver is down, then back). */
+static const char PATIENT[] = "{\"max_attempts\": 100000, \"retry_base_ms\": 50, \"retry_max_ms\": 200,"
+                              " \"timeout_ms\": 5000, \"connect_timeout_ms\": 2000}";
+#define MARKER "zq7erasemarker"
+
+/* The erased person's data leaves with no delivery made after the erasure
+ * and stays nowhere in the store: 8 deliveries of a contact queued while
+ * the receiver is down (answers 500), privacy.erase of the contact, the
+ * receiver back: none of the 8 is sent (each dropped, counted by
+ * webhooks.status), what arrives after the erasure carries no marker (the
+ * erasure's own update and a later contact do arrive), no dead letter
+ * holds it, and data.mdb holds it 0 times. */
+static void erase_drops_deliveries(void **state)
+{
+    (void)state;
+    fixture *f = start(PATIENT);
+    char path[1200];
+    int before, erased_update = 0, other = 0;
+    long long dropped = -1;
+    pthread_mutex_lock(&rx.lock);
+    rx.flaky_left = 1 << 30; /* down */
+    pthread_mutex_unlock(&rx.lock);
+    webhook(f, "wh_e", "/flaky", rx.port, "[\"contacts\"]", NULL, SECRET_A);
+    ok(req(f, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"ce\", "
+              "\"name\": \"Ann " MARKER "\", \"email\": \"" MARKER "@example.com\", \"city\": \"Oslo\"}}"));
+    for (int i = 0; i < 7; i++)
+        ok(req(f, "{\"op\": \"update\", \"collection\": \"contacts\", \"id\": \"ce\", \"patch\": "
+                  "{\"notes\": \"note %d of " MARKER "\"}}", i));
+    assert_true(wait_records(f, "webhook_outbox", "{\"record_id\": \"ce\"}", 8, 30));
+    assert_true(wait_path("/flaky", 500, 2, 30)); /* the worker is retrying the first */
+
+    ok(req(f, "{\"op\": \"privacy.erase\", \"collection\": \"contacts\", \"id\": \"ce\"}"));
+    pthread_mutex_lock(&rx.lock);
+    before = rx.n;
+    rx.flaky_left = 0; /* back */
+    pthread_mutex_unlock(&rx.lock);
+    contact(f, "c_after", "Bergen");
+    /* the erasure's update of ce and c_after's create are delivered; the
+     * 8 queued deliveries are dropped, never sent */
+    assert_true(wait_records(f, "webhook_outbox", "{}", 0, 30));
+    assert_true(wait_path("/flaky", 200, 2, 30));
+    pthread_mutex_lock(&rx.lock);
+    for (int i = before; i < rx.n; i++) {
+        crm_value *b = crm_test_json(rx.d[i].body);
+        const crm_value *rec = b ? crm_map_get(b, "record") : NULL;
+        if (strstr(rx.d[i].body, MARKER))
+            fprintf(stderr, "sent after the erasure: %s\n", rx.d[i].body);
+        assert_null(strstr(rx.d[i].body, MARKER));
+        assert_non_null(rec);
+        if (rx.d[i].answered == 200 && strcmp(crm_map_str(rec, "id", ""), "ce") == 0) {
+            assert_string_equal(crm_map_str(b, "op", ""), "update");
+            assert_string_equal(crm_map_str(rec, "name", ""), "[erased]");
+            erased_update++;
+        }
+        if (rx.d[i].answered == 200 && strcmp(crm_map_str(rec, "id", ""), "c_after") == 0)
+            other++;
+        crm_value_free(b);
+    }
+    pthread_mutex_unlock(&rx.lock);
+    assert_int_equal(erased_update, 1);
+    assert_int_equal(other, 1);
+    {
+        crm_value *r = req(f, "{\"op\": \"call\", \"method\": \"webhooks.status\"}");
+        const crm_value *list = crm_map_get(crm_map_get(r, "result"), "webhooks");
+        assert_non_null(list);
+        for (size_t i = 0; i < list->u.arr.n; i++)
+            if (strcmp(crm_map_str(list->u.arr.items[i], "id", ""), "wh_e") == 0)
+                dropped = crm_map_int(list->u.arr.items[i], "dropped", -1);
+        crm_value_free(r);
+    }
+    assert_int_equal(dropped, 8);
+    assert_int_equal(count_records(f, "webhook_dead_letters", "{}"), 0);
+    snprintf(path, sizeof path, "%s/data.mdb", f->p.data);
+    assert_int_equal(crm_test_file_hits(path, MARKER), 0);
+    stop(f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -659,6 +741,7 @@ int main(void)
         cmocka_unit_test(retries_and_dead_letters),
         cmocka_unit_test(dead_endpoints_do_not_delay),
         cmocka_unit_test(restart_no_gap),
+        cmocka_unit_test(erase_drops_deliveries),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rx.stopping = 1;

@@ -294,3 +294,29 @@ void crm_test_buf_add(crm_test_buf *b, const char *fmt, ...)
     va_end(ap);
     b->n += (size_t)need;
 }
+
+size_t crm_test_file_hits(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = 0, len = strlen(needle), cap = 1 << 20, have = 0;
+    char *buf = malloc(cap + len);
+    if (!f || !buf || !len) {
+        if (f)
+            fclose(f);
+        free(buf);
+        return 0;
+    }
+    for (;;) {
+        size_t r = fread(buf + have, 1, cap, f), total = have + r;
+        for (char *p = buf; (p = memmem(p, total - (size_t)(p - buf), needle, len)); p++)
+            n++;
+        if (r == 0)
+            break;
+        /* keep a tail so a needle across two reads is found once */
+        have = total < len - 1 ? total : len - 1;
+        memmove(buf, buf + total - have, have);
+    }
+    fclose(f);
+    free(buf);
+    return n;
+}

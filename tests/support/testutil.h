@@ -27,6 +27,9 @@ uint64_t crm_test_count(crm_store *s, const char *coll);
 double crm_test_now_s(void);
 /* The whole file as a NUL-terminated string (caller frees), or NULL. */
 char *crm_test_read_file(const char *path);
+/* Occurrences of needle in the file at path (0 when it cannot be read),
+ * read in pieces: a data.mdb may be large. */
+size_t crm_test_file_hits(const char *path, const char *needle);
 /* A new temp folder holding a copy of every *.json of the schemas folder
  * src, with the roles of extra_roles (JSON text of a map: role -> grants)
  * added to roles.json.  Caller removes it with crm_tmpdir_remove.  A

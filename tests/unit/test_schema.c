@@ -259,6 +259,35 @@ static void test_personal_option(void **state)
     crm_schema_free(sch);
 }
 
+/* "about": {"collection": F1, "id": F2} names two string fields of the
+ * collection; the bundled webhook collections declare it. */
+static void test_about_option(void **state)
+{
+    crm_schema *sch = NULL;
+    crm_err err;
+    const crm_collection *c;
+    (void)state;
+    expect_refused("copies.json",
+                   "{\"collection\": \"copies\", \"about\": \"contacts\", \"fields\": "
+                   "{\"c\": {\"type\": \"string\"}}}",
+                   "\"about\" must be {\"collection\": FIELD, \"id\": FIELD}");
+    expect_refused("copies.json",
+                   "{\"collection\": \"copies\", \"about\": {\"collection\": \"c\", \"id\": \"i\"}, "
+                   "\"fields\": {\"c\": {\"type\": \"string\"}}}",
+                   "\"about\": i must name a string field");
+    expect_refused("copies.json",
+                   "{\"collection\": \"copies\", \"about\": {\"collection\": \"c\", \"id\": \"i\"}, "
+                   "\"fields\": {\"c\": {\"type\": \"string\"}, \"i\": {\"type\": \"int\"}}}",
+                   "\"about\": i must name a string field");
+    assert_int_equal(crm_schema_load_dir(schemas_dir(), &sch, &err), CRM_OK);
+    assert_non_null(c = crm_schema_find(sch, "webhook_outbox"));
+    assert_string_equal(c->about_coll, "collection");
+    assert_string_equal(c->about_id, "record_id");
+    assert_true(crm_collection_field(c, "body")->personal);
+    assert_null(crm_schema_find(sch, "contacts")->about_coll);
+    crm_schema_free(sch);
+}
+
 static void test_refuses_enum_without_values(void **state)
 {
     (void)state;
@@ -1005,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_refuses_unknown_type),
         cmocka_unit_test(test_refuses_unknown_option_typo_requried),
         cmocka_unit_test(test_personal_option),
+        cmocka_unit_test(test_about_option),
         cmocka_unit_test(test_refuses_enum_without_values),
         cmocka_unit_test(test_refuses_enum_values_that_are_not_strings),
         cmocka_unit_test(test_refuses_ref_without_to),
