@@ -16,9 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
+#include "codec.h"
 #include "lua_value.h"
 
 struct crm_lua {
@@ -73,6 +75,19 @@ static int msgh(lua_State *L)
         m = lua_tostring(L, 1);
     } else if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
         m = lua_tostring(L, -1);
+    } else if (lua_type(L, 1) == LUA_TTABLE &&
+               lua_getfield(L, 1, "message") == LUA_TSTRING) { /* error({message = ...}) */
+        m = lua_tostring(L, -1);
+    } else if (lua_type(L, 1) == LUA_TTABLE) { /* any other table: its JSON */
+        crm_value *v = NULL;
+        char why[120], shown[200], *json = NULL;
+        if (crm_lua_to_value(L, 1, "error", &v, why, sizeof why) == 0)
+            json = crm_json_encode(v, NULL);
+        crm_value_free(v);
+        if (json) /* lua_pushfstring has no precision: cut it here */
+            snprintf(shown, sizeof shown, "%.180s%s", json, strlen(json) > 180 ? "..." : "");
+        m = lua_pushstring(L, json ? shown : "(error object is a table value)");
+        free(json);
     } else {
         m = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
@@ -211,10 +226,43 @@ static int hook_body(lua_State *L)
     return 0;
 }
 
+/* A script error on a path where only the client would see it (a
+ * before-hook's or a method's: after-hooks and timers are retried and
+ * dead-lettered, and say so there) goes to the log too, at most
+ * ERR_LOG_MAX lines per script a minute; the next line after a full
+ * minute says how many were left out. */
+#define ERR_LOG_MAX 10
+#define ERR_LOG_WINDOW_MS 60000
+
+static void log_script_error(lua_script *sc, const char *what, const char *msg)
+{
+    struct timespec ts;
+    int64_t now;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* not the server clock: a test may run that faster */
+    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (now - sc->err_window_start >= ERR_LOG_WINDOW_MS) {
+        if (sc->err_suppressed)
+            sc->api->log(sc->owner, CRM_LOG_ERROR,
+                         "%ld more script errors of %s were not logged (at most %d a minute)",
+                         sc->err_suppressed, sc->name, ERR_LOG_MAX);
+        sc->err_window_start = now;
+        sc->err_logged = 0;
+        sc->err_suppressed = 0;
+    }
+    if (sc->err_logged >= ERR_LOG_MAX) {
+        sc->err_suppressed++;
+        return;
+    }
+    sc->err_logged++;
+    sc->api->log(sc->owner, CRM_LOG_ERROR, "script error in a %s: %s", what, msg);
+}
+
 static int fail_call(lua_script *sc, crm_ctx *ctx, lua_frame *fr, const char *msg)
 {
     if (fr->rejected && !sc->g.broken)
         return sc->api->error(ctx, CRM_REJECTED, "%s", fr->reject_msg);
+    if (fr->kind == LFRAME_BEFORE || fr->kind == LFRAME_METHOD)
+        log_script_error(sc, fr->kind == LFRAME_BEFORE ? "before-hook" : "method", msg);
     return sc->api->error(ctx, CRM_SCRIPT_ERROR, "%s", msg);
 }
 

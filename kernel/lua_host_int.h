@@ -43,6 +43,10 @@ struct lua_script {
     lua_frame *frame;   /* innermost call in progress, or NULL */
     lua_State *active;  /* the thread inside a crm.* write: a nested call runs on it */
     lua_reg *regs;
+    /* the error log's rate limit (lua_host.c, log_script_error) */
+    int64_t err_window_start; /* monotonic clock, ms; 0 = no window yet */
+    int err_logged;
+    long err_suppressed;
 };
 
 /* The script owning any thread L of its state. */

@@ -287,10 +287,102 @@ static void test_sighup_reloads_without_dropping_connections(void **state)
     ws_close(&c);
 }
 
+
+static const char ERRS_LUA[] =
+    "crm.method(\"errs.table_message\", function(p)\n"
+    "  error({message = \"credit check failed\", code = 7})\n"
+    "end)\n"
+    "crm.method(\"errs.table_plain\", function(p)\n"
+    "  error({code = 7, reason = \"limit\"})\n"
+    "end)\n"
+    "crm.method(\"errs.nil_index\", function(p)\n"
+    "  local t = nil\n"
+    "  return t.x\n"
+    "end)\n"
+    "crm.on(\"contacts.create\", function(ev)\n"
+    "  if ev.record.city == \"Errtown\" then\n"
+    "    local t = nil\n"
+    "    return t.y\n"
+    "  end\n"
+    "end, {phase = \"before\"})\n";
+
+/* Lines of text holding every one of the needles. */
+static int lines_with(const char *text, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *l = text; l && *l;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) : strlen(l);
+        char *line = strndup(l, len);
+        if (line && strstr(line, a) && (!b || strstr(line, b)))
+            n++;
+        free(line);
+        l = e ? e + 1 : NULL;
+    }
+    return n;
+}
+
+/* Script errors on the method and before-hook paths: a table given to
+ * error() reaches the client as its message field, or as JSON; each
+ * error is logged with the script's file:line, at most 10 a minute per
+ * script (15 failing calls: 10 lines). */
+static void test_script_errors_logged(void **state)
+{
+    char *scripts = crm_tmpdir_make("errs-scripts"), *data = crm_tmpdir_make("errs-data"),
+         *logdir = crm_tmpdir_make("errs-log"), log[4096], *text;
+    const char *argv[] = {getenv("CRMD_BIN"), "serve", "--data", data, "--schemas",
+                          getenv("CRM_SCHEMAS"), "--listen", "127.0.0.1:0", "--scripts",
+                          scripts, "--plugins", "/nonexistent", NULL};
+    crmd_proc p;
+    ws_client c;
+    char *token;
+    crm_value *r;
+    (void)state;
+    crm_tmpdir_write(scripts, "errs.lua", ERRS_LUA);
+    snprintf(log, sizeof log, "%s/crmd.log", logdir);
+    assert_int_equal(crmd_spawn(&p, data, getenv("CRM_SCHEMAS"), argv, log), 0);
+    assert_non_null(token = crmd_token(&p, "admin"));
+    assert_int_equal(ws_connect(&c, p.port, "crm.v1.json", NULL, NULL), 0);
+    assert_int_equal(ws_auth(&c, token, 5000), 0);
+
+    r = req(&c, 5000, "{\"op\": \"call\", \"method\": \"errs.table_message\", \"params\": {}}");
+    assert_string_equal(ws_code(r), "SCRIPT_ERROR");
+    assert_non_null(strstr(ws_message(r), "credit check failed"));
+    assert_non_null(strstr(ws_message(r), "errs.lua:2"));
+    assert_null(strstr(ws_message(r), "error object is a table"));
+    crm_value_free(r);
+    r = req(&c, 5000, "{\"op\": \"call\", \"method\": \"errs.table_plain\", \"params\": {}}");
+    assert_string_equal(ws_code(r), "SCRIPT_ERROR");
+    assert_non_null(strstr(ws_message(r), "\"reason\":\"limit\""));
+    crm_value_free(r);
+    r = req(&c, 5000, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": "
+                      "{\"name\": \"E\", \"city\": \"Errtown\"}}");
+    assert_string_equal(ws_code(r), "SCRIPT_ERROR");
+    crm_value_free(r);
+    for (int i = 0; i < 15; i++) {
+        r = req(&c, 5000, "{\"op\": \"call\", \"method\": \"errs.nil_index\", \"params\": {}}");
+        assert_string_equal(ws_code(r), "SCRIPT_ERROR");
+        crm_value_free(r);
+    }
+    ws_close(&c);
+    assert_int_equal(crmd_stop(&p), 0);
+    assert_non_null(text = crm_test_read_file(log));
+    /* one line each, with the script's file and line */
+    assert_int_equal(lines_with(text, "script error in a method", "errs.lua:2: credit check failed"), 1);
+    assert_int_equal(lines_with(text, "script error in a before-hook", "errs.lua:14:"), 1);
+    /* 3 methods' errors before the loop, 15 in it: 10 lines in the minute */
+    assert_int_equal(lines_with(text, "script error in a", NULL), 10);
+    free(text);
+    free(token);
+    crm_tmpdir_remove(scripts);
+    crm_tmpdir_remove(logdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hooks_and_methods_over_the_wire, setup, teardown),
+        cmocka_unit_test(test_script_errors_logged),
         cmocka_unit_test_setup_teardown(test_hostile_methods_stopped_others_served, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sighup_reloads_without_dropping_connections, setup, teardown),
     };
