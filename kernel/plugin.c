@@ -19,10 +19,13 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "crashguard.h"
@@ -33,6 +36,7 @@
 
 typedef struct loaded {
     void *dl;                    /* dlopen handle */
+    int copy_fd;                 /* the private copy dl was opened from, or -1 */
     const crm_plugin_info *info; /* static storage inside the .so */
     crm_plugin *owner;           /* the bus owner of its registrations */
     char *path;                  /* "DIR/x.so", for messages */
@@ -187,18 +191,81 @@ static void unload_one(crm_bus *b, loaded *l)
     }
     if (l->dl)
         dlclose(l->dl);
+    if (l->copy_fd >= 0)
+        close(l->copy_fd);
     free(l->path);
     free(l->name);
     free(l->stem);
     memset(l, 0, sizeof *l);
+    l->copy_fd = -1;
 }
 
 /* ---- one plugin ---- */
 
+/* A plugin file larger than this is refused (it is copied whole). */
+#define PLUGIN_MAX_BYTES (256u << 20)
+
+/* dlopens a private copy of path: an anonymous memory file (memfd) holding
+ * its bytes.  dlopen maps the file it opens, so an in-place overwrite of a
+ * loaded plugin (`cp new.so plugins/`, which truncates and rewrites the
+ * same inode) rewrote the running code under the server, which crashed.
+ * The copy cannot change: replace the file at any time, and the next start
+ * loads the new one.  *fd is the copy, open while the plugin is loaded: its
+ * /proc/self/fd name is what dlopen knows the library by, so no two loaded
+ * plugins may share a number. */
+static void *open_private_copy(const char *path, const char *stem, int *fd, char *why, size_t cap)
+{
+    char name[64], proc[64], buf[65536];
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    size_t total = 0;
+    ssize_t n = 0;
+    void *dl = NULL;
+    *fd = -1;
+    if (in < 0) {
+        snprintf(why, cap, "%s", strerror(errno));
+        return NULL;
+    }
+    snprintf(name, sizeof name, "crmd-plugin-%.40s", stem);
+    if ((*fd = memfd_create(name, MFD_CLOEXEC)) < 0) {
+        snprintf(why, cap, "memfd_create: %s", strerror(errno));
+        close(in);
+        return NULL;
+    }
+    while ((n = read(in, buf, sizeof buf)) > 0) {
+        if ((total += (size_t)n) > PLUGIN_MAX_BYTES) {
+            snprintf(why, cap, "larger than %u MiB", PLUGIN_MAX_BYTES >> 20);
+            break;
+        }
+        for (ssize_t off = 0, w; off < n; off += w)
+            if ((w = write(*fd, buf + off, (size_t)(n - off))) <= 0) {
+                snprintf(why, cap, "copying it: %s", strerror(errno));
+                n = -2;
+                break;
+            }
+        if (n < 0)
+            break;
+    }
+    if (n == -1)
+        snprintf(why, cap, "reading it: %s", strerror(errno));
+    close(in);
+    if (n == 0) {
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", *fd);
+        if (!(dl = dlopen(proc, RTLD_NOW | RTLD_LOCAL))) {
+            const char *e = dlerror();
+            snprintf(why, cap, "%s", e ? e : "dlopen failed");
+        }
+    }
+    if (!dl) {
+        close(*fd);
+        *fd = -1;
+    }
+    return dl;
+}
+
 static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err *err)
 {
     crm_bus *b = ps->b;
-    loaded l = {0};
+    loaded l = {.copy_fd = -1};
     crm_value *config = NULL;
     char *json_path = NULL, *stem = NULL, who[160], errbuf[256];
     crm_plugin_entry_fn entry;
@@ -231,10 +298,8 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
     guard_prev = crm_crashguard_enter(l.stem);
     /* RTLD_NOW: a missing symbol fails here.  RTLD_LOCAL: the plugin's
      * symbols stay its own (two plugins may both define `init`). */
-    if (!(l.dl = dlopen(l.path, RTLD_NOW | RTLD_LOCAL))) {
-        const char *why = dlerror();
-        rc = crm_err_set(err, CRM_BAD_REQUEST, "%s: cannot load: %s", l.path,
-                         why ? why : "dlopen failed");
+    if (!(l.dl = open_private_copy(l.path, l.stem, &l.copy_fd, errbuf, sizeof errbuf))) {
+        rc = crm_err_set(err, CRM_BAD_REQUEST, "%s: cannot load: %s", l.path, errbuf);
         goto fail;
     }
     dlerror();

@@ -20,6 +20,8 @@
  *    from any locale's load in byte order, each with its own configuration;
  *    fini runs in reverse at SIGTERM; a plugin built against an older,
  *    shorter table loads; a missing folder means no plugins.
+ *  - a loaded plugin's file overwritten in place (cp over it) while the
+ *    server runs: the plugin keeps working from its private copy.
  *
  * The after-hook's exactly-once across SIGKILL is tests/crash's.
  */
@@ -463,6 +465,35 @@ static void second_plugins_before_hook_rejects(void **state)
     free(new_contact(&w->c, "Mal Lory")); /* others pass */
 }
 
+/* `cp other.so plugins/reject.so` while the server runs: the file is
+ * truncated and rewritten in place (the same inode).  The running plugin
+ * is a private copy, so its hook still refuses Mallory and the server
+ * lives (it crashed: the rewrite replaced the code it had mapped). */
+static void overwritten_in_place_keeps_running(void **state)
+{
+    world *w = *state;
+    char src[4096], dst[4096], buf[65536];
+    crm_value *r;
+    size_t n;
+    FILE *in, *out;
+    snprintf(src, sizeof src, "%s/example.so", CRM_BUNDLED_PLUGIN_DIR);
+    snprintf(dst, sizeof dst, "%s/reject.so", w->plugins);
+    assert_non_null(in = fopen(src, "rb"));
+    assert_non_null(out = fopen(dst, "r+b")); /* no new inode: what cp does */
+    assert_int_equal(ftruncate(fileno(out), 0), 0);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    for (int i = 0; i < 3; i++) {
+        r = req(&w->c, "\"op\": \"create\", \"collection\": \"contacts\", \"record\": "
+                       "{\"name\": \"Mallory Overwrite %d\"}}", i);
+        expect_error(r, "REJECTED", "reject plugin: no contacts named Mallory");
+        crm_value_free(r);
+    }
+    free(new_contact(&w->c, "After Overwrite"));
+}
+
 static char *new_order(ws_client *c, const char *contact, const char *number, int amount)
 {
     return result_str(req(c, "\"op\": \"create\", \"collection\": \"orders\", \"record\": "
@@ -773,6 +804,7 @@ int main(void)
         cmocka_unit_test(timer_follows_up_unless_cancelled),
         cmocka_unit_test(delete_removes_what_the_hook_wrote),
         cmocka_unit_test(stats_count_and_show_its_configuration),
+        cmocka_unit_test(overwritten_in_place_keeps_running), /* last: it rewrites reject.so */
     };
     const struct CMUnitTest loader[] = {
         cmocka_unit_test(wrong_abi_is_refused),
