@@ -294,6 +294,7 @@ static int cmd_serve(int argc, char **argv)
     net.tls_cert = *cfg.tls_cert ? cfg.tls_cert : NULL;
     net.tls_key = *cfg.tls_key ? cfg.tls_key : NULL;
     net.bus = bus;
+    net.plugins = plugins;
     net.reload_flag = &reload_signal;
     net.on_reload = on_reload;
     net.reload_ud = lua;

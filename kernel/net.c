@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "net_int.h"
+#include "plugin.h"
 
 int64_t crm_net_now_ms(void)
 {
@@ -182,6 +183,22 @@ static void sb_printf(sbuf *sb, const char *fmt, ...)
     }
 }
 
+/* A plugin's file name as a JSON string's or a metric label's contents:
+ * anything but letters, digits, '_', '-' and '.' becomes '_'. */
+static const char *label_safe(const char *name, char *buf, size_t cap)
+{
+    size_t i = 0;
+    for (; name[i] && i + 1 < cap; i++) {
+        char ch = name[i];
+        buf[i] = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                         ch == '_' || ch == '-' || ch == '.'
+                     ? ch
+                     : '_';
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
 static void metrics_text(crm_net *n, sbuf *sb)
 {
     crm_writer_stats ws;
@@ -242,6 +259,22 @@ static void metrics_text(crm_net *n, sbuf *sb)
     sb_printf(sb, "# HELP crmd_host_refused_total HTTP requests and upgrades refused for their Host name (403).\n"
                   "# TYPE crmd_host_refused_total counter\ncrmd_host_refused_total %llu\n",
               (unsigned long long)n->hosts_refused);
+    {
+        size_t nq = 0;
+        int crashes;
+        char name[128];
+        const char *q;
+        while (crm_plugins_quarantined(n->o.plugins, nq, NULL))
+            nq++;
+        sb_printf(sb, "# HELP crmd_plugins_quarantined Plugins not loaded: they crashed the server too often (docs/plugins.md).\n"
+                      "# TYPE crmd_plugins_quarantined gauge\ncrmd_plugins_quarantined %zu\n", nq);
+        if (nq)
+            sb_printf(sb, "# HELP crmd_plugin_crashes Recorded crashes of each quarantined plugin.\n"
+                          "# TYPE crmd_plugin_crashes gauge\n");
+        for (size_t i = 0; (q = crm_plugins_quarantined(n->o.plugins, i, &crashes)); i++)
+            sb_printf(sb, "crmd_plugin_crashes{plugin=\"%s\"} %d\n", label_safe(q, name, sizeof name),
+                      crashes);
+    }
     if (ws.has_bus) {
         const crm_bus_stats st = ws.bus; /* the writer's, as of its last batch */
         sb_printf(sb, "# HELP crmd_after_hook_lag Changes the slowest after-hook has not run yet.\n"
@@ -302,10 +335,24 @@ static int serve_static(struct lws *wsi, crm_net *n, const char *path)
 static int on_http(struct lws *wsi, crm_net *n, const char *path)
 {
     if (strcmp(path, "/healthz") == 0) {
-        char body[128];
-        int len = snprintf(body, sizeof body, "{\"ok\":true,\"seq\":%llu}",
-                           (unsigned long long)crm_store_last_seq(n->store));
-        return http_reply(wsi, 200, "application/json", body, (size_t)len);
+        /* 200 while serving; "degraded" names what runs without it */
+        sbuf sb = {0};
+        char name[128];
+        int crashes, rc;
+        const char *q = crm_plugins_quarantined(n->o.plugins, 0, &crashes);
+        sb_printf(&sb, "{\"ok\":%s,\"status\":\"%s\",\"seq\":%llu", q ? "false" : "true",
+                  q ? "degraded" : "ok", (unsigned long long)crm_store_last_seq(n->store));
+        if (q) {
+            sb_printf(&sb, ",\"quarantined\":[");
+            for (size_t i = 0; (q = crm_plugins_quarantined(n->o.plugins, i, &crashes)); i++)
+                sb_printf(&sb, "%s{\"plugin\":\"%s\",\"crashes\":%d}", i ? "," : "",
+                          label_safe(q, name, sizeof name), crashes);
+            sb_printf(&sb, "]");
+        }
+        sb_printf(&sb, "}");
+        rc = sb.b ? http_reply(wsi, 200, "application/json", sb.b, sb.n) : -1;
+        free(sb.b);
+        return rc;
     }
     if (strcmp(path, "/metrics") == 0) {
         sbuf sb = {0};

@@ -43,6 +43,8 @@ typedef struct crm_net_opts {
     int ping_secs;             /* a quiet connection is pinged after this; default 30 */
     int idle_secs;             /* and closed when nothing (not even a pong) came for this; default 75 */
     crm_bus *bus;              /* hooks, timers, methods (borrowed); NULL = none */
+    const struct crm_plugins *plugins; /* borrowed; /healthz and /metrics name the
+                                        * quarantined ones (plugin.h); NULL = none */
     /* SIGHUP: when *reload_flag becomes non-zero (set from a signal handler,
      * followed by crm_net_wake) the loop clears it and calls on_reload. */
     volatile int *reload_flag;

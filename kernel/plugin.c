@@ -48,6 +48,9 @@ struct crm_plugins {
     crm_bus *b;
     loaded *v;
     size_t n;
+    char *quarantined[CRM_PLUGINS_QUARANTINE_MAX]; /* names skipped at load */
+    int crashes[CRM_PLUGINS_QUARANTINE_MAX];
+    size_t nq;
 };
 
 /* ---- helpers ---- */
@@ -285,6 +288,8 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
                         "%s: not loaded: quarantined after crashing the server %d times "
                         "(remove its lines from DATA/%s to load it again)",
                         l.path, crashes, CRM_CRASHGUARD_FILE);
+            if (ps->nq < CRM_PLUGINS_QUARANTINE_MAX && (ps->quarantined[ps->nq] = strdup(stem)))
+                ps->crashes[ps->nq++] = crashes;
             free(l.path);
             free(stem);
             free(json_path);
@@ -443,6 +448,8 @@ void crm_plugins_unload(crm_plugins *ps)
         return;
     for (size_t i = ps->n; i-- > 0;)
         unload_one(ps->b, &ps->v[i]);
+    for (size_t i = 0; i < ps->nq; i++)
+        free(ps->quarantined[i]);
     free(ps->v);
     free(ps);
 }
@@ -450,4 +457,13 @@ void crm_plugins_unload(crm_plugins *ps)
 size_t crm_plugins_count(const crm_plugins *ps)
 {
     return ps ? ps->n : 0;
+}
+
+const char *crm_plugins_quarantined(const crm_plugins *ps, size_t i, int *crashes)
+{
+    if (!ps || i >= ps->nq)
+        return NULL;
+    if (crashes)
+        *crashes = ps->crashes[i];
+    return ps->quarantined[i];
 }

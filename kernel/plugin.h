@@ -62,4 +62,11 @@ void crm_plugins_unload(crm_plugins *ps);
 /* How many plugins ps holds (0 for NULL). */
 size_t crm_plugins_count(const crm_plugins *ps);
 
+/* The i-th plugin the load skipped because it is quarantined (crashguard.h),
+ * by file name without .so, and its recorded crashes; NULL past the last
+ * (at most CRM_PLUGINS_QUARANTINE_MAX are kept).  Borrowed from ps.
+ * /healthz and /metrics name them: the server runs without them. */
+#define CRM_PLUGINS_QUARANTINE_MAX 32
+const char *crm_plugins_quarantined(const crm_plugins *ps, size_t i, int *crashes);
+
 #endif

@@ -108,6 +108,18 @@ static void hook_crashes_are_survived_then_quarantined(void **state)
         assert_int_equal(ws_connect(&c, p.port, "crm.v1.json", NULL, NULL), 0);
         assert_int_equal(ws_auth(&c, tok, 5000), 0);
         free(tok);
+        if (round == 1) { /* healthy: ok, nothing quarantined */
+            int code = 0;
+            char *body = NULL;
+            assert_int_equal(http_get(p.port, "/healthz", &code, &body), 0);
+            assert_non_null(strstr(body, "\"ok\":true,\"status\":\"ok\""));
+            assert_null(strstr(body, "quarantined"));
+            free(body);
+            body = NULL;
+            assert_int_equal(http_get(p.port, "/metrics", &code, &body), 0);
+            assert_non_null(strstr(body, "\ncrmd_plugins_quarantined 0\n"));
+            free(body);
+        }
         /* every write acknowledged before a crash is there after it */
         assert_int_equal(contacts(&c), acked);
         for (int i = 0; i < 20; i++) {
@@ -135,9 +147,22 @@ static void hook_crashes_are_survived_then_quarantined(void **state)
             assert_int_equal(crash_lines(data), round);
         } else {
             /* quarantined: not loaded, so the same write goes through */
+            int code = 0;
+            char *body = NULL;
             assert_non_null(r);
             assert_string_equal(ws_code(r), "OK");
             crm_value_free(r);
+            /* and it shows: /healthz degraded, naming it; /metrics counts it */
+            assert_int_equal(http_get(p.port, "/healthz", &code, &body), 0);
+            assert_int_equal(code, 200);
+            assert_non_null(strstr(body, "\"status\":\"degraded\""));
+            assert_non_null(strstr(body, "\"quarantined\":[{\"plugin\":\"crasher\",\"crashes\":3}]"));
+            free(body);
+            body = NULL;
+            assert_int_equal(http_get(p.port, "/metrics", &code, &body), 0);
+            assert_non_null(strstr(body, "\ncrmd_plugins_quarantined 1\n"));
+            assert_non_null(strstr(body, "\ncrmd_plugin_crashes{plugin=\"crasher\"} 3\n"));
+            free(body);
             acked++;
             assert_int_equal(contacts(&c), acked);
             ws_close(&c);
