@@ -634,7 +634,9 @@ static double mono_ms(void)
  * the store clock's scale). */
 static int round_over(const crm_bus *b)
 {
-    return b->o.round_budget_ms > 0 && mono_ms() >= b->round_deadline;
+    if (b->o.round_budget_ms <= 0 || mono_ms() < b->round_deadline)
+        return 0;
+    return !b->o.clients_waiting || b->o.clients_waiting(b->o.clients_waiting_ud);
 }
 
 static void run_consumer(crm_bus *b, crm_hook *h, crm_txn *t)
@@ -842,6 +844,12 @@ int crm_bus_drain(crm_bus *b, size_t max_rounds, crm_err *err)
             return CRM_OK;
     }
     return crm_err_set(err, CRM_UNAVAILABLE, "the bus did not settle in %zu rounds", max_rounds);
+}
+
+void crm_bus_set_clients_waiting(crm_bus *b, int (*fn)(void *ud), void *ud)
+{
+    b->o.clients_waiting = fn;
+    b->o.clients_waiting_ud = ud;
 }
 
 int64_t crm_bus_next_work_ms(crm_bus *b)

@@ -40,7 +40,18 @@ typedef struct crm_bus_opts {
                             * consumer over 4 x max_per_round changes behind, a round
                             * has no time limit (the hooks' lag stays bounded, client
                             * writes wait instead); turns rotate among consumers;
-                            * default 10; 0 = no limit */
+                            * default 10; 0 = no limit.  With clients_waiting set, the
+                            * budget binds only while it says clients wait: with nobody
+                            * waiting, a round takes all it may (max_per_round per
+                            * consumer), so hooks catching up on an idle server pay one
+                            * commit, and its flushes, per max_per_round changes rather
+                            * than per 10 ms of hooks (on a busy disk a flush alone may
+                            * take tens of ms) */
+    /* Whether client writes wait behind the current round (the writer's
+     * queue; crm_bus_set_clients_waiting); called from within rounds, on
+     * the writer thread.  NULL: the budget always binds. */
+    int (*clients_waiting)(void *ud);
+    void *clients_waiting_ud;
     /* Log sink (level CRM_LOG_*, who: "plugin loyalty", "script lifecycle.lua"
      * or "bus").  NULL = stderr JSON lines. */
     void (*log)(void *ud, int level, const char *who, const char *msg);
@@ -58,6 +69,8 @@ void crm_bus_opts_default(crm_bus_opts *o);
 int crm_bus_new(crm_store *s, const crm_bus_opts *opts, crm_bus **out, crm_err *err);
 /* Frees the bus; every owner must have been freed first. */
 void crm_bus_free(crm_bus *b);
+/* Sets opts.clients_waiting (the writer, when it starts; NULL when it stops). */
+void crm_bus_set_clients_waiting(crm_bus *b, int (*fn)(void *ud), void *ud);
 
 /* The function table handed to plugins (static storage, never freed). */
 const crm_api *crm_bus_api(crm_bus *b);

@@ -458,6 +458,18 @@ static void *writer_main(void *ud)
     return NULL;
 }
 
+/* The bus asks from within a round whether client writes wait behind it
+ * (writer thread; the loop may be adding to the queue). */
+static int clients_waiting(void *ud)
+{
+    crm_writer *w = ud;
+    int waiting;
+    pthread_mutex_lock(&w->lock);
+    waiting = w->qh != NULL || w->jh != NULL;
+    pthread_mutex_unlock(&w->lock);
+    return waiting;
+}
+
 static void stop_syncer(crm_writer *w)
 {
     if (!w->has_syncer)
@@ -515,7 +527,11 @@ int crm_writer_start(crm_store *s, crm_bus *b, void (*wake)(void *ud), void *wak
         return crm_err_set(err, CRM_UNAVAILABLE, "syncer thread: %s", strerror(rc));
     }
     w->has_syncer = w->meta_async;
+    if (b)
+        crm_bus_set_clients_waiting(b, clients_waiting, w);
     if ((rc = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
+        if (b)
+            crm_bus_set_clients_waiting(b, NULL, NULL);
         stop_syncer(w);
         destroy(w);
         return crm_err_set(err, CRM_UNAVAILABLE, "writer thread: %s", strerror(rc));
@@ -606,6 +622,8 @@ void crm_writer_stop(crm_writer *w)
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
+    if (w->bus)
+        crm_bus_set_clients_waiting(w->bus, NULL, NULL);
     stop_syncer(w); /* after the writer: it flushes what the writer's last batches left */
     destroy(w);
 }

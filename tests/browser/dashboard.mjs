@@ -100,9 +100,15 @@ function withTimeout(promise, ms, what) {
 
 // ---- crmd ----
 
+// crmd gets SIGKILL when this process dies, also when ctest's timeout kills
+// it (setpriv, util-linux: PR_SET_PDEATHSIG before the exec), so no server
+// outlives its test.
+const DIES_WITH_US = fs.existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'] : [];
+
 // Starts crmd on port (0: a free one) and resolves with the port it listens on.
 function startCrmd(port) {
-  crmd = spawn(CRMD_BIN, ['serve', '--data', dataDir, '--schemas', env.CRM_SCHEMAS, '--scripts', env.CRM_SCRIPTS,
+  crmd = spawn(DIES_WITH_US[0] || CRMD_BIN, [...DIES_WITH_US.slice(1), ...(DIES_WITH_US.length ? [CRMD_BIN] : []),
+    'serve', '--data', dataDir, '--schemas', env.CRM_SCHEMAS, '--scripts', env.CRM_SCRIPTS,
     '--plugins', env.CRM_PLUGINS, '--web', env.CRM_WEB, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   const proc = crmd;
   return withTimeout(new Promise((resolve, reject) => {

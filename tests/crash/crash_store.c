@@ -57,6 +57,7 @@
 #include "codec.h"
 #include "schema.h"
 #include "store.h"
+#include "testutil.h"
 #include "tmpdir.h"
 
 #define DEFAULT_CYCLES 100
@@ -366,16 +367,18 @@ static int read_some(run *r, int fd, ackbuf *b, int *eof)
 static int run_child(run *r, uint32_t cycle, int kill_ms, ackbuf *acks)
 {
     int fds[2], status, eof = 0;
-    pid_t pid;
+    pid_t pid, parent;
     int64_t deadline;
 
     if (pipe(fds) != 0)
         return fail(r, "pipe: %s", strerror(errno));
     fflush(NULL); /* or the child's copy of stdio buffers could print twice */
+    parent = getpid();
     pid = fork();
     if (pid < 0)
         return fail(r, "fork: %s", strerror(errno));
     if (pid == 0) {
+        crm_test_die_with_parent(parent); /* a killed test leaves no writer behind */
         close(fds[0]);
         child_main(r, cycle, fds[1]);
     }

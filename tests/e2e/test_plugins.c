@@ -116,9 +116,11 @@ static int srv_start(srv *s, const char *schemas, const char *plugins)
     s->p.data = crm_tmpdir_make("plugins-data");
     s->logdir = crm_tmpdir_make("plugins-log");
     snprintf(s->log, sizeof s->log, "%s/crmd.log", s->logdir);
+    pid_t parent = getpid();
     s->p.pid = fork();
     assert_true(s->p.pid >= 0);
     if (s->p.pid == 0) {
+        crm_test_die_with_parent(parent); /* no crmd outlives a killed test */
         int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (fd < 0)
             _exit(126);

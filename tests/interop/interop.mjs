@@ -76,9 +76,15 @@ function withTimeout(promise, ms, what) {
 
 // ---- crmd ----
 
+// crmd gets SIGKILL when this process dies, also when ctest's timeout kills
+// it (setpriv, util-linux: PR_SET_PDEATHSIG before the exec), so no server
+// outlives its test.
+const DIES_WITH_US = fs.existsSync('/usr/bin/setpriv') ? ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--'] : [];
+
 function startCrmd() {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'crmd-interop-'));
-  crmd = spawn(CRMD_BIN, ['serve', '--data', dataDir, '--schemas', CRM_SCHEMAS, '--listen', '127.0.0.1:0'], {
+  crmd = spawn(DIES_WITH_US[0] || CRMD_BIN, [...DIES_WITH_US.slice(1), ...(DIES_WITH_US.length ? [CRMD_BIN] : []),
+    'serve', '--data', dataDir, '--schemas', CRM_SCHEMAS, '--listen', '127.0.0.1:0'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   return withTimeout(

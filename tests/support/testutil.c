@@ -4,9 +4,11 @@
 #include <dirent.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -319,4 +321,11 @@ size_t crm_test_file_hits(const char *path, const char *needle)
     fclose(f);
     free(buf);
     return n;
+}
+
+void crm_test_die_with_parent(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* died before the prctl */
+        _exit(127);
 }

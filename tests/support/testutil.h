@@ -23,6 +23,10 @@ int crm_test_pump(crm_store *s, crm_bus *b);
 /* Records in coll (UINT64_MAX when it cannot be read). */
 uint64_t crm_test_count(crm_store *s, const char *coll);
 
+/* In a child right after fork(), before exec: the child gets SIGKILL when
+ * the test process dies (also when ctest's timeout kills it), so no crmd
+ * outlives its test; exits at once if the parent is already gone. */
+void crm_test_die_with_parent(pid_t parent);
 /* Seconds on the monotonic clock. */
 double crm_test_now_s(void);
 /* The whole file as a NUL-terminated string (caller frees), or NULL. */

@@ -319,9 +319,7 @@ int crmd_spawn(crmd_proc *p, const char *data, const char *schemas, const char *
     if (p->pid == 0) {
         /* a test killed by ctest's timeout takes its crmd with it (the
          * log copier below ends at the pipe's EOF) */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
+        crm_test_die_with_parent(parent);
         dup2(errpipe[1], 2);
         close(errpipe[0]);
         execv(argv[0], (char *const *)argv);

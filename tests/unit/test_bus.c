@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -252,6 +253,68 @@ static void test_after_hook_exactly_once_and_durable_cursor(void **state)
     assert_int_equal(count(f, "companies"), 25); /* 5 more, none twice */
     assert_int_equal(f->after_calls, 25);
     assert_int_equal(crm_store_verify(f->store, &(crm_err){0}), CRM_OK);
+}
+
+/* An after-hook slower than the round budget (10 ms): one event a round
+ * while client writes wait (each round is a commit, and its flushes), all
+ * the round may take when none do (the writer's clients_waiting says so). */
+static int slow_after(crm_ctx *c, crm_event *ev, void *ud)
+{
+    fixture *f = ud;
+    (void)c;
+    (void)ev;
+    f->after_calls++;
+    usleep(11000); /* over the 10 ms budget, whatever the machine */
+    return CRM_OK;
+}
+
+static int waiting_answer;
+static int clients_waiting_stub(void *ud)
+{
+    (void)ud;
+    return waiting_answer;
+}
+
+static int rounds_to_settle(fixture *f)
+{
+    crm_unit room[1];
+    crm_err err;
+    int ran = 1, rounds = 0;
+    while (ran) {
+        assert_int_equal(crm_bus_apply(f->bus, room, 0, &ran, &err), CRM_OK);
+        rounds += ran;
+        assert_true(rounds < 1000);
+    }
+    return rounds;
+}
+
+static void test_round_budget_binds_only_while_clients_wait(void **state)
+{
+    fixture *f = *state;
+    char id[16];
+    int waited, idle;
+    assert_int_equal(f->api->on(f->p, "contacts.create", CRM_AFTER, "slow", slow_after, f), CRM_OK);
+    crm_bus_owner_seal(f->p);
+    crm_bus_set_clients_waiting(f->bus, clients_waiting_stub, NULL);
+    waiting_answer = 1;
+    for (int i = 0; i < 12; i++) {
+        snprintf(id, sizeof id, "w_%d", i);
+        assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", id, "{\"name\": \"x\"}", NULL), CRM_OK);
+    }
+    waited = rounds_to_settle(f);
+    assert_int_equal(f->after_calls, 12);
+    assert_int_equal(waited, 12); /* one event per round: the budget binds */
+    waiting_answer = 0;
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "i_%d", i);
+        assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", id, "{\"name\": \"x\"}", NULL), CRM_OK);
+    }
+    idle = rounds_to_settle(f);
+    assert_int_equal(f->after_calls, 52);
+    print_message("12 slow events with clients waiting: %d rounds; 40 with none: %d rounds\n", waited,
+                  idle);
+    assert_true(idle <= 4); /* take grows 4 -> 8 -> 16 -> 32 at most */
+    crm_bus_set_clients_waiting(f->bus, NULL, NULL);
 }
 
 static void test_poison_event_dead_lettered_feed_goes_on(void **state)
@@ -591,6 +654,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_before_hook_changes_and_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_after_hook_exactly_once_and_durable_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_budget_binds_only_while_clients_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_event_dead_lettered_feed_goes_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hook_chain_cut_at_depth_16, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers_fire_once_replace_cancel_and_survive_reopen, setup, teardown),
