@@ -186,6 +186,7 @@ static int fail(crm_err *err, const char *field, const char *fmt, const char *ar
 
 static int parse_field(const char *name, const crm_value *spec, crm_field *f, crm_err *err)
 {
+    int on_delete = -1; /* not given */
     memset(f, 0, sizeof *f);
     f->slot = -1;
     f->items = CRM_F_ANY;
@@ -269,6 +270,21 @@ static int parse_field(const char *name, const crm_value *spec, crm_field *f, cr
             if (v->type != CRM_T_BOOL)
                 return fail(err, name, "%s", "\"personal\" must be true or false");
             f->personal = v->u.b;
+        } else if (strcmp(k, "on_delete") == 0) {
+            if (f->type != CRM_F_REF)
+                return fail(err, name, "%s", "\"on_delete\" applies to ref fields only");
+            if (v->type == CRM_T_STR && strcmp(v->u.str.s, "restrict") == 0)
+                on_delete = CRM_ON_DELETE_RESTRICT;
+            else if (v->type == CRM_T_STR && strcmp(v->u.str.s, "cascade") == 0)
+                on_delete = CRM_ON_DELETE_CASCADE;
+            else if (v->type == CRM_T_STR && strcmp(v->u.str.s, "set_null") == 0)
+                on_delete = CRM_ON_DELETE_SET_NULL;
+            else if (v->type == CRM_T_STR && strcmp(v->u.str.s, "none") == 0)
+                on_delete = CRM_ON_DELETE_NONE;
+            else
+                return fail(err, name, "%s",
+                            "\"on_delete\" must be \"restrict\", \"cascade\", \"set_null\" or "
+                            "\"none\"");
         } else if (strcmp(k, "default") != 0) {
             return fail(err, name, "unknown option \"%s\"", k);
         }
@@ -277,6 +293,14 @@ static int parse_field(const char *name, const crm_value *spec, crm_field *f, cr
         return fail(err, name, "%s", "an enum needs \"values\"");
     if (f->type == CRM_F_REF && !f->ref_to)
         return fail(err, name, "%s", "a ref needs \"to\"");
+    if (f->type == CRM_F_REF) {
+        if (on_delete < 0)
+            on_delete = f->required ? CRM_ON_DELETE_RESTRICT : CRM_ON_DELETE_SET_NULL;
+        if (on_delete == CRM_ON_DELETE_SET_NULL && f->required)
+            return fail(err, name, "%s",
+                        "\"on_delete\": \"set_null\" cannot apply to a required ref");
+        f->on_delete = (crm_on_delete)on_delete;
+    }
     /* a ref is the link erasure follows, not a personal value; erasing it
      * would orphan the record */
     if (f->personal && f->type == CRM_F_REF)

@@ -32,6 +32,20 @@ typedef enum crm_ftype {
 
 enum { CRM_INDEX_NONE = 0, CRM_INDEX_PLAIN = 1, CRM_INDEX_UNIQUE = 2 };
 
+/* What a ref does when the record it names is deleted ("on_delete"):
+ * restrict refuses the delete (CONFLICT) while a record refers to it;
+ * cascade deletes the referring records, right after it in the same
+ * transaction (their own refs' rules apply in turn); set_null removes the
+ * field from them; none leaves them as they are (for records a plugin or
+ * script cleans up itself, such as segment members).  Default: restrict
+ * for a required ref, set_null for an optional one (docs/schemas.md). */
+typedef enum crm_on_delete {
+    CRM_ON_DELETE_RESTRICT = 0,
+    CRM_ON_DELETE_CASCADE,
+    CRM_ON_DELETE_SET_NULL,
+    CRM_ON_DELETE_NONE
+} crm_on_delete;
+
 typedef struct crm_field {
     char *name;
     crm_ftype type;
@@ -43,6 +57,7 @@ typedef struct crm_field {
     char **values;   /* enum values */
     size_t nvalues;
     char *ref_to;    /* ref: target collection */
+    crm_on_delete on_delete; /* ref: when the target is deleted */
     crm_ftype items; /* array: element type; CRM_F_ANY when not given */
     int slot;        /* position among the collection's indexed fields, or -1 */
     int personal;    /* "personal": true: erased by privacy.erase (docs/privacy.md) */

@@ -815,10 +815,142 @@ static int run_before(crm_txn *t, const crm_coll_rt *rt, crm_write *w, const cha
     return CRM_OK;
 }
 
+/* ---- refs to a deleted record (schema "on_delete") ---- */
+
+/* Whether deleting a record of coll may write other records: some ref field
+ * names coll with on_delete cascade or set_null. */
+static int has_dependents(const crm_store *s, const char *coll)
+{
+    const crm_schema *sc = s->schema;
+    for (size_t i = 0; i < sc->ncolls; i++)
+        for (size_t j = 0; j < sc->colls[i].nfields; j++) {
+            const crm_field *fd = &sc->colls[i].fields[j];
+            if (fd->type == CRM_F_REF && strcmp(fd->ref_to, coll) == 0 &&
+                (fd->on_delete == CRM_ON_DELETE_CASCADE || fd->on_delete == CRM_ON_DELETE_SET_NULL))
+                return 1;
+        }
+    return 0;
+}
+
+/* One page (up to limit) of the records of c whose field fd names id. */
+static int referrers(crm_txn *t, const crm_collection *c, const crm_field *fd, const char *id,
+                     size_t limit, const char *after, crm_value **recs, char **next, crm_err *err)
+{
+    crm_value *where = crm_value_map();
+    crm_query q = {c->name, where, NULL, limit, after};
+    int rc;
+    *recs = NULL;
+    *next = NULL;
+    if (!where || crm_map_set(where, fd->name, crm_value_cstr(id)) != 0) {
+        crm_value_free(where);
+        return crm_err_set(err, CRM_INTERNAL, "out of memory");
+    }
+    rc = crm_txn_query(t, &q, recs, next, err);
+    crm_value_free(where);
+    return rc;
+}
+
+/* Refuses (CONFLICT) the delete of coll/id while a record refers to it
+ * through a ref with on_delete restrict; read-only, before any change. */
+static int refs_restrict(crm_txn *t, const char *coll, const char *id, crm_write *w)
+{
+    const crm_schema *sc = t->s->schema;
+    for (size_t i = 0; i < sc->ncolls; i++)
+        for (size_t j = 0; j < sc->colls[i].nfields; j++) {
+            const crm_collection *c = &sc->colls[i];
+            const crm_field *fd = &c->fields[j];
+            crm_value *recs;
+            char *next;
+            int rc;
+            if (fd->type != CRM_F_REF || strcmp(fd->ref_to, coll) != 0 ||
+                fd->on_delete != CRM_ON_DELETE_RESTRICT)
+                continue;
+            /* two: a record referring to itself does not hold its own delete */
+            if ((rc = referrers(t, c, fd, id, 2, NULL, &recs, &next, &w->err)) != CRM_OK)
+                return rc;
+            free(next);
+            for (size_t k = 0; k < recs->u.arr.n; k++) {
+                const char *rid = crm_map_str(recs->u.arr.items[k], "id", "");
+                if (strcmp(c->name, coll) == 0 && strcmp(rid, id) == 0)
+                    continue;
+                rc = crm_err_set(&w->err, CRM_CONFLICT,
+                                 "%s/%.130s is referred to by %s/%.130s (its %s; on_delete "
+                                 "restrict): delete or change that first",
+                                 coll, id, c->name, rid, fd->name);
+                /* the wire's details: which record holds the delete */
+                if ((w->details = crm_value_map()) &&
+                    (crm_map_set(w->details, "referred_by", crm_value_cstr(c->name)) != 0 ||
+                     crm_map_set(w->details, "id", crm_value_cstr(rid)) != 0 ||
+                     crm_map_set(w->details, "field", crm_value_cstr(fd->name)) != 0)) {
+                    crm_value_free(w->details);
+                    w->details = NULL;
+                }
+                crm_value_free(recs);
+                return rc;
+            }
+            crm_value_free(recs);
+        }
+    return CRM_OK;
+}
+
+/* After coll/id's own delete, in t: the records referring to it through a
+ * ref with on_delete cascade are deleted, and through set_null lose the
+ * field, each by a write of its own (before-hooks, feed, audit, and their
+ * own refs' rules in turn). */
+static int refs_cascade(crm_txn *t, const char *coll, const char *id, crm_write *w)
+{
+    const crm_schema *sc = t->s->schema;
+    if (t->depth >= CRM_MAX_HOOK_DEPTH)
+        return crm_err_set(&w->err, CRM_CONFLICT,
+                           "deletes that cascade are cut off at depth %d", CRM_MAX_HOOK_DEPTH);
+    for (size_t i = 0; i < sc->ncolls; i++)
+        for (size_t j = 0; j < sc->colls[i].nfields; j++) {
+            const crm_collection *c = &sc->colls[i];
+            const crm_field *fd = &c->fields[j];
+            char *after = NULL;
+            int rc = CRM_OK;
+            if (fd->type != CRM_F_REF || strcmp(fd->ref_to, coll) != 0 ||
+                (fd->on_delete != CRM_ON_DELETE_CASCADE && fd->on_delete != CRM_ON_DELETE_SET_NULL))
+                continue;
+            do {
+                crm_value *recs, *patch = NULL;
+                char *next;
+                rc = referrers(t, c, fd, id, CRM_QUERY_MAX_LIMIT, after, &recs, &next, &w->err);
+                free(after);
+                after = next;
+                if (rc == CRM_OK && fd->on_delete == CRM_ON_DELETE_SET_NULL &&
+                    (!(patch = crm_value_map()) || crm_map_set(patch, fd->name, crm_value_nil()) != 0))
+                    rc = crm_err_set(&w->err, CRM_INTERNAL, "out of memory");
+                for (size_t k = 0; rc == CRM_OK && k < recs->u.arr.n; k++) {
+                    crm_write sub;
+                    memset(&sub, 0, sizeof sub);
+                    sub.op = patch ? CRM_OP_UPDATE : CRM_OP_DELETE;
+                    sub.coll = c->name;
+                    sub.id = crm_map_str(recs->u.arr.items[k], "id", "");
+                    sub.data = patch;
+                    t->depth++;
+                    rc = crm_txn_write(t, &sub);
+                    t->depth--;
+                    if (rc != CRM_OK)
+                        crm_err_set(&w->err, rc, "%s of %s/%.130s (its %s names %s/%.130s): %.200s",
+                                    patch ? "on_delete set_null" : "on_delete cascade", c->name,
+                                    sub.id, fd->name, coll, id, sub.err.msg);
+                    crm_write_clear(&sub);
+                }
+                crm_value_free(patch);
+                crm_value_free(recs);
+            } while (rc == CRM_OK && after);
+            free(after);
+            if (rc != CRM_OK)
+                return rc;
+        }
+    return CRM_OK;
+}
+
 /* direct: w runs in t itself, not in a nested txn (see crm_txn_write). */
 static int write_body(crm_txn *t, crm_write *w, int direct, uint8_t **enc_out)
 {
-    int mutating = 0;
+    int mutating = 0, cascades = 0;
     const crm_coll_rt *rt = crm_store_coll(t->s, w->coll);
     crm_value *rec = NULL, *old = NULL;
     char idbuf[CRM_ID_MAX + 1];
@@ -958,6 +1090,12 @@ static int write_body(crm_txn *t, crm_write *w, int direct, uint8_t **enc_out)
             goto done;
         }
     } else {
+        if ((rc = refs_restrict(t, rt->c->name, id, w)) != CRM_OK)
+            goto done;
+        /* cascades write after this delete: undone with it (a real nested
+         * txn; crm_txn_write gave such a delete a lazy child, never t) */
+        if ((cascades = has_dependents(t->s, rt->c->name)) && (rc = crm_txn_ensure(t, &w->err)) != CRM_OK)
+            goto done;
         mutating = 1;
         if ((rc = index_update(t, rt, old, NULL, id, 0, &w->err)) != CRM_OK)
             goto done;
@@ -972,6 +1110,8 @@ static int write_body(crm_txn *t, crm_write *w, int direct, uint8_t **enc_out)
     /* in the same txn as the change: the audit and the data never disagree */
     if ((rc = crm_audit_write_op(t, w->op, rt->c->name, id, rev, w->seq, old, rec, &w->err)) !=
         CRM_OK)
+        goto done;
+    if (cascades && (rc = refs_cascade(t, rt->c->name, id, w)) != CRM_OK)
         goto done;
     if (rec) {
         w->result = rec;
@@ -1024,8 +1164,8 @@ int crm_txn_write(crm_txn *t, crm_write *w)
         return w->rc = crm_err_set(&w->err, CRM_INTERNAL, "write in a read transaction");
     if ((rc = crm_txn_ensure(t, &w->err)) != CRM_OK)
         return w->rc = w->err.code = rc;
-    if (!t->s->before) {
-        /* No hooks: every refusal (validation, refs, unique, if_rev) is
+    if (!t->s->before && !(w->op == CRM_OP_DELETE && w->coll && has_dependents(t->s, w->coll))) {
+        /* No hooks (and no delete that cascades): every refusal (validation, refs, unique, if_rev) is
          * found before the write touches t, so it needs no nested txn of
          * its own -- LMDB's nested txns cost about a fifth of a create.
          * With hooks, a hook's write may fail after earlier ones, and a

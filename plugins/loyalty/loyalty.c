@@ -1280,6 +1280,22 @@ static int guard_own(crm_ctx *ctx, crm_event *ev, void *ud)
     (void)ud;
     if (api->write_origin(ctx) == api->ctx_plugin(ctx))
         return CRM_OK;
+    /* the kernel's on_delete cascade (schemas): an account goes with its
+     * contact, a ledger line with its account; the invariant holds, as
+     * nothing of the account is left */
+    if (strcmp(ev->op, "delete") == 0 && ev->prev) {
+        const char *owner_coll = strcmp(ev->collection, "loyalty_accounts") == 0 ? "contacts"
+                                                                                 : "loyalty_accounts";
+        const char *owner_field = strcmp(ev->collection, "loyalty_accounts") == 0 ? "contact"
+                                                                                  : "account";
+        const crm_value *owner = api->map_get(ev->prev, owner_field);
+        crm_value *rec = NULL;
+        int rc = owner && owner->type == CRM_T_STR ? api->get(ctx, owner_coll, owner->u.str.s, &rec)
+                                                   : CRM_OK;
+        api->value_free(rec);
+        if (rc == CRM_NOT_FOUND)
+            return CRM_OK;
+    }
     return api->error(ctx, CRM_REJECTED,
                       "%s records are written by the loyalty plugin only (use loyalty.redeem or "
                       "loyalty.adjust)",

@@ -41,7 +41,7 @@ static const char *const NOTES =
 static const char *const PEOPLE =
     "{\"collection\": \"people\", \"id_prefix\": \"p_\", \"fields\": {"
     " \"name\": {\"type\": \"string\", \"required\": true},"
-    " \"note\": {\"type\": \"ref\", \"to\": \"notes\"}"
+    " \"note\": {\"type\": \"ref\", \"to\": \"notes\", \"on_delete\": \"restrict\"}"
     "}}";
 
 #define T0 ((int64_t)1700000000000)

@@ -259,6 +259,57 @@ static void test_personal_option(void **state)
     crm_schema_free(sch);
 }
 
+/* "on_delete" of a ref: restrict | cascade | set_null | none; restrict by
+ * default for a required ref, set_null for an optional one; set_null never
+ * on a required ref; only refs have it. */
+static void test_on_delete_option(void **state)
+{
+    crm_schema *sch = NULL;
+    crm_err err;
+    const crm_collection *c;
+    (void)state;
+    expect_refused("links.json",
+                   "{\"collection\": \"links\", \"fields\": {\"to\": {\"type\": \"ref\", "
+                   "\"to\": \"companies\", \"on_delete\": \"orphan\"}}}",
+                   "\"on_delete\" must be \"restrict\", \"cascade\", \"set_null\" or \"none\"");
+    expect_refused("links.json",
+                   "{\"collection\": \"links\", \"fields\": {\"to\": {\"type\": \"ref\", "
+                   "\"to\": \"companies\", \"required\": true, \"on_delete\": \"set_null\"}}}",
+                   "\"on_delete\": \"set_null\" cannot apply to a required ref");
+    expect_refused("links.json",
+                   "{\"collection\": \"links\", \"fields\": {\"n\": {\"type\": \"int\", "
+                   "\"on_delete\": \"cascade\"}}}",
+                   "\"on_delete\" applies to ref fields only");
+    assert_int_equal(crm_schema_load_dir(schemas_dir(), &sch, &err), CRM_OK);
+    c = crm_schema_find(sch, "orders");
+    assert_int_equal(crm_collection_field(c, "contact")->on_delete, CRM_ON_DELETE_RESTRICT);
+    assert_int_equal(crm_collection_field(c, "company")->on_delete, CRM_ON_DELETE_SET_NULL);
+    c = crm_schema_find(sch, "loyalty_accounts");
+    assert_int_equal(crm_collection_field(c, "contact")->on_delete, CRM_ON_DELETE_CASCADE);
+    c = crm_schema_find(sch, "segment_members");
+    assert_int_equal(crm_collection_field(c, "contact")->on_delete, CRM_ON_DELETE_NONE);
+    /* every bundled ref says what it does */
+    for (size_t i = 0; i < sch->ncolls; i++)
+        for (size_t j = 0; j < sch->colls[i].nfields; j++)
+            if (sch->colls[i].fields[j].type == CRM_F_REF)
+                assert_non_null(crm_map_get(crm_map_get(crm_map_get(sch->colls[i].source, "fields"),
+                                                        sch->colls[i].fields[j].name),
+                                            "on_delete"));
+    crm_schema_free(sch);
+    /* the defaults */
+    {
+        sfile files[2] = {{"companies.json", COMPANIES_OK},
+                          {"links.json", "{\"collection\": \"links\", \"fields\": {"
+                                         "\"a\": {\"type\": \"ref\", \"to\": \"companies\", \"required\": true},"
+                                         "\"b\": {\"type\": \"ref\", \"to\": \"companies\"}}}"}};
+        assert_int_equal(load_files(files, 2, &sch, &err), CRM_OK);
+        c = crm_schema_find(sch, "links");
+        assert_int_equal(crm_collection_field(c, "a")->on_delete, CRM_ON_DELETE_RESTRICT);
+        assert_int_equal(crm_collection_field(c, "b")->on_delete, CRM_ON_DELETE_SET_NULL);
+        crm_schema_free(sch);
+    }
+}
+
 /* "about": {"collection": F1, "id": F2} names two string fields of the
  * collection; the bundled webhook collections declare it. */
 static void test_about_option(void **state)
@@ -1035,6 +1086,7 @@ int main(void)
         cmocka_unit_test(test_refuses_unknown_option_typo_requried),
         cmocka_unit_test(test_personal_option),
         cmocka_unit_test(test_about_option),
+        cmocka_unit_test(test_on_delete_option),
         cmocka_unit_test(test_refuses_enum_without_values),
         cmocka_unit_test(test_refuses_enum_values_that_are_not_strings),
         cmocka_unit_test(test_refuses_ref_without_to),
