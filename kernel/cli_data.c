@@ -239,6 +239,14 @@ static int cmd_export(int argc, char **argv)
 
 int crm_cli_data_run(int argc, char **argv)
 {
+    /* --help (or -h) anywhere: the usage on stdout, exit 0, before getopt
+     * would call it an unrecognized option */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage:\n");
+            crm_cli_data_usage(stdout);
+            return 0;
+        }
     if (strcmp(argv[0], "backup") == 0)
         return cmd_backup(argc, argv);
     if (strcmp(argv[0], "restore") == 0)

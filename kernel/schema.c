@@ -89,8 +89,16 @@ static const char *check_scalar(const crm_field *f, crm_ftype t, crm_value *v, c
             for (size_t i = 0; i < f->nvalues; i++)
                 if (strcmp(f->values[i], v->u.str.s) == 0)
                     return NULL;
-            snprintf(buf, bufsz, "must be one of the declared values (got \"%.40s\")",
-                     v->u.str.s);
+            { /* the allowed values, as many as fit, so the writer can fix it */
+                size_t at = (size_t)snprintf(buf, bufsz, "must be one of");
+                for (size_t i = 0; i < f->nvalues && at + 64 < bufsz; i++)
+                    at += (size_t)snprintf(buf + at, bufsz - at, "%s \"%s\"", i ? "," : "",
+                                           f->values[i]);
+                if (at + 64 >= bufsz && at < bufsz)
+                    at += (size_t)snprintf(buf + at, bufsz - at, ", ...");
+                if (at < bufsz)
+                    snprintf(buf + at, bufsz - at, " (got \"%.40s\")", v->u.str.s);
+            }
             return buf;
         }
         break;

@@ -560,6 +560,35 @@ crm.on("tickets.update", function(ev)
   end
 end, {name = "complaints.survey"})
 
+-- ---- surveys: the scale of each kind, and a CSAT answer on its ticket ------
+
+-- The schema allows 0..10 (NPS); a CSAT score is 1..5.
+local SCALE = {csat = {1, 5}, nps = {0, 10}}
+
+local function check_score(ev)
+  local r = ev.record
+  local s = SCALE[r.kind]
+  if r.score ~= nil and s and (r.score < s[1] or r.score > s[2]) then
+    crm.reject(("score: a %s score is %d to %d, got %d"):format(r.kind, s[1], s[2], r.score))
+  end
+end
+crm.on("surveys.create", check_score, {phase = "before"})
+crm.on("surveys.update", check_score, {phase = "before"})
+
+-- An answered CSAT survey of a ticket fills the ticket's satisfaction.
+local function survey_answered(ev)
+  local r = ev.record
+  if r.kind == "csat" and r.state == "answered" and r.score and r.ticket and
+     not (ev.prev and ev.prev.state == "answered" and ev.prev.score == r.score) then
+    local t = crm.get("tickets", r.ticket)
+    if t and t.satisfaction ~= r.score then
+      crm.update("tickets", r.ticket, {satisfaction = r.score})
+    end
+  end
+end
+crm.on("surveys.create", survey_answered, {name = "complaints.survey_answered_new"})
+crm.on("surveys.update", survey_answered, {name = "complaints.survey_answered"})
+
 -- ---- methods ------------------------------------------------------------------
 
 -- tickets.history {contact} -> {contact, total, open, tickets = [...] newest first}

@@ -362,8 +362,29 @@ static void test_workflow(void **state)
             assert_string_equal(crm_map_str(sv, "kind", ""), "csat");
             assert_string_equal(crm_map_str(sv, "state", ""), "sent");
             assert_string_equal(crm_map_str(sv, "contact", ""), "c_zoe");
+            /* a CSAT score is 1..5: 9 is refused */
+            {
+                crm_value *e = ws_request(&c, 10000, NULL,
+                                          "{\"op\": \"update\", \"collection\": \"surveys\", \"id\": "
+                                          "\"%s\", \"patch\": {\"state\": \"answered\", \"score\": 9}}",
+                                          crm_map_str(sv, "id", ""));
+                assert_non_null(e);
+                assert_string_equal(ws_code(e), "REJECTED");
+                assert_non_null(strstr(ws_message(e), "a csat score is 1 to 5, got 9"));
+                crm_value_free(e);
+            }
+            /* answered with 4: the ticket's satisfaction becomes 4 */
+            crm_value_free(ok(&c, "{\"op\": \"update\", \"collection\": \"surveys\", \"id\": \"%s\", "
+                                  "\"patch\": {\"state\": \"answered\", \"score\": 4}}",
+                              crm_map_str(sv, "id", "")));
         }
         crm_value_free(r);
+        {
+            double t1 = crm_test_now_s();
+            while (field_int(&c, "tickets", "t_1", "satisfaction") != 4 && crm_test_now_s() - t1 < 10)
+                usleep(20000);
+            assert_int_equal(field_int(&c, "tickets", "t_1", "satisfaction"), 4);
+        }
     }
 
     /* reopen from closed, back to assigned, and from resolved to in_progress */

@@ -423,9 +423,30 @@ static void limits(void **state)
     free(big);
 }
 
+/* --help of each data tool: its usage on stdout, exit 0 (it was
+ * "unrecognized option '--help'" and exit 1) */
+static void help_is_usage(void **state)
+{
+    static const char *const tools[] = {"import", "export", "backup", "restore"};
+    (void)state;
+    for (size_t i = 0; i < sizeof tools / sizeof *tools; i++) {
+        char cmd[4200], *out = NULL;
+        snprintf(cmd, sizeof cmd, "'%s' %s --help 2>/dev/null", getenv("CRMD_BIN"), tools[i]);
+        assert_int_equal(crm_test_run(cmd, &out), 0);
+        assert_non_null(strstr(out, "usage:"));
+        assert_non_null(strstr(out, "crmd import"));
+        free(out);
+        snprintf(cmd, sizeof cmd, "'%s' %s --help 2>&1", getenv("CRMD_BIN"), tools[i]);
+        assert_int_equal(crm_test_run(cmd, &out), 0);
+        assert_null(strstr(out, "unrecognized"));
+        free(out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(help_is_usage),
         cmocka_unit_test(csv_good_and_bad_rows),
         cmocka_unit_test(refused_while_serving),
         cmocka_unit_test(round_trips),

@@ -288,6 +288,14 @@ static void test_on_delete_option(void **state)
     assert_int_equal(crm_collection_field(c, "contact")->on_delete, CRM_ON_DELETE_CASCADE);
     c = crm_schema_find(sch, "segment_members");
     assert_int_equal(crm_collection_field(c, "contact")->on_delete, CRM_ON_DELETE_NONE);
+    { /* docs/features/customer_value.md: analysts may start a fit */
+        const crm_value *m = crm_map_get(crm_map_get(sch->roles, "analyst"), "methods");
+        int fit = 0;
+        assert_non_null(m);
+        for (size_t i = 0; i < m->u.arr.n; i++)
+            fit |= strcmp(m->u.arr.items[i]->u.str.s, "value.fit") == 0;
+        assert_true(fit);
+    }
     /* every bundled ref says what it does */
     for (size_t i = 0; i < sch->ncolls; i++)
         for (size_t j = 0; j < sch->colls[i].nfields; j++)
@@ -400,7 +408,7 @@ static void test_refuses_default_of_the_wrong_type(void **state)
     expect_refused("contacts.json",
                    "{\"collection\": \"contacts\", \"fields\": "
                    "{\"stage\": {\"type\": \"enum\", \"values\": [\"a\"], \"default\": \"b\"}}}",
-                   "field stage: default must be one of the declared values (got \"b\")");
+                   "field stage: default must be one of \"a\" (got \"b\")");
 }
 
 static void test_refuses_default_outside_min_max(void **state)
@@ -820,8 +828,8 @@ static void test_validate_enum_only_declared_values(void **state)
     vfix *f = *state;
     ok1(&f->things, "{\"e\": \"red\"}");
     ok1(&f->things, "{\"e\": \"green\"}");
-    bad1(&f->things, "{\"e\": \"blue\"}", "e", "must be one of the declared values (got \"blue\")");
-    bad1(&f->things, "{\"e\": \"Red\"}", "e", "must be one of the declared values (got \"Red\")");
+    bad1(&f->things, "{\"e\": \"blue\"}", "e", "must be one of \"red\", \"green\" (got \"blue\")");
+    bad1(&f->things, "{\"e\": \"Red\"}", "e", "must be one of \"red\", \"green\" (got \"Red\")");
     bad1(&f->things, "{\"e\": 1}", "e", "must be a string");
 }
 
@@ -1019,7 +1027,7 @@ static void test_validate_details_list_every_failing_field(void **state)
     crm_value *details = NULL;
     crm_value *want = J("{\"fields\": {\"name\": \"must be a string\", "
                         "\"age\": \"must be an integer\", \"zzz\": \"unknown field\", "
-                        "\"stage\": \"must be one of the declared values (got \\\"mid\\\")\"}}");
+                        "\"stage\": \"must be one of \\\"new\\\", \\\"old\\\" (got \\\"mid\\\")\"}}");
     crm_err err = {0, ""};
     /* people is strict by default: "strict" is absent from its file */
     assert_int_equal(f->people.strict, 1);
