@@ -374,6 +374,7 @@ static void test_script_errors_logged(void **state)
     assert_int_equal(lines_with(text, "script error in a", NULL), 10);
     free(text);
     free(token);
+    free(data); /* crmd_stop removed the folder; the name is ours */
     crm_tmpdir_remove(scripts);
     crm_tmpdir_remove(logdir);
 }
