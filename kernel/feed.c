@@ -394,7 +394,7 @@ static int about_target(const crm_value *m, const crm_collection *c, const scrub
     for (int i = 0; i < 2; i++) {
         const crm_value *r = crm_map_get(m, keys[i]);
         const char *coll, *id;
-        scrub_target key;
+        scrub_target key = {0};
         if (!r || r->type != CRM_T_MAP)
             continue;
         coll = crm_map_str(r, c->about_coll, NULL);
