@@ -33,6 +33,15 @@ local CONFIG = {
   -- when false only orders keep a customer active
   interactions_are_activity = true,
 
+  -- which interactions are with the customer (only those count): not one
+  -- made by a system owner (an automated e-mail, an escalation note); an
+  -- outbound one only with an outcome showing the customer answered; an
+  -- inbound one, or one with no direction, always
+  activity = {
+    system_owners = {"system", "automation", "bot"},
+    outbound_outcomes = {"positive", "neutral", "negative", "follow_up"},
+  },
+
   -- order statuses that count (orders in other statuses -- cancelled,
   -- refunded -- are not counted in order_count/total_spent and are no activity)
   counted_statuses = {"pending", "paid", "shipped", "completed"},
@@ -60,6 +69,16 @@ for _, s in ipairs(CONFIG.counted_statuses) do COUNTED[s] = true end
 local COUNTED_LIST = crm.array(CONFIG.counted_statuses)
 local LAPSED = {at_risk = true, churned = true}
 local RANK = {prospect = 0, new_customer = 1, ["repeat"] = 2, loyal = 3}
+local SYSTEM_OWNER, ANSWERED = {}, {}
+for _, o in ipairs(CONFIG.activity.system_owners) do SYSTEM_OWNER[o] = true end
+for _, o in ipairs(CONFIG.activity.outbound_outcomes) do ANSWERED[o] = true end
+
+-- Whether interaction i was with the customer (CONFIG.activity).
+local function with_customer(i)
+  if i.owner and SYSTEM_OWNER[i.owner] then return false end
+  if i.direction == "outbound" then return i.outcome ~= nil and ANSWERED[i.outcome] == true end
+  return true
+end
 
 -- Why the next stage change happens: set by the code that writes the
 -- contact, read by the before-hook below that records the transition
@@ -108,9 +127,10 @@ local function reason_for(from, to, trigger)
   if to == "at_risk" or to == "churned" then return "inactivity" end
   if trigger == "reevaluate" then return "reevaluated" end
   if LAPSED[from] then return "reactivated" end
-  if trigger == "order_withdrawn" or (RANK[from] and RANK[to] and RANK[to] < RANK[from]) then
-    return "order_withdrawn"
-  end
+  if trigger == "order_withdrawn" then return "order_withdrawn" end
+  -- down without a withdrawn order: the stage was set by hand, and the
+  -- order history says otherwise (a contact created as loyal, first order)
+  if RANK[from] and RANK[to] and RANK[to] < RANK[from] then return "recomputed" end
   if to == "new_customer" then return "first_order" end
   if to == "repeat" then return "repeat_order" end
   if to == "loyal" then return "loyalty_threshold" end
@@ -206,6 +226,7 @@ end, {name = "orders"})
 crm.on("interactions.*", function(ev)
   if ev.op == "delete" or not ev.record or not ev.record.at then return end
   local i = ev.record
+  if not with_customer(i) then return end
   if ev.prev and ev.prev.at == i.at and ev.prev.contact == i.contact then return end
   local c = crm.get("contacts", i.contact)
   if not c then return end
@@ -280,7 +301,11 @@ crm.method("lifecycle.refresh", function(params)
     end
     after = page.next
   until not after
-  local li = crm.query("interactions", {contact = c.id}, {order_by = "-at", limit = 1}).records[1]
+  -- the newest interaction with the customer (among the newest 1000)
+  local li
+  for _, i in ipairs(crm.query("interactions", {contact = c.id}, {order_by = "-at", limit = 1000}).records) do
+    if with_customer(i) then li = i break end
+  end
   local patch = {order_count = n, total_spent = spent,
                  first_order_at = first or crm.null, last_order_at = last or crm.null,
                  last_interaction_at = li and li.at or crm.null}

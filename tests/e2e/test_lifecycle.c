@@ -156,6 +156,26 @@ static void interaction(ws_client *c, const char *contact, int64_t at)
     crm_value_free(r);
 }
 
+/* An interaction with its owner, direction and outcome (NULL: left out). */
+static void interaction_by(ws_client *c, const char *contact, int64_t at, const char *owner,
+                           const char *direction, const char *outcome)
+{
+    char extra[256] = "";
+    size_t n = 0;
+    crm_value *r;
+    if (owner)
+        n += (size_t)snprintf(extra + n, sizeof extra - n, ", \"owner\": \"%s\"", owner);
+    if (direction)
+        n += (size_t)snprintf(extra + n, sizeof extra - n, ", \"direction\": \"%s\"", direction);
+    if (outcome)
+        snprintf(extra + n, sizeof extra - n, ", \"outcome\": \"%s\"", outcome);
+    r = req(c, "{\"op\": \"create\", \"collection\": \"interactions\", \"record\": {\"contact\": \"%s\","
+               " \"kind\": \"email\", \"at\": %lld%s}}",
+            contact, (long long)at, extra);
+    result_of(r);
+    crm_value_free(r);
+}
+
 static crm_value *get_contact(ws_client *c, const char *id)
 {
     return req(c, "{\"op\": \"get\", \"collection\": \"contacts\", \"id\": \"%s\"}", id);
@@ -491,10 +511,61 @@ static void test_inactivity_timer_survives_restart(void **state)
     ws_close(&c);
 }
 
+
+/* Only interactions with the customer count as activity: not one by a
+ * system owner, not an outbound one nobody answered; and a stage set by
+ * hand that the first order corrects downwards is "recomputed", not
+ * "order_withdrawn". */
+static void test_activity_is_with_the_customer(void **state)
+{
+    fixture *f = *state;
+    ws_client c;
+    char buf[1024];
+    int64_t t0;
+    char *ann = NULL, *bo, *marker;
+    crm_value *r;
+    connect_authed(f, &c);
+    bo = new_contact(&c, "Bo", &t0);
+    marker = new_contact(&c, "Marker", NULL);
+    free(order(&c, bo, 100, "paid", t0));
+    crm_value_free(wait_stage(&c, bo, "new_customer", 5));
+    /* system-made and unanswered: Bo's last_interaction_at stays unset */
+    interaction_by(&c, bo, t0 + 1000, "system", NULL, NULL);
+    interaction_by(&c, bo, t0 + 2000, "rep_1", "outbound", "no_response");
+    interaction_by(&c, bo, t0 + 3000, "rep_1", "outbound", NULL);
+    /* the after-hook takes the feed in order: once Marker's counts, Bo's ran */
+    interaction_by(&c, marker, t0 + 4000, "rep_1", "inbound", NULL);
+    crm_value_free(wait_field(&c, marker, "last_interaction_at", NULL, t0 + 4000, 5));
+    r = get_contact(&c, bo);
+    assert_null(crm_map_get(result_of(r), "last_interaction_at"));
+    crm_value_free(r);
+    /* answered outbound, and inbound, count */
+    interaction_by(&c, bo, t0 + 5000, "rep_1", "outbound", "positive");
+    crm_value_free(wait_field(&c, bo, "last_interaction_at", NULL, t0 + 5000, 5));
+    interaction_by(&c, bo, t0 + 6000, NULL, "inbound", NULL);
+    crm_value_free(wait_field(&c, bo, "last_interaction_at", NULL, t0 + 6000, 5));
+
+    /* created as loyal by hand, then a first order: new_customer, recomputed */
+    r = req(&c, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"name\": \"Ann\","
+                " \"lifecycle_stage\": \"loyal\"}}");
+    ann = strdup(crm_map_str(result_of(r), "id", ""));
+    crm_value_free(r);
+    free(order(&c, ann, 100, "paid", t0));
+    crm_value_free(wait_stage(&c, ann, "new_customer", 5));
+    transitions(&c, ann, buf, sizeof buf);
+    assert_non_null(strstr(buf, "loyal>new_customer:recomputed;"));
+    assert_null(strstr(buf, "order_withdrawn"));
+    ws_close(&c);
+    free(ann);
+    free(bo);
+    free(marker);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stages_from_orders, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_activity_is_with_the_customer, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_inactivity_at_risk_churned_and_back, setup_fast, teardown),
         cmocka_unit_test_setup_teardown(test_inactivity_timer_survives_restart, setup_fast, teardown),
     };
