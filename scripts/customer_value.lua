@@ -48,11 +48,15 @@ local CONFIG = {
   --       * orders per year * expected_lifetime_years
   -- orders per year = order_count / max(tenure in years, min_tenure_days/365),
   -- tenure = now - first order
-  -- When the clv plugin (BG/NBD + Gamma-Gamma, plugins/clv) has a fitted
-  -- model (value_models/vm_bgnbd_gg with status "ready"), it writes the
-  -- contacts' clv and churn_risk, and this script leaves those two fields
-  -- alone (it still uses its own CLV below to rank value classes).  Set to
-  -- false to have this script write them regardless.
+  -- One CLV per contact.  Once the clv plugin (BG/NBD + Gamma-Gamma,
+  -- plugins/clv) has written predictions (value_models/vm_bgnbd_gg has
+  -- finished a fit, or is writing one, with writes_clv), the contacts' clv
+  -- is the model's: this script never writes it again (also while a refit
+  -- runs), and ranks value classes by that same stored clv (a customer the
+  -- model has not seen yet counts as 0).  The same for churn_risk with
+  -- writes_churn_risk.  Set to false to have this script own both fields
+  -- (then set write_clv and write_churn_risk false in plugins/clv.json, or
+  -- the two will overwrite each other).
   defer_to_model = true,
 
   gross_margin = 0.30,
@@ -105,6 +109,13 @@ local function clv_of(c, now)
   return math.floor(v + 0.5)
 end
 
+-- The CLV this job ranks and writes by: the contact's stored one when the
+-- model owns it (0 before the model has seen the contact), else ours.
+local function clv_for(job, c)
+  if job.model_owns then return c.clv or 0 end
+  return clv_of(c, job.now)
+end
+
 local function churn_risk_of(c, now)
   local n = c.order_count
   local gap
@@ -149,6 +160,15 @@ local function arm_daily()
   armed = true
 end
 
+-- Whether the fitted model owns the contacts' clv, and churn_risk: once
+-- it has written predictions, also while it refits (sticky).
+local function model_owns()
+  local model = CONFIG.defer_to_model and crm.get("value_models", "vm_bgnbd_gg")
+  local written = model and (model.finished_at ~= nil or model.status == "writing")
+  return (written and model.writes_clv ~= false) or false,
+         (written and model.writes_churn_risk ~= false) or false
+end
+
 local function start_job(reason)
   local now = crm.now()
   JOB = {id = tostring(now) .. "-" .. tostring(math.random(1, 1 << 30)), now = now, reason = reason,
@@ -159,8 +179,7 @@ local function start_job(reason)
     JOB.since = now - CONFIG.rfm_window_days * DAY_MS
     JOB.WF, JOB.WM = {}, {}
   end
-  local model = CONFIG.defer_to_model and crm.get("value_models", "vm_bgnbd_gg")
-  JOB.model_owns = model ~= nil and model.status == "ready"
+  JOB.model_owns, JOB.model_owns_churn = model_owns()
   crm.schedule(0, "page", {job = JOB.id, pass = JOB.since and 0 or 1}, {key = "job"})
   return JOB
 end
@@ -187,7 +206,7 @@ local function scores_of(job, c)
   if not is_customer(c) then return {} end
   local now = job.now
   local m = c.total_spent or 0
-  local clv = clv_of(c, now)
+  local clv = clv_for(job, c)
   local f, wm = c.order_count, m
   if job.since then f, wm = job.WF[c.id] or 0, job.WM[c.id] or 0 end
   local s = {
@@ -253,7 +272,7 @@ local function collect_page(job, p)
         job.M[n] = spent
       end
       job.S[n] = spent
-      job.V[n] = clv_of(c, job.now)
+      job.V[n] = clv_for(job, c)
       job.total = job.total + spent
     end
   end
@@ -262,13 +281,17 @@ end
 
 -- Pass 2: scores written where they changed.
 local function write_page(job, p)
+  -- a fit that began writing since the job started owns them from now on
+  local owns, owns_churn = model_owns()
+  job.model_owns = job.model_owns or owns
+  job.model_owns_churn = job.model_owns_churn or owns_churn
   local page = crm.query("contacts", nil, {limit = job.size, after = p.after})
   for _, c in ipairs(page.records) do
     local s = scores_of(job, c)
     local patch, changed = {}, false
     for _, f in ipairs(FIELDS) do
       local v = s[f]
-      if job.model_owns and (f == "clv" or f == "churn_risk") then
+      if (job.model_owns and f == "clv") or (job.model_owns_churn and f == "churn_risk") then
         v = c[f] -- the fitted model's
       end
       if v ~= c[f] then

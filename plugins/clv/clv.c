@@ -417,6 +417,10 @@ static int step_wait(crm_ctx *ctx)
     set_num(patch, "time_unit_days", cfg.unit_days);
     set_num(patch, "fit_ms", round(job.fit_ms * 10) / 10);
     set_int(patch, "evals", job.evals);
+    /* whether contacts' clv and churn_risk are this model's: the value
+     * script (scripts/customer_value.lua) leaves them alone when they are */
+    api->map_set(patch, "writes_clv", api->value_bool(cfg.write_clv));
+    api->map_set(patch, "writes_churn_risk", api->value_bool(cfg.write_churn));
     set_str(patch, "status", "writing");
     int rc = model_put(ctx, patch);
     /* the summary is no longer needed: predictions are made from each record as written */

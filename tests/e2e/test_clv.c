@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -424,11 +425,127 @@ static void test_fit_recovers_known_parameters(void **state)
     free(cs);
 }
 
+
+/* The model and scripts/customer_value.lua together: one CLV per contact.
+ * After value.fit and a value.recompute of the script, every customer's clv
+ * is the model's (extra.value.clv) and its value_class is ranked by that
+ * same clv: below_zero exactly when it is negative.  (Before, the script
+ * ranked by its own CLV: a contact could read below_zero next to a
+ * positive clv.) */
+static int setup_with_value_script(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char src[1024], *json, *lua;
+    assert_non_null(getenv("CRM_PLUGINS"));
+    snprintf(src, sizeof src, "%s/clv.json", getenv("CRM_PLUGINS"));
+    json = slurp(src);
+    f->plugins = crm_test_plugin_dir("clv-plugins", "clv", json);
+    free(json);
+    assert_non_null(lua = crm_test_script_text("customer_value.lua"));
+    snprintf(src, sizeof src, "%s/scripts", f->plugins);
+    assert_int_equal(mkdir(src, 0700), 0); /* removed with the plugins folder */
+    crm_tmpdir_write(f->plugins, "scripts/customer_value.lua", lua);
+    free(lua);
+    f->args = malloc(strlen(f->plugins) + 128);
+    sprintf(f->args, "--plugins %s --scripts %s/scripts", f->plugins, f->plugins);
+    start(f, NULL);
+    assert_non_null(f->token = crmd_token(&f->p, "admin"));
+    *state = f;
+    return 0;
+}
+
+static void test_one_clv_per_contact(void **state)
+{
+    fixture *f = *state;
+    ws_client c;
+    crm_value *r;
+    const double truth[7] = {0.24, 4.41, 0.79, 2.43, 6.25, 3.74, 15.44};
+    const int n = 400;
+    crm_test_buf b = {0};
+    clv_sim sim;
+    int64_t t;
+    char job[64];
+    int checked = 0, below = 0;
+    double started;
+    connect_authed(f, &c);
+    r = req(&c, "{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_clock\", \"name\": \"Clock\"}}");
+    t = crm_map_int(crm_map_get(r, "result"), "_created", 0);
+    crm_value_free(r);
+    clv_sim_seed(&sim, 20261208);
+    for (int i = 0; i < n; i += 100) {
+        b.n = 0;
+        crm_test_buf_add(&b, "{\"op\": \"tx\", \"ops\": [");
+        for (int j = i; j < i + 100 && j < n; j++) {
+            sim_rec s;
+            clv_sim_one(&sim, truth, 66 + 12 * clv_sim_u(&sim), &s.s);
+            s.first = t - (int64_t)llround(s.s.T * WEEK_MS);
+            s.last = s.first + (int64_t)llround(s.s.tx * WEEK_MS);
+            crm_test_buf_add(&b, "%s{\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": \"c_v%04d\", \"name\": \"V%d\","
+                       " \"order_count\": %lld, \"total_spent\": %lld, \"first_order_at\": %lld, \"last_order_at\": %lld}}",
+                       j > i ? "," : "", j, j, (long long)s.s.x + 1, (long long)llround(s.s.spent * 100),
+                       (long long)s.first, (long long)s.last);
+        }
+        crm_test_buf_add(&b, "]}");
+        crm_value_free(send_req(&c, b.s));
+    }
+    free(b.s);
+    r = req(&c, "{\"op\": \"call\", \"method\": \"value.fit\", \"params\": {}}");
+    snprintf(job, sizeof job, "%s", crm_map_str(crm_map_get(r, "result"), "job", ""));
+    crm_value_free(r);
+    started = crm_test_now_s();
+    for (;;) {
+        r = req(&c, "{\"op\": \"call\", \"method\": \"value.model\", \"params\": {}}");
+        const crm_value *m = crm_map_get(r, "result");
+        int done = strcmp(crm_map_str(m, "status", ""), "ready") == 0 &&
+                   strcmp(crm_map_str(m, "job", ""), job) == 0;
+        assert_string_not_equal(crm_map_str(m, "status", ""), "failed");
+        crm_value_free(r);
+        if (done)
+            break;
+        assert_true(crm_test_now_s() - started < 120);
+        usleep(50000);
+    }
+    /* the script's job, after the fit: it ranks and leaves clv alone */
+    r = req(&c, "{\"op\": \"call\", \"method\": \"value.recompute\", \"params\": {}}");
+    snprintf(job, sizeof job, "%s", crm_map_str(crm_map_get(r, "result"), "job", ""));
+    crm_value_free(r);
+    started = crm_test_now_s();
+    for (;;) {
+        r = req(&c, "{\"op\": \"call\", \"method\": \"value.status\", \"params\": {}}");
+        const crm_value *last = crm_map_get(crm_map_get(r, "result"), "last");
+        int done = last && strcmp(crm_map_str(last, "job", ""), job) == 0;
+        crm_value_free(r);
+        if (done)
+            break;
+        assert_true(crm_test_now_s() - started < 120);
+        usleep(50000);
+    }
+    for (int i = 0; i < n; i++) {
+        const crm_value *rec, *v;
+        r = req(&c, "{\"op\": \"get\", \"collection\": \"contacts\", \"id\": \"c_v%04d\"}", i);
+        rec = crm_map_get(r, "result");
+        v = crm_map_get(crm_map_get(rec, "extra"), "value");
+        assert_non_null(v);
+        assert_non_null(crm_map_get(rec, "clv"));
+        assert_int_equal(crm_map_int(rec, "clv", -1), (int64_t)llround(num(v, "clv")));
+        assert_non_null(crm_map_get(rec, "value_class"));
+        if ((crm_map_int(rec, "clv", 0) < 0) != (strcmp(crm_map_str(rec, "value_class", ""), "below_zero") == 0))
+            fail_msg("c_v%04d: clv %lld but value_class %s", i, (long long)crm_map_int(rec, "clv", 0),
+                     crm_map_str(rec, "value_class", ""));
+        below += strcmp(crm_map_str(rec, "value_class", ""), "below_zero") == 0;
+        checked++;
+        crm_value_free(r);
+    }
+    print_message("%d customers: clv the model's, value_class from it (%d below_zero)\n", checked, below);
+    ws_close(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_loglik_by_hand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fit_recovers_known_parameters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_clv_per_contact, setup_with_value_script, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
