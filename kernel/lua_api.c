@@ -110,12 +110,28 @@ static const char *opt_str(lua_State *L, int idx, const char *name)
     return lua_tostring(L, -1);
 }
 
+/* A collection, id, timer, event or method name: the kernel takes it as a
+ * C string, so a NUL inside would cut it short ("X\0evil" would name X). */
+static const char *check_name(lua_State *L, int idx)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    if (memchr(s, 0, len))
+        luaL_argerror(L, idx, "must not contain NUL bytes");
+    return s;
+}
+
+static const char *opt_name(lua_State *L, int idx)
+{
+    return lua_isnoneornil(L, idx) ? NULL : check_name(L, idx);
+}
+
 /* ---- records ---- */
 
 /* crm.get(coll, id) -> record or nil */
 static int lcrm_get(lua_State *L)
 {
-    const char *coll = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    const char *coll = check_name(L, 1), *id = check_name(L, 2);
     crm_ctx *ctx = need_ctx(L, "crm.get");
     const crm_api *api = script(L)->api;
     crm_value *out = NULL;
@@ -139,7 +155,7 @@ static int lcrm_get(lua_State *L)
 static int lcrm_create(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *coll = luaL_checkstring(L, 1);
+    const char *coll = check_name(L, 1);
     crm_ctx *ctx = need_ctx(L, "crm.create");
     crm_value *rec, *out = NULL;
     int rc;
@@ -161,7 +177,7 @@ static int lcrm_create(lua_State *L)
 static int lcrm_update(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *coll = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    const char *coll = check_name(L, 1), *id = check_name(L, 2);
     crm_ctx *ctx = need_ctx(L, "crm.update");
     lua_Integer if_rev = opt_int(L, 4, "if_rev", 0);
     crm_value *patch, *out = NULL;
@@ -184,7 +200,7 @@ static int lcrm_update(lua_State *L)
 static int lcrm_delete(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *coll = luaL_checkstring(L, 1), *id = luaL_checkstring(L, 2);
+    const char *coll = check_name(L, 1), *id = check_name(L, 2);
     crm_ctx *ctx = need_ctx(L, "crm.delete");
     lua_Integer if_rev = opt_int(L, 3, "if_rev", 0);
     int rc;
@@ -203,7 +219,7 @@ static int lcrm_delete(lua_State *L)
 static int lcrm_query(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *coll = luaL_checkstring(L, 1);
+    const char *coll = check_name(L, 1);
     crm_ctx *ctx = need_ctx(L, "crm.query");
     lua_Integer limit;
     const char *order_by, *after;
@@ -231,7 +247,7 @@ static int lcrm_query(lua_State *L)
 static int lcrm_match(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *coll = luaL_checkstring(L, 1);
+    const char *coll = check_name(L, 1);
     crm_value *where, *rec = NULL;
     crm_where *w = NULL;
     crm_err e;
@@ -263,7 +279,7 @@ static int lcrm_schedule(lua_State *L)
 {
     lua_script *sc = script(L);
     lua_Number secs = luaL_checknumber(L, 1);
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_name(L, 2);
     crm_ctx *ctx = need_ctx(L, "crm.schedule");
     const char *key = opt_str(L, 4, "key");
     crm_value *payload;
@@ -283,7 +299,7 @@ static int lcrm_schedule(lua_State *L)
 static int lcrm_cancel(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *name = luaL_checkstring(L, 1), *key = luaL_optstring(L, 2, NULL);
+    const char *name = check_name(L, 1), *key = opt_name(L, 2);
     crm_ctx *ctx = need_ctx(L, "crm.cancel");
     int rc = sc->api->cancel(ctx, name, key);
     if (rc != CRM_OK && rc != CRM_NOT_FOUND)
@@ -329,7 +345,7 @@ static int reg_refused(lua_State *L, const char *fn, int rc)
 static int lcrm_on(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *event = luaL_checkstring(L, 1);
+    const char *event = check_name(L, 1);
     const char *phase_s, *name;
     int phase = CRM_AFTER, rc;
     lua_reg *r;
@@ -351,7 +367,7 @@ static int lcrm_on(lua_State *L)
 static int lcrm_on_timer(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = check_name(L, 1);
     lua_reg *r = new_reg(L, "crm.on_timer", LREG_TIMER, 2);
     int rc = sc->api->on_timer(sc->owner, name, crm_lua_tramp_timer, r);
     if (rc != CRM_OK)
@@ -363,7 +379,7 @@ static int lcrm_on_timer(lua_State *L)
 static int lcrm_method(lua_State *L)
 {
     lua_script *sc = script(L);
-    const char *name = luaL_checkstring(L, 1);
+    const char *name = check_name(L, 1);
     lua_reg *r = new_reg(L, "crm.method", LREG_METHOD, 2);
     int rc = sc->api->method(sc->owner, name, crm_lua_tramp_method, r);
     if (rc != CRM_OK)

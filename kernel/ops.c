@@ -281,7 +281,10 @@ static void op_write(crm_sess *s, crm_value *req, const char *op, int opi)
         if (is_tx) {
             r = crm_map_get(req, "ops")->u.arr.items[i];
             sub_op = r->type == CRM_T_MAP ? crm_map_str(r, "op", "") : "";
-            if (strcmp(sub_op, "create") && strcmp(sub_op, "update") && strcmp(sub_op, "delete")) {
+            if ((r->type == CRM_T_MAP && crm_map_get(r, "op") &&
+                 crm_map_get(r, "op")->type == CRM_T_STR &&
+                 strlen(sub_op) != crm_map_get(r, "op")->u.str.len) ||
+                (strcmp(sub_op, "create") && strcmp(sub_op, "update") && strcmp(sub_op, "delete"))) {
                 char m[96];
                 snprintf(m, sizeof m, "op %zu: must be a create, update or delete", i);
                 crm_reply_err(s, req, opi, CRM_BAD_REQUEST, m, NULL);
@@ -605,8 +608,16 @@ static int is_write_op(int opi)
 static void dispatch(crm_sess *s, crm_value *req)
 {
     const char *op = crm_map_str(req, "op", NULL);
+    const crm_value *opv = crm_map_get(req, "op");
     int opi = op ? op_index(op) : OPI_OTHER;
     const crm_value *ref = crm_map_get(req, "ref");
+
+    /* "ping\0junk" would be taken for ping: names are C strings here */
+    if (opv && opv->type == CRM_T_STR && memchr(opv->u.str.s, 0, opv->u.str.len)) {
+        crm_reply_err(s, req, OPI_OTHER, CRM_BAD_REQUEST, "op must not contain NUL bytes", NULL);
+        crm_value_free(req);
+        return;
+    }
 
     if (ref && ref->type != CRM_T_INT && ref->type != CRM_T_STR) {
         crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "ref must be an integer or a string", NULL);

@@ -976,6 +976,10 @@ static int write_body(crm_txn *t, crm_write *w, int direct, uint8_t **enc_out)
         if (!id && given) {
             if (given->type != CRM_T_STR)
                 return crm_err_set(&w->err, CRM_BAD_REQUEST, "id must be a string");
+            /* an id is a C string from here on: "X\0evil" would be stored as X */
+            if (memchr(given->u.str.s, 0, given->u.str.len))
+                return crm_err_set(&w->err, CRM_BAD_REQUEST,
+                                   "id must be 1-128 characters of A-Z a-z 0-9 _ . : @ -");
             id = given->u.str.s;
         }
         if (id) {

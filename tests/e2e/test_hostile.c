@@ -301,6 +301,36 @@ static void json_not_an_object(void **state)
                    i == 0 ? 1007 : 0);
 }
 
+/* A NUL inside a name the kernel takes as a C string: refused, never cut
+ * short ("X\u0000evil" was stored as X; "ping\u0000junk" answered as ping). */
+static void nul_in_names(void **state)
+{
+    ws_client c;
+    crm_value *r;
+    (void)state;
+    open_conn(&c, "crm.v1.json", 1);
+    r = call(&c, "\"op\": \"ping\\u0000junk\"}");
+    assert_string_equal(err_code(r), "BAD_REQUEST");
+    assert_non_null(strstr(crm_map_str(crm_map_get(r, "error"), "message", ""), "NUL"));
+    crm_value_free(r);
+    r = call(&c, "\"op\": \"create\", \"collection\": \"contacts\", \"record\": {\"id\": "
+                 "\"Xnul\\u0000evil\", \"name\": \"N\"}}");
+    assert_string_equal(err_code(r), "BAD_REQUEST");
+    crm_value_free(r);
+    r = call(&c, "\"op\": \"get\", \"collection\": \"contacts\", \"id\": \"Xnul\"}");
+    assert_string_equal(err_code(r), "NOT_FOUND"); /* nothing was stored under the cut name */
+    crm_value_free(r);
+    r = call(&c, "\"op\": \"tx\", \"ops\": [{\"op\": \"create\\u0000x\", \"collection\": "
+                 "\"contacts\", \"record\": {\"name\": \"T\"}}]}");
+    assert_string_equal(err_code(r), "BAD_REQUEST");
+    crm_value_free(r);
+    r = call(&c, "\"op\": \"get\", \"collection\": \"contacts\\u0000x\", \"id\": \"a\"}");
+    assert_string_equal(err_code(r), "BAD_REQUEST");
+    crm_value_free(r);
+    ws_close(&c);
+    check_alive();
+}
+
 /* ---- malformed msgpack ---- */
 
 static void msgpack_malformed(void **state)
@@ -1484,6 +1514,7 @@ int main(void)
         cmocka_unit_test(json_bad_utf8),
         cmocka_unit_test(json_non_finite_numbers),
         cmocka_unit_test(json_not_an_object),
+        cmocka_unit_test(nul_in_names),
         cmocka_unit_test(msgpack_malformed),
         cmocka_unit_test(huge_declared_length),
         cmocka_unit_test(message_size_limit),

@@ -499,6 +499,11 @@ static const char *const BEFORE =
     "    local ok, e = pcall(crm.create, 'contacts', {city = 'x'})\n"
     "    ev.record.job_title = e:sub(1, 11)\n"
     "  end\n"
+    "  if ev.record.name == 'nul' then\n"
+    "    local ok, e = pcall(crm.get, 'companies', 'a\\0b')\n"
+    "    local ok2 = pcall(crm.get, 'companies\\0x', 'a')\n"
+    "    ev.record.job_title = (not ok and not ok2 and e:find('must not contain NUL')) and 'refused' or 'cut'\n"
+    "  end\n"
     "end, {phase = 'before'})\n";
 
 static void test_before_hook_changes_and_rejects(void **state)
@@ -534,6 +539,12 @@ static void test_before_hook_changes_and_rejects(void **state)
                             &e),
                      CRM_OK);
     assert_string_equal(crm_map_str(res, "job_title", ""), "VALIDATION:");
+    crm_value_free(res);
+
+    /* a name with a NUL inside is refused, never cut short at it */
+    assert_int_equal(write1(f, CRM_OP_CREATE, "contacts", NULL, "{\"name\": \"nul\"}", &res, &e),
+                     CRM_OK);
+    assert_string_equal(crm_map_str(res, "job_title", ""), "refused");
     crm_value_free(res);
 }
 
