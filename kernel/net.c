@@ -476,6 +476,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         size_t limit = s->authed ? n->o.max_message : n->o.max_message_preauth;
         if (s->close_code)
             break;
+        /* crm.v1.json (and no subprotocol) speaks text frames only (spec) */
+        if (!s->msgpack && lws_frame_is_binary(wsi)) {
+            free(s->rx);
+            s->rx = NULL;
+            s->rxlen = 0;
+            crm_sess_close(s, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                           "binary frame on a JSON connection (use crm.v1.msgpack)", 0);
+            crm_sess_pause_rx(s, CRM_RX_CLOSING, 1);
+            break;
+        }
         /* Past the limit: close at once.  Waiting for the final fragment
          * let a client stream continuation frames (or one frame declaring
          * 2^62 bytes) for ever, the server reading and dropping them. */

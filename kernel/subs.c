@@ -403,6 +403,15 @@ void crm_subs_subscribe(crm_sess *s, const crm_value *req, int opi)
         crm_reply_err(s, req, opi, CRM_BAD_REQUEST, "snapshot must be true or false", NULL);
         return;
     }
+    /* a snapshot is the state now; since replays changes after an older
+     * seq: together the replay would land on top of newer records (spec) */
+    if (has_since && snapshot && snapshot->type == CRM_T_BOOL && snapshot->u.b &&
+        !crm_map_get(req, "aggregate")) {
+        crm_reply_err(s, req, opi, CRM_BAD_REQUEST,
+                      "since and snapshot do not combine: start from a snapshot, or resume from a seq",
+                      NULL);
+        return;
+    }
     hidden = crm_role_hidden(s->net->schema, s->role, coll);
     if (crm_hidden_keys(hidden, where, "where", &err) != CRM_OK) {
         crm_reply_crm_err(s, req, opi, &err);

@@ -292,6 +292,12 @@ static void subscriptions_snapshot_live_leave_since(void **state)
              "\"record\": {\"subject\": \"broken\", \"priority\": \"high\", \"contact\": \"c_t\"}}");
     ok_result(r);
     crm_value_free(r);
+    /* since and snapshot do not combine (spec): refused, nothing subscribed */
+    r = call(f, &f->c, NULL, "\"op\": \"subscribe\", \"collection\": \"tickets\", "
+             "\"since\": 0, \"snapshot\": true}");
+    assert_string_equal(crm_map_str(crm_map_get(r, "error"), "code", ""), "BAD_REQUEST");
+    assert_non_null(strstr(crm_map_str(crm_map_get(r, "error"), "message", ""), "do not combine"));
+    crm_value_free(r);
     r = call(f, &f->c, NULL, "\"op\": \"subscribe\", \"collection\": \"tickets\", "
              "\"where\": {\"priority\": \"high\"}, \"snapshot\": true}");
     const crm_value *res = ok_result(r);
