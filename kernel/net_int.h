@@ -46,6 +46,7 @@ typedef struct crm_sess {
     struct lws *wsi;
     crm_net *net;
     int is_ws, msgpack, authed;
+    int auth_failures;          /* refused auths on this connection (op_auth closes at 5) */
     char role[72];
     char user[32];
     uint8_t token_hash[CRM_TOKEN_HASH_LEN];

@@ -499,6 +499,8 @@ static void op_schema(crm_sess *s, const crm_value *req, int opi)
 
 /* ---- auth ---- */
 
+#define AUTH_MAX_FAILURES 5
+
 static void op_auth(crm_sess *s, const crm_value *req, int opi)
 {
     const char *token;
@@ -519,6 +521,10 @@ static void op_auth(crm_sess *s, const crm_value *req, int opi)
         crm_txn_end(t);
         s->authed = 0;
         crm_reply_crm_err(s, req, opi, &err);
+        /* guessing tokens: a few tries per connection, then it is closed
+         * (after the refusal is sent); a new connection costs a handshake */
+        if (++s->auth_failures >= AUTH_MAX_FAILURES)
+            crm_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many failed authentications", 1);
         return;
     }
     crm_txn_end(t);

@@ -336,6 +336,34 @@ static void nul_in_names(void **state)
     check_alive();
 }
 
+/* Guessing tokens: five refused auths on one connection, each answered,
+ * then the connection is closed with 1008 (1,000 tries took 90 ms before). */
+static void failed_auths_close_the_connection(void **state)
+{
+    ws_client c;
+    int code = 0;
+    (void)state;
+    open_conn(&c, "crm.v1.json", 0);
+    for (int i = 0; i < 5; i++) {
+        crm_value *r;
+        const char *got;
+        char buf[128];
+        snprintf(buf, sizeof buf, "{\"ref\": %d, \"op\": \"auth\", \"token\": \"crm_guess%d\"}", i + 1, i);
+        assert_int_equal(ws_send_json(&c, buf), 0);
+        got = answer(&c, &code, &r);
+        assert_non_null(got);
+        assert_string_equal(got, "UNAUTHENTICATED");
+        crm_value_free(r);
+    }
+    assert_null(answer(&c, &code, NULL)); /* then the close */
+    assert_int_equal(code, 1008);
+    ws_close(&c);
+    /* a new connection with the right token still works */
+    open_conn(&c, "crm.v1.json", 1);
+    ws_close(&c);
+    check_alive();
+}
+
 /* ---- malformed msgpack ---- */
 
 static void msgpack_malformed(void **state)
@@ -1520,6 +1548,7 @@ int main(void)
         cmocka_unit_test(json_non_finite_numbers),
         cmocka_unit_test(json_not_an_object),
         cmocka_unit_test(nul_in_names),
+        cmocka_unit_test(failed_auths_close_the_connection),
         cmocka_unit_test(msgpack_malformed),
         cmocka_unit_test(huge_declared_length),
         cmocka_unit_test(message_size_limit),
