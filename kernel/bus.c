@@ -363,6 +363,8 @@ static int before_dispatch(void *ud, crm_txn *t, crm_change *ch, crm_err *err)
         ev.seq = 0;
         ev.phase = CRM_BEFORE;
         crm_ctx_init(&c, b, h->owner, t, NULL, NULL);
+        if (!c.origin) /* a client's write: the hook may ask who (caller_role) */
+            crm_txn_actor(t, &c.user, &c.role);
         rc = h->fn(&c, &ev, h->ud);
         if (rc != CRM_OK)
             ctx_fail(&c, rc, err);

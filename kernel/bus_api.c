@@ -6,6 +6,7 @@
  * Every pointer a plugin hands in is checked before use (NULL, types):
  * plugin code is trusted not to be malicious, but not to be right.
  */
+#include "auth.h"
 #include "bus_int.h"
 
 #include <math.h>
@@ -250,6 +251,18 @@ static int api_method(crm_plugin *p, const char *method, crm_method_fn fn, void 
 static const char *api_caller_user(crm_ctx *c) { return c ? c->user : NULL; }
 static const char *api_caller_role(crm_ctx *c) { return c ? c->role : NULL; }
 
+static int api_field_hidden(crm_ctx *c, const char *role, const char *coll, const char *field)
+{
+    const crm_value *h;
+    if (!c || !role || !coll || !field)
+        return 0;
+    h = crm_role_hidden(crm_store_schema(c->b->s), role, coll);
+    for (size_t i = 0; h && h->type == CRM_T_ARR && i < h->u.arr.n; i++)
+        if (h->u.arr.items[i]->type == CRM_T_STR && strcmp(h->u.arr.items[i]->u.str.s, field) == 0)
+            return 1;
+    return 0;
+}
+
 /* ---- logging, configuration ---- */
 
 static void api_log(crm_plugin *p, int level, const char *fmt, ...)
@@ -396,6 +409,7 @@ void crm_bus_api_init(crm_bus *b)
     a->now = api_now_real;
     a->caller_user = api_caller_user;
     a->caller_role = api_caller_role;
+    a->field_hidden = api_field_hidden;
     a->log = api_log;
     a->config = api_config;
     a->plugin_name = api_plugin_name;

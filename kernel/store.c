@@ -539,6 +539,12 @@ void crm_txn_take_counters(crm_txn *p, const crm_txn *child)
     memcpy(p->audit_hash, child->audit_hash, sizeof p->audit_hash);
 }
 
+void crm_txn_actor(const crm_txn *t, const char **user, const char **role)
+{
+    *user = t->user;
+    *role = t->role;
+}
+
 void crm_txn_set_actor(crm_txn *t, const char *user, const char *role)
 {
     t->user = user;

@@ -190,6 +190,9 @@ void crm_store_set_before(crm_store *s, crm_before_fn fn, void *ud);
  * change triggered them; kernel ops run as function units use it so their
  * writes are not marked as a method's.  Borrowed: must outlive t's writes. */
 void crm_txn_set_actor(crm_txn *t, const char *user, const char *role);
+/* Who t writes for (as crm_txn_set_actor or the unit set it); NULL: the
+ * system.  Borrowed. */
+void crm_txn_actor(const crm_txn *t, const char **user, const char **role);
 
 /* Runs fn(ud, child, err) in a nested transaction of write transaction t:
  * kept when fn returns CRM_OK, undone otherwise (and then t is as it was).

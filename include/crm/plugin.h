@@ -236,7 +236,9 @@ typedef struct crm_api {
     int (*cancel)(crm_ctx *ctx, const char *timer, const char *key); /* NOT_FOUND if none */
     int64_t (*now)(crm_ctx *ctx);                /* server clock, ms since the epoch */
 
-    /* -- the caller: methods get the caller's identity; hooks and timers get NULL -- */
+    /* -- the caller: methods get the caller's identity; so do before-hooks
+     * running for a client's write (crmd 0.3; NULL when a plugin's or a
+     * script's write triggered them); after-hooks and timers get NULL -- */
     const char *(*caller_user)(crm_ctx *ctx);    /* token id; borrowed */
     const char *(*caller_role)(crm_ctx *ctx);    /* role name; borrowed */
 
@@ -279,6 +281,14 @@ typedef struct crm_api {
                          crm_where **out, crm_err *err);
     int (*where_match)(const crm_where *w, const crm_value *rec); /* 1 match, 0 not (or not a map) */
     void (*where_free)(crm_where *w);                             /* NULL is fine */
+
+    /* -- roles (crmd 0.3) --
+     * 1 when schemas/roles.json hides field of coll from role (reads,
+     * filters and subscriptions of that role never see it), else 0 (also
+     * for admin, an unknown role, or role NULL).  A plugin that evaluates
+     * filters on a client's behalf (segment rules) refuses hidden fields
+     * with it, as the query op does.  Any callback; needs no ctx state. */
+    int (*field_hidden)(crm_ctx *ctx, const char *role, const char *coll, const char *field);
     /* new members go here, at the end */
 } crm_api;
 

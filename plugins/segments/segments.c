@@ -241,9 +241,15 @@ static const char *type_name(const crm_value *v)
     }
 }
 
+/* While a client's write of a segment is checked: its ctx and role, so a
+ * rule cannot name a contact field roles.json hides from that role (the
+ * members it selects would reveal the field, one prefix at a time). */
+static crm_ctx *rule_ctx;
+static const char *rule_role;
+
 /* The type descriptor of a field path: the configured type of its first
  * part; a path with dots needs a "map" field.  NULL and a message if the
- * field is unknown. */
+ * field is unknown, or hidden from the writing client's role. */
 static const crm_value *field_type(const char *path, vstate *vs, const char *where, int *below_map)
 {
     char base[80];
@@ -261,6 +267,12 @@ static const crm_value *field_type(const char *path, vstate *vs, const char *whe
     if (!t) {
         vfail(vs, where, "unknown field \"%s\" (segments.json \"fields\" lists the fields a rule may use)",
               base);
+        return NULL;
+    }
+    if (rule_role && CRM_API_HAS(api, field_hidden) &&
+        api->field_hidden(rule_ctx, rule_role, "contacts", base)) {
+        vfail(vs, where, "field \"%s\" is hidden from role %s (roles.json): a rule may not use it",
+              base, rule_role);
         return NULL;
     }
     if (dot) {
@@ -1215,7 +1227,13 @@ static int before_segment(crm_ctx *ctx, crm_event *ev, void *ud)
         if (target && strcmp(target, "contacts") != 0)
             return api->error(ctx, CRM_REJECTED,
                               "target: segmentation evaluates contacts only, not %s", target);
-        if (check_rules(api->map_get(rec, "rules"), &vs))
+        int bad;
+        rule_ctx = ctx;
+        rule_role = api->caller_role(ctx); /* NULL: a plugin's or script's write */
+        bad = check_rules(api->map_get(rec, "rules"), &vs);
+        rule_ctx = NULL;
+        rule_role = NULL;
+        if (bad)
             return api->error(ctx, CRM_REJECTED, "%s", vs.msg);
     }
     if (create) {

@@ -564,6 +564,42 @@ static void bad_rules_are_rejected(void **state)
     crm_value_free(r);
 }
 
+/* A rule may not name a field hidden from the writing client's role: the
+ * bundled marketing role may write segments and read their members but not
+ * see contacts' email, and a rule on an email prefix recovered a hidden
+ * email one character at a time. */
+static void rules_cannot_use_hidden_fields(void **state)
+{
+    fixture *f = *state;
+    ws_client m;
+    char *tok;
+    crm_value *r;
+    assert_non_null(tok = crmd_token(&f->p, "marketing"));
+    assert_int_equal(ws_connect(&m, f->p.port, "crm.v1.json", NULL, NULL), 0);
+    assert_int_equal(ws_auth(&m, tok, 5000), 0);
+    r = req(&m, "{\"op\": \"create\", \"collection\": \"segments\", \"record\": {\"name\": \"probe\", "
+                "\"rules\": {\"all\": [{\"field\": \"email\", \"prefix\": \"a\"}]}}}");
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "field \"email\" is hidden from role marketing"));
+    crm_value_free(r);
+    r = req(&m, "{\"op\": \"create\", \"collection\": \"segments\", \"record\": {\"name\": \"probe2\", "
+                "\"rules\": {\"any\": [{\"field\": \"city\", \"eq\": \"Oslo\"}, "
+                "{\"field\": \"phone\", \"exists\": true}]}}}");
+    assert_string_equal(ws_code(r), "REJECTED");
+    assert_non_null(strstr(ws_message(r), "field \"phone\" is hidden from role marketing"));
+    crm_value_free(r);
+    /* a rule on fields it sees goes through; so does the admin's email rule */
+    r = req_ok(&m, "visible", "{\"op\": \"create\", \"collection\": \"segments\", \"record\": "
+                              "{\"name\": \"oslo\", \"rules\": {\"all\": [{\"field\": \"city\", \"eq\": \"Oslo\"}]}}}");
+    crm_value_free(r);
+    r = req_ok(&f->c, "admin email rule", "{\"op\": \"create\", \"collection\": \"segments\", \"record\": "
+                                         "{\"name\": \"by mail\", \"rules\": {\"all\": [{\"field\": \"email\", "
+                                         "\"prefix\": \"a\"}]}}}");
+    crm_value_free(r);
+    ws_close(&m);
+    free(tok);
+}
+
 static void membership_equals_brute_force(void **state)
 {
     fixture *f = *state;
@@ -792,6 +828,7 @@ int main(void)
         cmocka_unit_test(bad_rules_are_rejected),
         cmocka_unit_test(membership_equals_brute_force),
         cmocka_unit_test(backfill_survives_restart),
+        cmocka_unit_test(rules_cannot_use_hidden_fields),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
