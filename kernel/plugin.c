@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,7 +35,6 @@
 
 typedef struct loaded {
     void *dl;                    /* dlopen handle */
-    int copy_fd;                 /* the private copy dl was opened from, or -1 */
     const crm_plugin_info *info; /* static storage inside the .so */
     crm_plugin *owner;           /* the bus owner of its registrations */
     char *path;                  /* "DIR/x.so", for messages */
@@ -194,13 +192,10 @@ static void unload_one(crm_bus *b, loaded *l)
     }
     if (l->dl)
         dlclose(l->dl);
-    if (l->copy_fd >= 0)
-        close(l->copy_fd);
     free(l->path);
     free(l->name);
     free(l->stem);
     memset(l, 0, sizeof *l);
-    l->copy_fd = -1;
 }
 
 /* ---- one plugin ---- */
@@ -208,29 +203,31 @@ static void unload_one(crm_bus *b, loaded *l)
 /* A plugin file larger than this is refused (it is copied whole). */
 #define PLUGIN_MAX_BYTES (256u << 20)
 
-/* dlopens a private copy of path: an anonymous memory file (memfd) holding
- * its bytes.  dlopen maps the file it opens, so an in-place overwrite of a
- * loaded plugin (`cp new.so plugins/`, which truncates and rewrites the
- * same inode) rewrote the running code under the server, which crashed.
- * The copy cannot change: replace the file at any time, and the next start
- * loads the new one.  *fd is the copy, open while the plugin is loaded: its
- * /proc/self/fd name is what dlopen knows the library by, so no two loaded
- * plugins may share a number. */
-static void *open_private_copy(const char *path, const char *stem, int *fd, char *why, size_t cap)
+/* dlopens a private copy of path.  dlopen maps the file it opens, so an
+ * in-place overwrite of a loaded plugin (`cp new.so plugins/`, which
+ * truncates and rewrites the same inode) rewrote the running code under the
+ * server, which crashed.  The copy is a temp file ($TMPDIR, else /tmp),
+ * unlinked as soon as it is mapped: nobody can change it, the original may
+ * be replaced at any time, and the next start loads the new one.  (A memfd
+ * opened as /proc/self/fd/N was tried first; its name pointed at other
+ * files once the descriptor was reused, which the sanitizers' exit-time
+ * module scan tripped over.) */
+static void *open_private_copy(const char *path, const char *stem, char *why, size_t cap)
 {
-    char name[64], proc[64], buf[65536];
-    int in = open(path, O_RDONLY | O_CLOEXEC);
+    char tmp[4096], buf[65536];
+    const char *dir = getenv("TMPDIR");
+    int in = open(path, O_RDONLY | O_CLOEXEC), out;
     size_t total = 0;
     ssize_t n = 0;
     void *dl = NULL;
-    *fd = -1;
     if (in < 0) {
         snprintf(why, cap, "%s", strerror(errno));
         return NULL;
     }
-    snprintf(name, sizeof name, "crmd-plugin-%.40s", stem);
-    if ((*fd = memfd_create(name, MFD_CLOEXEC)) < 0) {
-        snprintf(why, cap, "memfd_create: %s", strerror(errno));
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s/crmd-plugin-%.40s-XXXXXX.so",
+                         dir && *dir ? dir : "/tmp", stem) >= sizeof tmp ||
+        (out = mkostemps(tmp, 3, O_CLOEXEC)) < 0) {
+        snprintf(why, cap, "a private copy in %s: %s", dir && *dir ? dir : "/tmp", strerror(errno));
         close(in);
         return NULL;
     }
@@ -240,7 +237,7 @@ static void *open_private_copy(const char *path, const char *stem, int *fd, char
             break;
         }
         for (ssize_t off = 0, w; off < n; off += w)
-            if ((w = write(*fd, buf + off, (size_t)(n - off))) <= 0) {
+            if ((w = write(out, buf + off, (size_t)(n - off))) <= 0) {
                 snprintf(why, cap, "copying it: %s", strerror(errno));
                 n = -2;
                 break;
@@ -251,24 +248,22 @@ static void *open_private_copy(const char *path, const char *stem, int *fd, char
     if (n == -1)
         snprintf(why, cap, "reading it: %s", strerror(errno));
     close(in);
-    if (n == 0) {
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", *fd);
-        if (!(dl = dlopen(proc, RTLD_NOW | RTLD_LOCAL))) {
-            const char *e = dlerror();
-            snprintf(why, cap, "%s", e ? e : "dlopen failed");
-        }
+    if (close(out) != 0 && n == 0) {
+        snprintf(why, cap, "copying it: %s", strerror(errno));
+        n = -2;
     }
-    if (!dl) {
-        close(*fd);
-        *fd = -1;
+    if (n == 0 && !(dl = dlopen(tmp, RTLD_NOW | RTLD_LOCAL))) {
+        const char *e = dlerror();
+        snprintf(why, cap, "%s", e ? e : "dlopen failed");
     }
+    unlink(tmp); /* mapped (or refused): the name is no longer needed */
     return dl;
 }
 
 static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err *err)
 {
     crm_bus *b = ps->b;
-    loaded l = {.copy_fd = -1};
+    loaded l = {0};
     crm_value *config = NULL;
     char *json_path = NULL, *stem = NULL, who[160], errbuf[256];
     crm_plugin_entry_fn entry;
@@ -303,7 +298,7 @@ static int load_one(crm_plugins *ps, const char *dir, const char *file, crm_err 
     guard_prev = crm_crashguard_enter(l.stem);
     /* RTLD_NOW: a missing symbol fails here.  RTLD_LOCAL: the plugin's
      * symbols stay its own (two plugins may both define `init`). */
-    if (!(l.dl = open_private_copy(l.path, l.stem, &l.copy_fd, errbuf, sizeof errbuf))) {
+    if (!(l.dl = open_private_copy(l.path, l.stem, errbuf, sizeof errbuf))) {
         rc = crm_err_set(err, CRM_BAD_REQUEST, "%s: cannot load: %s", l.path, errbuf);
         goto fail;
     }

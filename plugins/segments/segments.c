@@ -755,6 +755,15 @@ static int member_add(crm_ctx *ctx, const char *seg, const char *contact, int *a
     api->value_free(rec);
     if (rc == CRM_CONFLICT) /* already a member: nothing to do */
         return CRM_OK;
+    if (rc == CRM_VALIDATION) {
+        /* the segment was deleted further down the feed (this consumer can
+         * run ahead of the one that hears of the delete): no member to add */
+        crm_value *seg_rec = NULL;
+        int grc = api->get(ctx, "segments", seg, &seg_rec);
+        api->value_free(seg_rec);
+        if (grc == CRM_NOT_FOUND)
+            return CRM_OK;
+    }
     if (rc == CRM_OK)
         *added = 1;
     return rc;
