@@ -98,6 +98,14 @@ void crm_reply_crm_err(crm_sess *s, const crm_value *req, int opi, const crm_err
 /* ---- arguments ---- */
 
 /* The string argument key: required or optional (*out NULL when absent). */
+/* Whether m's key holds a string with a NUL inside: names are C strings
+ * here, so "ping\0junk" would be taken for ping. */
+static int nul_inside(const crm_value *m, const char *key)
+{
+    const crm_value *v = m && m->type == CRM_T_MAP ? crm_map_get(m, key) : NULL;
+    return v && v->type == CRM_T_STR && memchr(v->u.str.s, 0, v->u.str.len) != NULL;
+}
+
 int crm_arg_str(const crm_value *req, const char *key, int required, const char **out,
                    crm_err *err)
 {
@@ -281,9 +289,7 @@ static void op_write(crm_sess *s, crm_value *req, const char *op, int opi)
         if (is_tx) {
             r = crm_map_get(req, "ops")->u.arr.items[i];
             sub_op = r->type == CRM_T_MAP ? crm_map_str(r, "op", "") : "";
-            if ((r->type == CRM_T_MAP && crm_map_get(r, "op") &&
-                 crm_map_get(r, "op")->type == CRM_T_STR &&
-                 strlen(sub_op) != crm_map_get(r, "op")->u.str.len) ||
+            if (nul_inside(r, "op") ||
                 (strcmp(sub_op, "create") && strcmp(sub_op, "update") && strcmp(sub_op, "delete"))) {
                 char m[96];
                 snprintf(m, sizeof m, "op %zu: must be a create, update or delete", i);
@@ -614,12 +620,10 @@ static int is_write_op(int opi)
 static void dispatch(crm_sess *s, crm_value *req)
 {
     const char *op = crm_map_str(req, "op", NULL);
-    const crm_value *opv = crm_map_get(req, "op");
     int opi = op ? op_index(op) : OPI_OTHER;
     const crm_value *ref = crm_map_get(req, "ref");
 
-    /* "ping\0junk" would be taken for ping: names are C strings here */
-    if (opv && opv->type == CRM_T_STR && memchr(opv->u.str.s, 0, opv->u.str.len)) {
+    if (nul_inside(req, "op")) {
         crm_reply_err(s, req, OPI_OTHER, CRM_BAD_REQUEST, "op must not contain NUL bytes", NULL);
         crm_value_free(req);
         return;

@@ -127,6 +127,8 @@ static void mark_fatal(crm_txn *t)
         t->fatal = top->fatal;
 }
 
+static int has_dependents(const crm_schema *sc, const char *coll);
+
 /* ---- open / close ---- */
 
 static int meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t *out)
@@ -266,6 +268,7 @@ int crm_store_open(const char *dir, const crm_schema *schema, const crm_store_op
         crm_coll_rt *rt = &s->colls[s->ncolls++];
         char name[160];
         rt->c = c;
+        rt->dependents = has_dependents(schema, c->name);
         snprintf(name, sizeof name, "c:%s", c->name);
         if ((mrc = mdb_dbi_open(txn, name, MDB_CREATE, &rt->dbi)))
             goto mdb_fail;
@@ -824,10 +827,10 @@ static int run_before(crm_txn *t, const crm_coll_rt *rt, crm_write *w, const cha
 /* ---- refs to a deleted record (schema "on_delete") ---- */
 
 /* Whether deleting a record of coll may write other records: some ref field
- * names coll with on_delete cascade or set_null. */
-static int has_dependents(const crm_store *s, const char *coll)
+ * names coll with on_delete cascade or set_null (once per collection, at
+ * open: crm_coll_rt.dependents). */
+static int has_dependents(const crm_schema *sc, const char *coll)
 {
-    const crm_schema *sc = s->schema;
     for (size_t i = 0; i < sc->ncolls; i++)
         for (size_t j = 0; j < sc->colls[i].nfields; j++) {
             const crm_field *fd = &sc->colls[i].fields[j];
@@ -1104,7 +1107,7 @@ static int write_body(crm_txn *t, crm_write *w, int direct, uint8_t **enc_out)
             goto done;
         /* cascades write after this delete: undone with it (a real nested
          * txn; crm_txn_write gave such a delete a lazy child, never t) */
-        if ((cascades = has_dependents(t->s, rt->c->name)) && (rc = crm_txn_ensure(t, &w->err)) != CRM_OK)
+        if ((cascades = rt->dependents) && (rc = crm_txn_ensure(t, &w->err)) != CRM_OK)
             goto done;
         mutating = 1;
         if ((rc = index_update(t, rt, old, NULL, id, 0, &w->err)) != CRM_OK)
@@ -1174,7 +1177,8 @@ int crm_txn_write(crm_txn *t, crm_write *w)
         return w->rc = crm_err_set(&w->err, CRM_INTERNAL, "write in a read transaction");
     if ((rc = crm_txn_ensure(t, &w->err)) != CRM_OK)
         return w->rc = w->err.code = rc;
-    if (!t->s->before && !(w->op == CRM_OP_DELETE && w->coll && has_dependents(t->s, w->coll))) {
+    const crm_coll_rt *wrt = w->op == CRM_OP_DELETE && w->coll ? crm_store_coll(t->s, w->coll) : NULL;
+    if (!t->s->before && !(wrt && wrt->dependents)) {
         /* No hooks (and no delete that cascades): every refusal (validation, refs, unique, if_rev) is
          * found before the write touches t, so it needs no nested txn of
          * its own -- LMDB's nested txns cost about a fifth of a create.

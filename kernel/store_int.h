@@ -20,6 +20,8 @@ typedef struct crm_coll_rt {
     MDB_dbi dbi;          /* id -> msgpack record */
     MDB_dbi *idx;         /* per index slot: value key ‖ id -> id */
     const crm_field **idx_fields;
+    int dependents;       /* a ref with on_delete cascade or set_null names it:
+                           * its deletes write other records (set at open) */
 } crm_coll_rt;
 
 struct crm_store {
