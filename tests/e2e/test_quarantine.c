@@ -90,6 +90,17 @@ static long long contacts(ws_client *c)
     return n;
 }
 
+/* GET path from the running crmd: 200, its body (caller frees). */
+static char *get_200(const char *path)
+{
+    int code = 0;
+    char *body = NULL;
+    assert_int_equal(http_get(p.port, path, &code, &body), 0);
+    assert_int_equal(code, 200);
+    assert_non_null(body);
+    return body;
+}
+
 static void hook_crashes_are_survived_then_quarantined(void **state)
 {
     char *data = crm_tmpdir_make("quarantine-data"), *plugins = crm_tmpdir_make("quarantine-plugins");
@@ -109,14 +120,11 @@ static void hook_crashes_are_survived_then_quarantined(void **state)
         assert_int_equal(ws_auth(&c, tok, 5000), 0);
         free(tok);
         if (round == 1) { /* healthy: ok, nothing quarantined */
-            int code = 0;
-            char *body = NULL;
-            assert_int_equal(http_get(p.port, "/healthz", &code, &body), 0);
+            char *body = get_200("/healthz");
             assert_non_null(strstr(body, "\"ok\":true,\"status\":\"ok\""));
             assert_null(strstr(body, "quarantined"));
             free(body);
-            body = NULL;
-            assert_int_equal(http_get(p.port, "/metrics", &code, &body), 0);
+            body = get_200("/metrics");
             assert_non_null(strstr(body, "\ncrmd_plugins_quarantined 0\n"));
             free(body);
         }
@@ -147,19 +155,16 @@ static void hook_crashes_are_survived_then_quarantined(void **state)
             assert_int_equal(crash_lines(data), round);
         } else {
             /* quarantined: not loaded, so the same write goes through */
-            int code = 0;
-            char *body = NULL;
+            char *body;
             assert_non_null(r);
             assert_string_equal(ws_code(r), "OK");
             crm_value_free(r);
             /* and it shows: /healthz degraded, naming it; /metrics counts it */
-            assert_int_equal(http_get(p.port, "/healthz", &code, &body), 0);
-            assert_int_equal(code, 200);
+            body = get_200("/healthz");
             assert_non_null(strstr(body, "\"status\":\"degraded\""));
             assert_non_null(strstr(body, "\"quarantined\":[{\"plugin\":\"crasher\",\"crashes\":3}]"));
             free(body);
-            body = NULL;
-            assert_int_equal(http_get(p.port, "/metrics", &code, &body), 0);
+            body = get_200("/metrics");
             assert_non_null(strstr(body, "\ncrmd_plugins_quarantined 1\n"));
             assert_non_null(strstr(body, "\ncrmd_plugin_crashes{plugin=\"crasher\"} 3\n"));
             free(body);
